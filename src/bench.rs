@@ -1,0 +1,349 @@
+//! `mortal bench`: this machine's GEMM rate for the shapes the models use, and training /
+//! evaluation throughput, measured in one run (medians of repeats) so ratios between them
+//! are meaningful.
+//!
+//! FLOP accounting (a multiply-add counts 2): one Forward-Forward training sample is one
+//! positive, one neutral and one negative image forward through every layer plus the
+//! weight-gradient GEMM over the positive and negative images (`2·(in·out)` each), plus the
+//! softmax head's forward and gradient; i.e. `10·Σ in·out + 4·10·Σ_head widths`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::PIXELS;
+use crate::error::Result;
+use crate::learn::ff::FfLearner;
+use crate::learn::{BpConfig, BpLearner, FfConfig};
+use crate::linalg::{Mat, Op, gemm, gemm_flops};
+use crate::rng::stream;
+use crate::substrate::{Activation, DigitalNet, Topology};
+
+/// Options of the benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Repeats per measurement; the median is reported.
+    pub repeats: usize,
+    /// Small shapes only (a smoke test of the benchmark).
+    pub quick: bool,
+    /// Write the measurements as JSON here.
+    pub json: Option<PathBuf>,
+}
+
+/// One measured configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// What was measured.
+    pub name: String,
+    /// Training throughput (samples per second), if a training measurement.
+    pub samples_per_s: Option<f64>,
+    /// Evaluation throughput (images per second), if an evaluation measurement.
+    pub images_per_s: Option<f64>,
+    /// Achieved GFLOP/s counting every pass's GEMM FLOPs.
+    pub gflops: f64,
+    /// GEMM rate of the same shapes measured in this run, GFLOP/s.
+    pub gemm_gflops: f64,
+    /// gflops / gemm_gflops.
+    pub fraction_of_gemm: f64,
+    /// Median wall time per repeat, seconds.
+    pub seconds: f64,
+}
+
+/// Everything `mortal bench` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub mortal_version: String,
+    pub threads: usize,
+    pub repeats: usize,
+    pub measurements: Vec<Measurement>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Median seconds of `repeats` runs of `f` after one warm-up run.
+pub fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..repeats.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn random(rows: usize, cols: usize, seed: u64) -> Mat {
+    use rand::RngExt;
+    let mut r = stream(seed, "bench");
+    Mat::from_fn(rows, cols, |_, _| r.random_range(0.0f32..1.0))
+}
+
+/// The GEMMs of one FF training step (batch `b`) for layer widths `widths`, as
+/// (m, k, n, op_b) of `C(m×n) = A·op(B)`.
+fn ff_step_gemms(widths: &[usize], b: usize, head_from: usize) -> Vec<(usize, usize, usize, Op)> {
+    let mut v = Vec::new();
+    for w in widths.windows(2) {
+        let (i, o) = (w[0], w[1]);
+        v.push((o, i, 2 * b, Op::N)); // positive + neutral forward
+        v.push((o, i, b, Op::N)); // negative forward
+        v.push((o, 2 * b, i, Op::T)); // weight gradient d·rᵀ over 2B samples
+    }
+    for w in &widths[head_from..] {
+        v.push((10, *w, b, Op::N)); // head logits
+        v.push((10, b, *w, Op::T)); // head gradient
+    }
+    v
+}
+
+/// GFLOP/s of running exactly this list of GEMMs (their total FLOPs over total time).
+fn gemm_rate(shapes: &[(usize, usize, usize, Op)], repeats: usize) -> f64 {
+    let mats: Vec<(Mat, Mat, Mat)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(s, &(m, k, n, op))| {
+            let b = match op {
+                Op::N => random(k, n, s as u64),
+                Op::T => random(n, k, s as u64),
+            };
+            (random(m, k, 100 + s as u64), b, Mat::zeros(m, n))
+        })
+        .collect();
+    let flops: f64 = shapes.iter().map(|&(m, k, n, _)| gemm_flops(m, n, k)).sum();
+    let mut mats = mats;
+    let reps = 5;
+    let t = time_median(repeats, || {
+        for _ in 0..reps {
+            for ((a, b, c), &(_, _, _, op)) in mats.iter_mut().zip(shapes) {
+                gemm(1.0, a, Op::N, b, op, 0.0, c);
+            }
+        }
+    });
+    flops * reps as f64 / t / 1e9
+}
+
+/// FLOPs of one FF training sample.
+pub fn ff_flops_per_sample(widths: &[usize], head_from: usize) -> f64 {
+    let sum: f64 = widths.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
+    let head: f64 = widths[head_from..].iter().map(|w| (10 * w) as f64).sum();
+    10.0 * sum + 4.0 * head
+}
+
+fn ff_training(
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(hidden);
+    let topo = Topology::uniform(widths.clone(), Activation::Relu)?;
+    let cfg = FfConfig {
+        eval_from: 2.min(hidden.len()),
+        ..FfConfig::default()
+    };
+    let head_from = cfg.eval_from;
+    let mut learner = FfLearner::new(cfg, topo.clone())?;
+    let mut net = DigitalNet::new(topo, 1);
+    let images = random(PIXELS, batch, 7);
+    let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
+    let (mut neg, mut noise) = (stream(1, "neg"), stream(1, "noise"));
+    let mut failed = None;
+    let t = time_median(repeats, || {
+        for _ in 0..batches {
+            if let Err(e) =
+                learner.train_batch(&mut net, &images, &labels, 1.0, &mut neg, &mut noise)
+            {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let samples_per_s = (batches * batch) as f64 / t;
+    let gflops = samples_per_s * ff_flops_per_sample(&widths, head_from) / 1e9;
+    let gemm_gflops = gemm_rate(&ff_step_gemms(&widths, batch, head_from), repeats);
+    Ok(Measurement {
+        name: format!("ff-train {} b{batch}", label(hidden)),
+        samples_per_s: Some(samples_per_s),
+        images_per_s: None,
+        gflops,
+        gemm_gflops,
+        fraction_of_gemm: gflops / gemm_gflops,
+        seconds: t,
+    })
+}
+
+fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Measurement> {
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(hidden);
+    let topo = Topology::uniform(widths.clone(), Activation::Relu)?;
+    let cfg = FfConfig {
+        eval_from: 2.min(hidden.len()),
+        ..FfConfig::default()
+    };
+    let head_from = cfg.eval_from;
+    let mut learner = FfLearner::new(cfg, topo.clone())?;
+    let mut net = DigitalNet::new(topo, 1);
+    let batch = crate::learn::ff::eval::EVAL_BATCH;
+    let images = random(PIXELS, batch, 8);
+    let mut noise = stream(2, "noise");
+    let mut scores = Default::default();
+    let rounds = images_n.div_ceil(batch);
+    let t = time_median(repeats, || {
+        for _ in 0..rounds {
+            learner.scores(&mut net, &images, true, &mut noise, &mut scores);
+        }
+    });
+    let images_per_s = (rounds * batch) as f64 / t;
+    let sum: f64 = widths.windows(2).map(|w| (w[0] * w[1]) as f64).sum();
+    let head: f64 = widths[head_from..].iter().map(|w| (10 * w) as f64).sum();
+    let flops_per_image = 11.0 * 2.0 * sum + 2.0 * head;
+    let shapes: Vec<_> = widths
+        .windows(2)
+        .map(|w| (w[1], w[0], 11 * batch, Op::N))
+        .collect();
+    let gemm_gflops = gemm_rate(&shapes, repeats);
+    let gflops = images_per_s * flops_per_image / 1e9;
+    Ok(Measurement {
+        name: format!("ff-eval-goodness {}", label(hidden)),
+        samples_per_s: None,
+        images_per_s: Some(images_per_s),
+        gflops,
+        gemm_gflops,
+        fraction_of_gemm: gflops / gemm_gflops,
+        seconds: t,
+    })
+}
+
+fn bp_training(
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let mut learner = BpLearner::new(BpConfig::default(), hidden, 1)?;
+    let images = random(PIXELS, batch, 9);
+    let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
+    let mut failed = None;
+    let t = time_median(repeats, || {
+        for _ in 0..batches {
+            if let Err(e) = learner.train_batch(&images, &labels, 1.0) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let widths = learner.mlp.topology().widths().to_vec();
+    // Forward, weight gradient and (above the first layer) input gradient.
+    let mut shapes = Vec::new();
+    let mut flops_per_sample = 0.0;
+    for (l, w) in widths.windows(2).enumerate() {
+        let (i, o) = (w[0], w[1]);
+        shapes.push((o, i, batch, Op::N));
+        shapes.push((o, batch, i, Op::T));
+        flops_per_sample += 4.0 * (i * o) as f64;
+        if l > 0 {
+            shapes.push((i, o, batch, Op::N));
+            flops_per_sample += 2.0 * (i * o) as f64;
+        }
+    }
+    let samples_per_s = (batches * batch) as f64 / t;
+    let gflops = samples_per_s * flops_per_sample / 1e9;
+    let gemm_gflops = gemm_rate(&shapes, repeats);
+    Ok(Measurement {
+        name: format!("bp-train {} b{batch}", label(hidden)),
+        samples_per_s: Some(samples_per_s),
+        images_per_s: None,
+        gflops,
+        gemm_gflops,
+        fraction_of_gemm: gflops / gemm_gflops,
+        seconds: t,
+    })
+}
+
+fn label(hidden: &[usize]) -> String {
+    let same = hidden.iter().all(|w| *w == hidden[0]);
+    if same {
+        format!("{}x{}", hidden.len(), hidden[0])
+    } else {
+        hidden
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+}
+
+/// Runs the benchmark, prints a table and optionally writes JSON.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    let r = opts.repeats;
+    let (small, big, batches) = if opts.quick {
+        (vec![100, 100], vec![200, 200, 200], 2)
+    } else {
+        (vec![1000, 1000, 1000], vec![2000, 2000, 2000, 2000], 10)
+    };
+    let mut ms = vec![
+        ff_training(&small, 100, batches * 2, r)?,
+        ff_training(&big, 100, batches, r)?,
+        ff_evaluation(&small, if opts.quick { 200 } else { 1000 }, r)?,
+        bp_training(&big, 100, batches, r)?,
+    ];
+    if !opts.quick {
+        ms.push(ff_evaluation(&big, 500, r)?);
+    }
+    let report = BenchReport {
+        mortal_version: env!("CARGO_PKG_VERSION").to_string(),
+        threads: rayon::current_num_threads(),
+        repeats: r,
+        measurements: ms,
+    };
+    println!(
+        "{:<28} {:>12} {:>12} {:>10} {:>10} {:>9}",
+        "measurement", "samples/s", "images/s", "GFLOP/s", "GEMM", "fraction"
+    );
+    for m in &report.measurements {
+        let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
+        println!(
+            "{:<28} {:>12} {:>12} {:>10.1} {:>10.1} {:>8.0}%",
+            m.name,
+            f(m.samples_per_s),
+            f(m.images_per_s),
+            m.gflops,
+            m.gemm_gflops,
+            100.0 * m.fraction_of_gemm
+        );
+    }
+    if let Some(path) = &opts.json {
+        crate::fsutil::write_json(path, &report)?;
+        println!("written to {}", path.display());
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flop_count_of_ff_sample() {
+        // 784→10→10: Σ in·out = 7940, head over the second layer: 10·10.
+        let f = ff_flops_per_sample(&[784, 10, 10], 2);
+        assert_eq!(f, 10.0 * 7940.0 + 4.0 * 100.0);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

@@ -1,0 +1,480 @@
+//! Command-line interface: argument definitions and the mapping from arguments to the
+//! library's configurations. `main.rs` only parses and maps errors to exit codes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::data::{self, DataSource, DatasetKind};
+use crate::error::Error;
+use crate::learn::ff::{NegativeLabels, Sign};
+use crate::learn::optim::OptimizerConfig;
+use crate::progress::Reporter;
+use crate::train::{self, Algo, RunOptions, TrainConfig};
+
+/// Simulator of mortal computation: Forward-Forward learning on varied analog chips.
+#[derive(Debug, Parser)]
+#[command(name = "mortal", version, about, allow_negative_numbers = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Directory holding mnist/ and fashion-mnist/ (default: $MORTAL_DATA, else ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bars or per-epoch lines.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a network and write results.json, epochs.csv and a checkpoint.
+    Train(TrainArgs),
+    /// Evaluate a trained checkpoint on the validation and test sets.
+    Eval(EvalArgs),
+    /// Small FF and BP runs on the built-in synthetic set (about a minute), with a plot.
+    Quickstart(QuickstartArgs),
+    /// Measure GEMM rate and training/evaluation throughput on this machine.
+    Bench(BenchArgs),
+    /// Download or check the MNIST / Fashion-MNIST files.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+/// Dataset names on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DatasetArg {
+    Synthetic,
+    Mnist,
+    FashionMnist,
+}
+
+impl From<DatasetArg> for DatasetKind {
+    fn from(d: DatasetArg) -> Self {
+        match d {
+            DatasetArg::Synthetic => DatasetKind::Synthetic,
+            DatasetArg::Mnist => DatasetKind::Mnist,
+            DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+        }
+    }
+}
+
+/// Algorithm names on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AlgoArg {
+    Ff,
+    Bp,
+}
+
+impl From<AlgoArg> for Algo {
+    fn from(a: AlgoArg) -> Self {
+        match a {
+            AlgoArg::Ff => Algo::Ff,
+            AlgoArg::Bp => Algo::Bp,
+        }
+    }
+}
+
+/// Optimiser names.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+/// `mortal train` arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Learning algorithm.
+    #[arg(long, value_enum, default_value = "ff")]
+    pub algo: AlgoArg,
+    /// Dataset.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    pub dataset: DatasetArg,
+    /// Hidden layer widths, comma-separated (e.g. 2000,2000,2000,2000).
+    #[arg(long, value_name = "W,W,...", default_value = "500,500")]
+    pub layers: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Master seed (initialisation, data order, negatives and noise derive from it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Optimiser (default: SGD with momentum, the reference recipe).
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// Learning rate (default FF 1e-3, BP 0.05 for SGD; 1e-3 for Adam).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD momentum (default 0.9).
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Weight cost (default FF 1e-3, BP 1e-4).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// FF: how negative labels are chosen.
+    #[arg(long, value_enum)]
+    pub negatives: Option<NegativesArg>,
+    /// FF: goodness threshold θ (default: number of units of the layer).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// FF: temperature T of p = σ((G − θ)/T).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// FF: whether positives aim for high (max-ssq) or low (min-ssq) goodness.
+    #[arg(long, value_enum)]
+    pub sign: Option<SignArg>,
+    /// FF: peer normalisation strength (0 = off; default 0.03).
+    #[arg(long)]
+    pub peer_norm: Option<f32>,
+    /// FF: first hidden layer (1-based) used in evaluation (default 2; 1 for one layer).
+    #[arg(long)]
+    pub eval_from: Option<usize>,
+    /// Expensive validation (FF goodness per label) every N epochs; 0 = only at the end.
+    #[arg(long, default_value_t = 5)]
+    pub eval_every: usize,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N validation and test images.
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// Output directory (default runs/<algo>-<dataset>-<layers>-s<seed>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Do not save a checkpoint.
+    #[arg(long)]
+    pub no_checkpoint: bool,
+}
+
+/// Negative-label strategies.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NegativesArg {
+    Hard,
+    Random,
+}
+
+/// Goodness orientation.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SignArg {
+    MaxSsq,
+    MinSsq,
+}
+
+/// `mortal eval` arguments.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Checkpoint directory (the --out of a `mortal train` run).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// Where to write results.json (default: <checkpoint>/eval).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Use only the first N validation and test images.
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+}
+
+/// `mortal quickstart` arguments.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Output directory for the runs (the plot goes to plots/quickstart.png).
+    #[arg(long, value_name = "DIR", default_value = "runs/quickstart")]
+    pub out: PathBuf,
+    /// Directory for the plot.
+    #[arg(long, value_name = "DIR", default_value = "plots")]
+    pub plots: PathBuf,
+}
+
+/// `mortal bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Also write the measurements as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Repeats per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Fewer and smaller measurements (a smoke test of the benchmark itself).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// `mortal data` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Download the four official files of a dataset and verify their MD5s.
+    Fetch {
+        /// Dataset to download.
+        #[arg(value_enum)]
+        dataset: FetchDatasetArg,
+        /// Base URL of a mirror (the file names are appended).
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+    /// Check which dataset files are present and intact.
+    Check,
+}
+
+/// Datasets that can be downloaded.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FetchDatasetArg {
+    Mnist,
+    FashionMnist,
+}
+
+/// Parses a comma-separated list of layer widths.
+pub fn parse_layers(s: &str) -> Result<Vec<usize>, Error> {
+    let parts: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err(Error::param(
+            "layers",
+            format!("{s:?}"),
+            "need at least one hidden layer, e.g. 500,500",
+        ));
+    }
+    parts
+        .iter()
+        .map(|p| {
+            p.parse::<usize>().map_err(|_| {
+                Error::param("layers", p, "each width must be a whole number of units")
+            })
+        })
+        .collect()
+}
+
+impl TrainArgs {
+    /// The training configuration these arguments describe (not yet validated).
+    pub fn to_config(&self) -> Result<TrainConfig, Error> {
+        let mut cfg = TrainConfig {
+            algo: self.algo.into(),
+            dataset: self.dataset.into(),
+            layers: parse_layers(&self.layers)?,
+            epochs: self.epochs,
+            batch: self.batch,
+            seed: self.seed,
+            eval_every: self.eval_every,
+            train_limit: self.train_limit,
+            eval_limit: self.eval_limit,
+            ..TrainConfig::default()
+        };
+        if cfg.layers.len() == 1 {
+            cfg.ff.eval_from = 1;
+        }
+        let ff = &mut cfg.ff;
+        if let Some(v) = self.negatives {
+            ff.negatives = match v {
+                NegativesArg::Hard => NegativeLabels::Hard,
+                NegativesArg::Random => NegativeLabels::Random,
+            };
+        }
+        ff.threshold = self.threshold.or(ff.threshold);
+        if let Some(t) = self.temperature {
+            ff.temperature = t;
+        }
+        if let Some(s) = self.sign {
+            ff.sign = match s {
+                SignArg::MaxSsq => Sign::MaxSsq,
+                SignArg::MinSsq => Sign::MinSsq,
+            };
+        }
+        if let Some(p) = self.peer_norm {
+            ff.peer_norm = p;
+        }
+        if let Some(e) = self.eval_from {
+            ff.eval_from = e;
+        }
+        let opt = match cfg.algo {
+            Algo::Ff => &mut cfg.ff.optimizer,
+            Algo::Bp => &mut cfg.bp.optimizer,
+        };
+        self.apply_optimizer(opt);
+        Ok(cfg)
+    }
+
+    fn apply_optimizer(&self, opt: &mut OptimizerConfig) {
+        if let Some(kind) = self.optimizer {
+            *opt = match (kind, &*opt) {
+                (OptimizerArg::Sgd, OptimizerConfig::Sgd { .. })
+                | (OptimizerArg::Adam, OptimizerConfig::Adam { .. }) => opt.clone(),
+                (OptimizerArg::Sgd, OptimizerConfig::Adam { weight_decay, .. }) => {
+                    OptimizerConfig::Sgd {
+                        lr: 0.01,
+                        momentum: 0.9,
+                        weight_decay: *weight_decay,
+                    }
+                }
+                (OptimizerArg::Adam, OptimizerConfig::Sgd { weight_decay, .. }) => {
+                    OptimizerConfig::adam(1e-3, *weight_decay)
+                }
+            };
+        }
+        match opt {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => {
+                *lr = self.lr.unwrap_or(*lr);
+                *momentum = self.momentum.unwrap_or(*momentum);
+                *weight_decay = self.weight_decay.unwrap_or(*weight_decay);
+            }
+            OptimizerConfig::Adam {
+                lr, weight_decay, ..
+            } => {
+                *lr = self.lr.unwrap_or(*lr);
+                *weight_decay = self.weight_decay.unwrap_or(*weight_decay);
+            }
+        }
+    }
+}
+
+/// Loads the dataset a configuration asks for.
+pub fn load_data(cfg: &TrainConfig, data_dir: Option<&Path>) -> Result<data::Splits, Error> {
+    data::load(
+        cfg.dataset,
+        &DataSource {
+            dir: data_dir.map(Path::to_path_buf),
+            synthetic: cfg.synthetic.clone(),
+            train_limit: cfg.train_limit,
+            eval_limit: cfg.eval_limit,
+        },
+    )
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let reporter = Reporter::auto(cli.quiet);
+    let data_dir = cli.data_dir.as_deref();
+    match cli.command {
+        Command::Train(args) => {
+            let cfg = args.to_config()?;
+            cfg.validate()?;
+            let data = load_data(&cfg, data_dir)?;
+            let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
+            let opts = RunOptions {
+                out: Some(out.clone()),
+                reporter,
+                checkpoint: !args.no_checkpoint,
+            };
+            let r = train::run(&cfg, &data, &opts)?;
+            print_result_line(&r);
+            println!("results written to {}", out.display());
+            Ok(())
+        }
+        Command::Eval(args) => eval_command(&args, data_dir),
+        Command::Quickstart(args) => {
+            crate::quickstart::run(&args.out, &args.plots, &reporter)?;
+            Ok(())
+        }
+        Command::Bench(args) => {
+            crate::bench::run(&crate::bench::BenchOptions {
+                repeats: args.repeats.max(1),
+                quick: args.quick,
+                json: args.json.clone(),
+            })?;
+            Ok(())
+        }
+        Command::Data(cmd) => data_command(cmd, data_dir),
+    }
+}
+
+/// Prints the headline numbers of a run.
+pub fn print_result_line(r: &train::RunResults) {
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |e| format!("{:.2}%", 100.0 * e));
+    println!(
+        "{} on {} ({}): test error {:.2}% [{}] (goodness {}, softmax {}), {:.1}s training",
+        r.algo,
+        r.dataset,
+        r.substrate,
+        100.0 * r.test_error,
+        r.eval_method,
+        pct(r.test_error_goodness),
+        pct(r.test_error_softmax),
+        r.train_seconds
+    );
+}
+
+fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
+    let restored = train::load_checkpoint(&args.checkpoint)
+        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    let mut cfg = restored.config.clone();
+    cfg.eval_limit = args.eval_limit.or(cfg.eval_limit);
+    let data = load_data(&cfg, data_dir)?;
+    let mut trainer = restored.trainer;
+    if let Some(note) = &restored.note {
+        eprintln!("note: {note}");
+    }
+    let (valid, test) = train::evaluate(trainer.as_mut(), &data, cfg.seed)?;
+    let (method, valid_error) = valid.best();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.checkpoint.join("eval"));
+    let record = serde_json::json!({
+        "mortal_version": env!("CARGO_PKG_VERSION"),
+        "checkpoint": args.checkpoint,
+        "algo": cfg.algo.name(),
+        "dataset": cfg.dataset.name(),
+        "layers": cfg.layers,
+        "seed": cfg.seed,
+        "substrate": trainer.substrate(),
+        "note": restored.note,
+        "test_error": test.by_name(method),
+        "eval_method": method,
+        "test_error_goodness": test.goodness,
+        "test_error_softmax": test.softmax,
+        "valid_error": valid_error,
+        "test_samples": data.test.len(),
+    });
+    crate::fsutil::write_json(&out.join("results.json"), &record)?;
+    println!(
+        "{} on {}: test error {:.2}% [{}]; results written to {}",
+        cfg.algo,
+        trainer.substrate(),
+        100.0 * test.by_name(method).unwrap_or(f64::NAN),
+        method,
+        out.display()
+    );
+    Ok(())
+}
+
+fn data_command(cmd: DataCommand, data_dir: Option<&Path>) -> Result<()> {
+    let dir = data::resolve_data_dir(data_dir);
+    match cmd {
+        DataCommand::Fetch { dataset, mirror } => {
+            let kind = match dataset {
+                FetchDatasetArg::Mnist => DatasetKind::Mnist,
+                FetchDatasetArg::FashionMnist => DatasetKind::FashionMnist,
+            };
+            let files = data::files::fetch(kind, &dir, mirror.as_deref())?;
+            for f in files {
+                println!("ok  {}", f.display());
+            }
+            Ok(())
+        }
+        DataCommand::Check => {
+            let statuses = data::files::check(&dir);
+            for s in &statuses {
+                println!("{s}");
+            }
+            if statuses.iter().any(|s| !s.is_ok()) {
+                return Err(Error::data(
+                    &dir,
+                    "some dataset files are missing or corrupt (see above)",
+                )
+                .into());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! File writing that never leaves a half-written result behind.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Creates `dir` and its parents.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create directory {}", dir.display()), e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed
+/// and synced, then renamed over `path`. A crash leaves either the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_dir(dir)?;
+    let ctx = || format!("cannot write {}", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(ctx(), e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(ctx(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(ctx(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(ctx(), e.error))?;
+    Ok(())
+}
+
+/// Serialises `value` as pretty JSON and writes it atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(value).map_err(|e| {
+        Error::io(
+            format!("cannot serialise {}", path.display()),
+            std::io::Error::other(e),
+        )
+    })?;
+    s.push('\n');
+    write_atomic(path, s.as_bytes())
+}
+
+/// Reads and parses a JSON file, naming the file in errors.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::artifact(path, format!("not a valid file of this kind: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/x.json");
+        write_json(&p, &serde_json::json!({"a": 1})).unwrap();
+        write_json(&p, &serde_json::json!({"a": 2})).unwrap();
+        let v: serde_json::Value = read_json(&p).unwrap();
+        assert_eq!(v["a"], 2);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let e = read_json::<serde_json::Value>(&dir.path().join("missing.json")).unwrap_err();
+        assert!(e.to_string().contains("missing.json"));
+    }
+}

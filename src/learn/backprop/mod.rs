@@ -1,0 +1,187 @@
+//! Digital backprop: the baseline that later paths deploy onto chips.
+
+pub mod model;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Dataset, PIXELS};
+use crate::error::{Error, Result};
+use crate::learn::optim::{OptState, OptimizerConfig, Schedule};
+use crate::linalg::Mat;
+use crate::substrate::{Activation, Topology};
+pub use model::{LayerGrad, Mlp, Trace, softmax_cross_entropy};
+
+/// Backprop settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BpConfig {
+    /// Activation of the hidden layers (default ReLU); the output layer is linear.
+    pub hidden: Activation,
+    /// Optimiser (default SGD lr 0.05, momentum 0.9, weight cost 1e-4).
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule (default: constant for half the epochs, then linear decay).
+    pub schedule: Schedule,
+}
+
+impl Default for BpConfig {
+    fn default() -> Self {
+        Self {
+            hidden: Activation::Relu,
+            optimizer: OptimizerConfig::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+            },
+            schedule: Schedule::HalfThenLinear,
+        }
+    }
+}
+
+impl BpConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden == Activation::Linear {
+            return Err(Error::param(
+                "bp.hidden",
+                "linear",
+                "hidden layers need a nonlinearity (relu or sigmoid)",
+            ));
+        }
+        self.optimizer.validate("bp.optimizer")
+    }
+}
+
+/// Statistics of one training batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BpBatchStats {
+    /// Sum of cross-entropy losses, nats.
+    pub loss_sum: f64,
+    /// Misclassified training samples.
+    pub errors: usize,
+    /// Samples.
+    pub samples: usize,
+}
+
+impl BpBatchStats {
+    /// Adds another batch.
+    pub fn accumulate(&mut self, o: &BpBatchStats) {
+        self.loss_sum += o.loss_sum;
+        self.errors += o.errors;
+        self.samples += o.samples;
+    }
+}
+
+/// The digital backprop learner: model, optimiser state and work buffers.
+#[derive(Clone, Debug)]
+pub struct BpLearner {
+    cfg: BpConfig,
+    /// The model being trained.
+    pub mlp: Mlp,
+    opt_w: Vec<OptState>,
+    opt_b: Vec<OptState>,
+    trace: Trace,
+    grads: Vec<LayerGrad>,
+    delta: Vec<Mat>,
+    dlogits: Mat,
+    scratch: Vec<f32>,
+}
+
+impl BpLearner {
+    /// A learner for hidden widths `hidden` (inputs 784 and 10 outputs are added).
+    pub fn new(cfg: BpConfig, hidden_widths: &[usize], seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let mut widths = vec![PIXELS];
+        widths.extend_from_slice(hidden_widths);
+        widths.push(crate::data::CLASSES);
+        let topology = Topology::classifier(widths, cfg.hidden)?;
+        Ok(Self::from_model(cfg, Mlp::new(topology, seed)))
+    }
+
+    /// A learner that continues training `mlp`.
+    pub fn from_model(cfg: BpConfig, mlp: Mlp) -> Self {
+        let topo = mlp.topology().clone();
+        let opt_w = (0..topo.layers())
+            .map(|l| {
+                let (i, o) = topo.dims(l);
+                OptState::new(&cfg.optimizer, o, i)
+            })
+            .collect();
+        let opt_b = (0..topo.layers())
+            .map(|l| OptState::new(&cfg.optimizer, topo.dims(l).1, 1))
+            .collect();
+        Self {
+            cfg,
+            mlp,
+            opt_w,
+            opt_b,
+            trace: Trace::default(),
+            grads: Vec::new(),
+            delta: Vec::new(),
+            dlogits: Mat::zeros(0, 0),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BpConfig {
+        &self.cfg
+    }
+
+    /// One SGD/Adam step on a batch (images: 784 × B in [0, 1]).
+    pub fn train_batch(
+        &mut self,
+        images: &Mat,
+        labels: &[usize],
+        gain: f32,
+    ) -> Result<BpBatchStats> {
+        self.mlp.forward(images, &mut self.trace);
+        let (loss_sum, errors) =
+            softmax_cross_entropy(self.trace.logits(), labels, &mut self.dlogits);
+        if !loss_sum.is_finite() {
+            return Err(Error::Diverged(format!(
+                "backprop loss is {loss_sum}; lower the learning rate"
+            )));
+        }
+        self.mlp
+            .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
+        for (l, g) in self.grads.iter().enumerate() {
+            let (w, b) = &mut self.mlp.params[l];
+            self.opt_w[l].apply_gradient(
+                w.as_mut_slice(),
+                g.w.as_slice(),
+                gain,
+                true,
+                &mut self.scratch,
+            );
+            self.opt_b[l].apply_gradient(b, &g.b, gain, false, &mut self.scratch);
+        }
+        Ok(BpBatchStats {
+            loss_sum,
+            errors,
+            samples: labels.len(),
+        })
+    }
+
+    /// Fraction of `data` misclassified.
+    pub fn evaluate(&mut self, data: &Dataset) -> f64 {
+        evaluate_mlp(&self.mlp, data, &mut self.trace)
+    }
+}
+
+/// Fraction of `data` that `mlp` misclassifies (batches of 100).
+pub fn evaluate_mlp(mlp: &Mlp, data: &Dataset, trace: &mut Trace) -> f64 {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut x = Mat::zeros(0, 0);
+    let mut wrong = 0usize;
+    for chunk in idx.chunks(100) {
+        if x.ncols() != chunk.len() {
+            x = Mat::zeros(PIXELS, chunk.len());
+        }
+        data.gather(chunk, &mut x);
+        mlp.forward(&x, trace);
+        for (j, &i) in chunk.iter().enumerate() {
+            wrong += usize::from(trace.logits().column(j).argmax().0 != data.label(i));
+        }
+    }
+    wrong as f64 / data.len().max(1) as f64
+}

@@ -1,0 +1,137 @@
+//! Supervised Forward-Forward (Hinton 2022), following the paper and the reference recipe.
+//!
+//! Each layer is trained by its own local objective: high goodness (sum of squared
+//! activities) for positive data (image + true label), low for negative data (image + a
+//! wrong label). A layer passes on only the orientation of its activity vector (scaled to
+//! unit RMS). No gradient crosses a layer boundary, so the learner needs nothing from the
+//! substrate beyond inputs applied, activities measured and updates requested.
+
+pub mod eval;
+pub mod goodness;
+pub mod head;
+pub mod labels;
+mod learner;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::data::negatives::NegativeLabels;
+use crate::error::{Result, ensure};
+use crate::learn::optim::{OptimizerConfig, Schedule};
+pub use eval::{FfEvaluation, Scores};
+pub use goodness::{GoodnessLoss, Sign};
+pub use learner::{FfBatchStats, FfLearner};
+
+/// Forward-Forward settings. Defaults are the reference recipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FfConfig {
+    /// Goodness threshold θ of every layer, in units of squared activity; `None` (the
+    /// default) uses the number of units in the layer, i.e. unit mean-square activity.
+    pub threshold: Option<f32>,
+    /// Temperature T of the logistic p = σ((G − θ)/T) (dimensionless, default 1).
+    pub temperature: f32,
+    /// Whether positives aim for high (`max-ssq`, default) or low (`min-ssq`) goodness.
+    pub sign: Sign,
+    /// Value written into the true label's pixel (default 1).
+    pub label_strength: f32,
+    /// Value written into each of the 10 label pixels for a neutral pass, before
+    /// multiplying by the label strength (default 0.1).
+    pub neutral_label: f32,
+    /// Peer normalisation strength λ (default 0.03, 0 = off): regresses each unit's running
+    /// mean activity toward its layer's average, not gated by the ReLU so dead units revive.
+    pub peer_norm: f32,
+    /// Decay of the running mean activity used by peer normalisation (default 0.9).
+    pub peer_decay: f32,
+    /// How negative labels are chosen (default `hard`).
+    pub negatives: NegativeLabels,
+    /// First hidden layer (1-based) whose goodness counts in evaluation and whose
+    /// activities feed the softmax head (default 2: the first layer is skipped, as in the
+    /// reference recipe; use 1 for single-layer networks).
+    pub eval_from: usize,
+    /// Optimiser of the hidden layers (default SGD lr 1e-3, momentum 0.9, weight cost 1e-3).
+    pub optimizer: OptimizerConfig,
+    /// Optimiser of the softmax head (default SGD lr 0.01, momentum 0.9, weight cost 3e-3,
+    /// the reference recipe's ε 0.1 with smoothed gradients).
+    pub head_optimizer: OptimizerConfig,
+    /// Learning-rate schedule (default: constant for half the epochs, then linear decay).
+    pub schedule: Schedule,
+}
+
+impl Default for FfConfig {
+    fn default() -> Self {
+        Self {
+            threshold: None,
+            temperature: 1.0,
+            sign: Sign::MaxSsq,
+            label_strength: 1.0,
+            neutral_label: 0.1,
+            peer_norm: 0.03,
+            peer_decay: 0.9,
+            negatives: NegativeLabels::Hard,
+            eval_from: 2,
+            optimizer: OptimizerConfig::ff_reference(),
+            head_optimizer: OptimizerConfig::Sgd {
+                lr: 0.01,
+                momentum: 0.9,
+                weight_decay: 3e-3,
+            },
+            schedule: Schedule::HalfThenLinear,
+        }
+    }
+}
+
+impl FfConfig {
+    /// Checks every setting for a network with `layers` hidden layers.
+    pub fn validate(&self, layers: usize) -> Result<()> {
+        if let Some(t) = self.threshold {
+            ensure(t.is_finite() && t > 0.0, "ff.threshold", t, "must be > 0")?;
+        }
+        ensure(
+            self.temperature.is_finite() && self.temperature > 0.0,
+            "ff.temperature",
+            self.temperature,
+            "must be > 0",
+        )?;
+        ensure(
+            self.label_strength.is_finite() && self.label_strength > 0.0,
+            "ff.label_strength",
+            self.label_strength,
+            "must be > 0",
+        )?;
+        ensure(
+            (0.0..=1.0).contains(&self.neutral_label),
+            "ff.neutral_label",
+            self.neutral_label,
+            "must be in [0, 1]",
+        )?;
+        ensure(
+            self.peer_norm.is_finite() && self.peer_norm >= 0.0,
+            "ff.peer_norm",
+            self.peer_norm,
+            "must be ≥ 0",
+        )?;
+        ensure(
+            (0.0..1.0).contains(&self.peer_decay),
+            "ff.peer_decay",
+            self.peer_decay,
+            "must be in [0, 1)",
+        )?;
+        ensure(
+            (1..=layers).contains(&self.eval_from),
+            "ff.eval_from",
+            self.eval_from,
+            &format!("must be a hidden layer, 1..={layers} (use 1 for a single-layer network)"),
+        )?;
+        self.optimizer.validate("ff.optimizer")?;
+        self.head_optimizer.validate("ff.head_optimizer")
+    }
+
+    /// The loss of a layer with `units` units.
+    pub fn loss_for(&self, units: usize) -> GoodnessLoss {
+        GoodnessLoss {
+            threshold: self.threshold.unwrap_or(units as f32),
+            temperature: self.temperature,
+            sign: self.sign,
+        }
+    }
+}

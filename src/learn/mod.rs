@@ -1,0 +1,10 @@
+//! Learning algorithms. Every learner drives a [`crate::substrate::Substrate`] and never
+//! looks inside it.
+
+pub mod backprop;
+pub mod ff;
+pub mod optim;
+
+pub use backprop::{BpConfig, BpLearner};
+pub use ff::{FfConfig, FfLearner};
+pub use optim::{OptimizerConfig, Schedule};

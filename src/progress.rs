@@ -1,0 +1,68 @@
+//! Progress reporting: indicatif bars on a terminal, one plain line per epoch otherwise
+//! (logs of batch jobs stay readable), nothing when quiet.
+
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How a run reports progress.
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    mode: Mode,
+}
+
+#[derive(Clone, Debug)]
+enum Mode {
+    Quiet,
+    Lines,
+    Bars(MultiProgress),
+}
+
+impl Reporter {
+    /// Bars when stderr is a terminal, plain lines otherwise; nothing at all if `quiet`.
+    pub fn auto(quiet: bool) -> Self {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        } else {
+            Mode::Lines
+        };
+        Self { mode }
+    }
+
+    /// Reports nothing.
+    pub fn quiet() -> Self {
+        Self { mode: Mode::Quiet }
+    }
+
+    /// A bar over `len` steps (hidden unless drawing bars).
+    pub fn bar(&self, len: u64, prefix: &str) -> ProgressBar {
+        match &self.mode {
+            Mode::Bars(mp) => {
+                let pb = mp.add(ProgressBar::new(len));
+                pb.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>14} [{bar:30}] {pos}/{len} {per_sec:>12} eta {eta:>4} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                pb.set_prefix(prefix.to_string());
+                pb
+            }
+            _ => ProgressBar::hidden(),
+        }
+    }
+
+    /// Prints a line above the bars (or to stderr), unless quiet.
+    pub fn line(&self, msg: &str) {
+        match &self.mode {
+            Mode::Quiet => {}
+            Mode::Lines => eprintln!("{msg}"),
+            Mode::Bars(mp) => {
+                let _ = mp.println(msg);
+            }
+        }
+    }
+}

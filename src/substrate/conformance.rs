@@ -1,0 +1,276 @@
+//! The behavioural contract every [`Substrate`] must meet, as one suite that each
+//! implementation's tests run (like a backend conformance suite). Noisy substrates pass
+//! it with a looser [`Tolerance`]; the ideal ones with [`Tolerance::EXACT`].
+
+use super::{Activation, Substrate, Topology, Update};
+use crate::linalg::{Mat, Op, gemm};
+use crate::rng::{Rng, stream};
+
+/// A factory: (topology, construction seed) → a fresh substrate.
+pub type Factory<'a> = &'a dyn Fn(&Topology, u64) -> Box<dyn Substrate>;
+
+/// How far a substrate may stray from the nominal maths.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    /// Max |measured − nominal| of a programmed linear layer, relative to the RMS of the
+    /// nominal output.
+    pub relative: f32,
+}
+
+impl Tolerance {
+    /// Float round-off only.
+    pub const EXACT: Tolerance = Tolerance { relative: 1e-5 };
+}
+
+fn signals(rows: usize, cols: usize, seed: u64) -> Mat {
+    use rand::RngExt;
+    let mut r = stream(seed, "conformance-signals");
+    Mat::from_fn(rows, cols, |_, _| r.random_range(-1.0f32..1.0))
+}
+
+fn rms(m: &Mat) -> f32 {
+    (m.iter().map(|v| v * v).sum::<f32>() / m.len().max(1) as f32).sqrt()
+}
+
+fn max_abs_diff(a: &Mat, b: &Mat) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn run(s: &mut dyn Substrate, l: usize, x: &Mat, noise: &mut Rng) -> (Mat, Mat) {
+    let (mut r, mut a) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+    s.forward(l, x, &mut r, &mut a, noise);
+    (r, a)
+}
+
+/// Runs the whole contract.
+pub fn run_all(make: Factory<'_>, tol: Tolerance) {
+    shapes(make);
+    reproducible(make);
+    programmed_linear_layer_computes_wx_plus_b(make, tol);
+    transpose_read_is_the_adjoint(make, tol);
+    update_moves_the_function_as_asked(make);
+    decay_shrinks_weights(make, tol);
+    outer_update_equals_dense(make, tol);
+    state_round_trips(make);
+}
+
+/// Outputs have the documented shapes, and buffers of the wrong size are resized.
+pub fn shapes(make: Factory<'_>) {
+    let topo = Topology::uniform(vec![7, 5, 3], Activation::Relu).unwrap();
+    let mut s = make(&topo, 1);
+    assert_eq!(s.topology(), &topo);
+    let mut noise = stream(1, "noise");
+    let x = signals(7, 4, 1);
+    let (r, a) = run(s.as_mut(), 0, &x, &mut noise);
+    assert_eq!(r.shape(), (7, 4));
+    assert_eq!(a.shape(), (5, 4));
+    assert!(a.iter().all(|v| v.is_finite()));
+    let (_, a2) = run(s.as_mut(), 1, &a, &mut noise);
+    assert_eq!(a2.shape(), (3, 4));
+    let mut back = Mat::zeros(1, 1);
+    s.transpose_read(1, &a2, &mut back, &mut noise);
+    assert_eq!(back.shape(), (5, 4));
+}
+
+/// Same construction seed and same noise stream ⇒ bit-identical behaviour.
+pub fn reproducible(make: Factory<'_>) {
+    let topo = Topology::uniform(vec![9, 6], Activation::Relu).unwrap();
+    let x = signals(9, 5, 2);
+    let dw = signals(6, 9, 3);
+    let outcome = || {
+        let mut s = make(&topo, 11);
+        let mut noise = stream(5, "noise");
+        let (_, a) = run(s.as_mut(), 0, &x, &mut noise);
+        s.update(
+            0,
+            Update::Dense {
+                dw: &dw,
+                db: &[0.1; 6],
+                scale: 0.05,
+                decay: 0.0,
+            },
+            &mut noise,
+        );
+        let (_, b) = run(s.as_mut(), 0, &x, &mut noise);
+        (a, b)
+    };
+    assert_eq!(outcome(), outcome());
+}
+
+/// Programming a linear layer with W, b makes it compute W·received + b.
+pub fn programmed_linear_layer_computes_wx_plus_b(make: Factory<'_>, tol: Tolerance) {
+    let topo = Topology::uniform(vec![40, 20], Activation::Linear).unwrap();
+    let mut s = make(&topo, 3);
+    let mut noise = stream(3, "noise");
+    let w = signals(20, 40, 4) * 0.3;
+    let b: Vec<f32> = (0..20).map(|i| (i as f32 - 10.0) * 0.02).collect();
+    s.program(0, &w, &b, &mut noise);
+    let x = signals(40, 16, 5);
+    let (r, a) = run(s.as_mut(), 0, &x, &mut noise);
+    let mut want = Mat::zeros(20, 16);
+    gemm(1.0, &w, Op::N, &r, Op::N, 0.0, &mut want);
+    for mut col in want.column_iter_mut() {
+        for (v, bi) in col.iter_mut().zip(&b) {
+            *v += bi;
+        }
+    }
+    let err = max_abs_diff(&a, &want) / rms(&want);
+    assert!(
+        err <= tol.relative,
+        "programmed layer: relative error {err} > {}",
+        tol.relative
+    );
+}
+
+/// `transpose_read` computes Wᵀ·d for the same W that `forward` uses.
+pub fn transpose_read_is_the_adjoint(make: Factory<'_>, tol: Tolerance) {
+    let topo = Topology::uniform(vec![30, 12], Activation::Linear).unwrap();
+    let mut s = make(&topo, 4);
+    let mut noise = stream(4, "noise");
+    let w = signals(12, 30, 6) * 0.3;
+    s.program(0, &w, &[0.0; 12], &mut noise);
+    let d = signals(12, 8, 7);
+    let mut back = Mat::zeros(0, 0);
+    s.transpose_read(0, &d, &mut back, &mut noise);
+    let mut want = Mat::zeros(30, 8);
+    gemm(1.0, &w, Op::T, &d, Op::N, 0.0, &mut want);
+    let err = max_abs_diff(&back, &want) / rms(&want);
+    assert!(
+        err <= tol.relative,
+        "transpose read: relative error {err} > {}",
+        tol.relative
+    );
+}
+
+/// An update that raises unit 0's response to a fixed input raises it (on average).
+pub fn update_moves_the_function_as_asked(make: Factory<'_>) {
+    let topo = Topology::uniform(vec![16, 4], Activation::Linear).unwrap();
+    let mut s = make(&topo, 5);
+    let mut noise = stream(6, "noise");
+    let x = signals(16, 32, 8);
+    let mean_unit0 = |s: &mut dyn Substrate, noise: &mut Rng| {
+        let (_, a) = run(s, 0, &x, noise);
+        a.row(0).iter().sum::<f32>() / 32.0
+    };
+    let before = mean_unit0(s.as_mut(), &mut noise);
+    // dw = e0 · mean(x)ᵀ raises unit 0's mean output by ‖mean(x)‖²·scale.
+    let mean_x: Vec<f32> = (0..16)
+        .map(|i| x.row(i).iter().sum::<f32>() / 32.0)
+        .collect();
+    let norm2: f32 = mean_x.iter().map(|v| v * v).sum();
+    let dw = Mat::from_fn(4, 16, |r, c| if r == 0 { mean_x[c] / norm2 } else { 0.0 });
+    s.update(
+        0,
+        Update::Dense {
+            dw: &dw,
+            db: &[0.0; 4],
+            scale: 0.5,
+            decay: 0.0,
+        },
+        &mut noise,
+    );
+    let after = mean_unit0(s.as_mut(), &mut noise);
+    let gain = after - before;
+    assert!(gain > 0.25 && gain < 0.75, "asked for +0.5, got {gain:+}");
+}
+
+/// `decay` shrinks every weight toward zero by that fraction.
+pub fn decay_shrinks_weights(make: Factory<'_>, tol: Tolerance) {
+    let topo = Topology::uniform(vec![24, 10], Activation::Linear).unwrap();
+    let mut s = make(&topo, 6);
+    let mut noise = stream(7, "noise");
+    let w = signals(10, 24, 9) * 0.4;
+    s.program(0, &w, &[0.0; 10], &mut noise);
+    let zero = Mat::zeros(10, 24);
+    s.update(
+        0,
+        Update::Dense {
+            dw: &zero,
+            db: &[0.0; 10],
+            scale: 1.0,
+            decay: 0.5,
+        },
+        &mut noise,
+    );
+    let eye = Mat::identity(10, 10);
+    let mut wt = Mat::zeros(0, 0);
+    s.transpose_read(0, &eye, &mut wt, &mut noise);
+    let want = w.transpose() * 0.5;
+    let err = max_abs_diff(&wt, &want) / rms(&want);
+    assert!(err <= tol.relative.max(0.05), "decay: relative error {err}");
+}
+
+/// The outer-product form asks for the same change as the dense one.
+pub fn outer_update_equals_dense(make: Factory<'_>, tol: Tolerance) {
+    let topo = Topology::uniform(vec![12, 6], Activation::Linear).unwrap();
+    let x = signals(12, 5, 10);
+    let d = signals(6, 5, 11);
+    let mut dw = Mat::zeros(6, 12);
+    gemm(1.0, &d, Op::N, &x, Op::T, 0.0, &mut dw);
+    let db: Vec<f32> = (0..6).map(|i| d.row(i).iter().sum()).collect();
+    let read = |outer: bool| {
+        let mut s = make(&topo, 7);
+        let mut noise = stream(8, "noise");
+        let w = signals(6, 12, 12) * 0.3;
+        s.program(0, &w, &[0.0; 6], &mut noise);
+        let u = if outer {
+            Update::Outer {
+                x: &x,
+                d: &d,
+                scale: 0.02,
+                decay: 0.1,
+            }
+        } else {
+            Update::Dense {
+                dw: &dw,
+                db: &db,
+                scale: 0.02,
+                decay: 0.1,
+            }
+        };
+        s.update(0, u, &mut noise);
+        let probe = signals(12, 9, 13);
+        run(s.as_mut(), 0, &probe, &mut noise).1
+    };
+    let (a, b) = (read(true), read(false));
+    let err = max_abs_diff(&a, &b) / rms(&b);
+    assert!(
+        err <= tol.relative.max(1e-5) * 4.0,
+        "outer vs dense: relative error {err}"
+    );
+}
+
+/// Saving and loading the state into a fresh instance of the same identity restores the
+/// function exactly (same noise stream ⇒ same outputs).
+pub fn state_round_trips(make: Factory<'_>) {
+    let topo = Topology::uniform(vec![10, 8, 4], Activation::Relu).unwrap();
+    let mut s = make(&topo, 8);
+    let mut noise = stream(9, "noise");
+    let dw = signals(8, 10, 14);
+    s.update(
+        0,
+        Update::Dense {
+            dw: &dw,
+            db: &[0.2; 8],
+            scale: 0.1,
+            decay: 0.0,
+        },
+        &mut noise,
+    );
+    let state = s.save_state();
+    let mut fresh = make(&topo, 8);
+    let note = fresh.load_state(&state).expect("load_state");
+    assert!(
+        note.is_none(),
+        "same identity must not be reported as another instance: {note:?}"
+    );
+    let x = signals(10, 6, 15);
+    let (_, a) = run(s.as_mut(), 0, &x, &mut stream(10, "noise"));
+    let (_, b) = run(fresh.as_mut(), 0, &x, &mut stream(10, "noise"));
+    assert_eq!(a, b);
+    assert_eq!(fresh.save_state(), state);
+}

@@ -1,0 +1,302 @@
+//! The substrate seam: the one interface through which every learner drives a layered
+//! network, the way it would drive a physical array.
+//!
+//! A learner may only
+//! * apply a batch of input signals to a layer and read back what the layer's input lines
+//!   received and the activities measured at its outputs ([`Substrate::forward`]),
+//! * ask for the weights to change ([`Substrate::update`]), or to be set to targets
+//!   ([`Substrate::program`], write-and-verify on a chip),
+//! * read a layer backwards (`Wᵀ·d`, [`Substrate::transpose_read`]), which an analog
+//!   crossbar can do by driving its columns.
+//!
+//! It never sees weights, conductances, nonlinearities or noise. Randomness for per-call
+//! noise is passed in explicitly, so runs are reproducible. Implementations: the ideal
+//! digital f32 network ([`digital::DigitalNet`]) and, later, the analog chip.
+
+pub mod digital;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::linalg::Mat;
+use crate::rng::Rng;
+
+pub use digital::DigitalNet;
+
+/// The nominal nonlinearity of a layer's neurons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    /// max(0, a).
+    Relu,
+    /// 1 / (1 + e^(−a)).
+    Sigmoid,
+    /// No neuron: the output is read linearly (used for a network's logits layer).
+    Linear,
+}
+
+impl Activation {
+    /// The nominal transfer function.
+    #[inline]
+    pub fn apply(self, a: f32) -> f32 {
+        match self {
+            Activation::Relu => a.max(0.0),
+            Activation::Sigmoid => 1.0 / (1.0 + (-a).exp()),
+            Activation::Linear => a,
+        }
+    }
+
+    /// The nominal derivative, written in terms of the neuron's *output* `y`, which is what
+    /// a learner can measure (ReLU: 1 where y > 0; sigmoid: y(1 − y); linear: 1).
+    #[inline]
+    pub fn derivative_at_output(self, y: f32) -> f32 {
+        match self {
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Sigmoid => y * (1.0 - y),
+            Activation::Linear => 1.0,
+        }
+    }
+}
+
+/// The shape of a layered network: widths `[inputs, layer 1, …, layer L]` and the
+/// nominal activation of each layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    widths: Vec<usize>,
+    activations: Vec<Activation>,
+}
+
+impl Topology {
+    /// A topology with the given widths (inputs first) and one activation per layer.
+    pub fn new(widths: Vec<usize>, activations: Vec<Activation>) -> Result<Self> {
+        if widths.len() < 2 {
+            return Err(Error::param(
+                "layers",
+                format!("{widths:?}"),
+                "a network needs at least one layer",
+            ));
+        }
+        if let Some(w) = widths.iter().find(|w| **w == 0) {
+            return Err(Error::param(
+                "layers",
+                w,
+                "every layer needs at least one unit",
+            ));
+        }
+        if activations.len() != widths.len() - 1 {
+            return Err(Error::param(
+                "activations",
+                activations.len(),
+                "need one activation per layer",
+            ));
+        }
+        Ok(Self {
+            widths,
+            activations,
+        })
+    }
+
+    /// All layers with the same activation.
+    pub fn uniform(widths: Vec<usize>, act: Activation) -> Result<Self> {
+        let n = widths.len().saturating_sub(1);
+        Self::new(widths, vec![act; n])
+    }
+
+    /// Hidden layers with `hidden`, then a linear output layer (a classifier's logits).
+    pub fn classifier(widths: Vec<usize>, hidden: Activation) -> Result<Self> {
+        let n = widths.len().saturating_sub(1);
+        let mut acts = vec![hidden; n];
+        if let Some(last) = acts.last_mut() {
+            *last = Activation::Linear;
+        }
+        Self::new(widths, acts)
+    }
+
+    /// Widths `[inputs, layer 1, …, layer L]`.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// Number of layers L.
+    pub fn layers(&self) -> usize {
+        self.widths.len() - 1
+    }
+
+    /// (inputs, outputs) of layer `l` (0-based).
+    pub fn dims(&self, l: usize) -> (usize, usize) {
+        (self.widths[l], self.widths[l + 1])
+    }
+
+    /// Nominal activation of layer `l`.
+    pub fn activation(&self, l: usize) -> Activation {
+        self.activations[l]
+    }
+
+    /// Number of weights (not biases) in the whole network.
+    pub fn weight_count(&self) -> usize {
+        self.widths.windows(2).map(|w| w[0] * w[1]).sum()
+    }
+}
+
+/// A requested change of one layer's parameters:
+/// `W ← (1 − decay)·W + scale·dw`, `b ← b + scale·db`.
+///
+/// A digital substrate applies it exactly; a chip realises it with its update physics
+/// (pulses, bounded conductances, noise), so the change that happens is only close to
+/// the one asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum Update<'a> {
+    /// A dense change computed by the host (any optimiser).
+    Dense {
+        /// Direction of the weight change (out × in), in weight units before `scale`.
+        dw: &'a Mat,
+        /// Direction of the bias change (out).
+        db: &'a [f32],
+        /// Multiplier applied to `dw` and `db`.
+        scale: f32,
+        /// Fraction by which every weight shrinks toward zero (weight decay), in [0, 1).
+        decay: f32,
+    },
+    /// Plain SGD in outer-product form, `dw = d·xᵀ`, `db = Σ_columns d`: a chip may apply it
+    /// as rank-1 pulse trains, one per sample, without the host forming `dw`.
+    Outer {
+        /// Per-sample input vectors (in × batch).
+        x: &'a Mat,
+        /// Per-sample output errors (out × batch).
+        d: &'a Mat,
+        /// Multiplier (negative learning rate, divided by the batch if the caller wants a mean).
+        scale: f32,
+        /// Fraction by which every weight shrinks toward zero, in [0, 1).
+        decay: f32,
+    },
+}
+
+/// Saved state of a substrate, for checkpoints: what it is (`kind` and `identity`, e.g. a
+/// chip's spec and seed) and its tensors (digital weights, or conductances).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubstrateState {
+    /// `"digital"` or `"chip"`.
+    pub kind: String,
+    /// Identity and settings needed to rebuild it (JSON).
+    pub identity: serde_json::Value,
+    /// Named tensors (row-major, as numpy and PyTorch expect; a weight matrix is
+    /// `[out, in]`).
+    pub tensors: Vec<crate::tensor::Tensor>,
+}
+
+/// A layered network that learners drive from outside.
+pub trait Substrate: Send {
+    /// Shape of the network.
+    fn topology(&self) -> &Topology;
+
+    /// Drives layer `layer` with a batch of input signals `x` (inputs × batch, one column
+    /// per sample). Writes what the layer's input lines actually received into `received`
+    /// (inputs × batch: `x` itself for a digital layer; after converters and any black box
+    /// on a chip) and the activities measured at its outputs into `activity`
+    /// (outputs × batch). Both are resized if needed. `noise` supplies per-call randomness.
+    fn forward(
+        &mut self,
+        layer: usize,
+        x: &Mat,
+        received: &mut Mat,
+        activity: &mut Mat,
+        noise: &mut Rng,
+    );
+
+    /// Reads layer `layer` backwards: `out ← Wᵀ·d` (inputs × batch) for errors `d`
+    /// (outputs × batch), as an analog crossbar does by driving its columns. `out` is
+    /// resized if needed.
+    fn transpose_read(&mut self, layer: usize, d: &Mat, out: &mut Mat, noise: &mut Rng);
+
+    /// Asks layer `layer` to change its parameters.
+    fn update(&mut self, layer: usize, update: Update<'_>, noise: &mut Rng);
+
+    /// Sets layer `layer`'s weights (out × in) and biases to targets, as well as the
+    /// substrate can (write-and-verify on a chip).
+    fn program(&mut self, layer: usize, w: &Mat, b: &[f32], noise: &mut Rng);
+
+    /// Lets `seconds` of (simulated) time pass, e.g. for conductance drift.
+    fn advance_time(&mut self, _seconds: f64) {}
+
+    /// Everything needed to restore this substrate later.
+    fn save_state(&self) -> SubstrateState;
+
+    /// Replaces the learnable state with a saved one (same topology). Returns a note when
+    /// the state came from a different instance (e.g. another chip seed).
+    fn load_state(&mut self, state: &SubstrateState) -> Result<Option<String>>;
+
+    /// A short human-readable description (e.g. `digital` or `chip reram #7`).
+    fn describe(&self) -> String;
+}
+
+/// The initial weights and biases every substrate starts from: weights drawn from
+/// N(0, 1/fan_in) (the reference recipe's `randn / sqrt(fan_in)`), biases zero. Shared so
+/// that an ideal chip starts exactly where the digital network does.
+pub fn initial_parameters(topology: &Topology, seed: u64) -> Vec<(Mat, Vec<f32>)> {
+    use rand_distr::{Distribution, StandardNormal};
+    (0..topology.layers())
+        .map(|l| {
+            let (fan_in, out) = topology.dims(l);
+            let mut rng = crate::rng::indexed(crate::rng::derive(seed, "init-weights"), l as u64);
+            let s = 1.0 / (fan_in as f32).sqrt();
+            let w = Mat::from_fn(out, fan_in, |_, _| {
+                let z: f32 = StandardNormal.sample(&mut rng);
+                z * s
+            });
+            (w, vec![0.0; out])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_validates() {
+        assert!(Topology::uniform(vec![784], Activation::Relu).is_err());
+        assert!(Topology::uniform(vec![784, 0, 10], Activation::Relu).is_err());
+        let t = Topology::classifier(vec![4, 3, 2], Activation::Relu).unwrap();
+        assert_eq!(t.layers(), 2);
+        assert_eq!(t.activation(0), Activation::Relu);
+        assert_eq!(t.activation(1), Activation::Linear);
+        assert_eq!(t.weight_count(), 12 + 6);
+    }
+
+    #[test]
+    fn initial_weights_have_unit_fan_in_variance_and_are_seeded() {
+        let t = Topology::uniform(vec![400, 300], Activation::Relu).unwrap();
+        let p = initial_parameters(&t, 3);
+        let w = &p[0].0;
+        let var = w.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / w.len() as f64;
+        // 120,000 samples: the variance estimate has relative std sqrt(2/n) ≈ 0.4 %.
+        assert!(
+            (var * 400.0 - 1.0).abs() < 0.02,
+            "var*fan_in = {}",
+            var * 400.0
+        );
+        assert_eq!(p, initial_parameters(&t, 3));
+        assert_ne!(p, initial_parameters(&t, 4));
+    }
+
+    #[test]
+    fn derivative_at_output_matches_finite_difference() {
+        for act in [Activation::Relu, Activation::Sigmoid, Activation::Linear] {
+            for a in [-1.3f32, -0.2, 0.4, 2.0] {
+                let h = 1e-3;
+                let fd = (act.apply(a + h) - act.apply(a - h)) / (2.0 * h);
+                let d = act.derivative_at_output(act.apply(a));
+                assert!((fd - d).abs() < 1e-3, "{act:?} at {a}: {fd} vs {d}");
+            }
+        }
+    }
+}

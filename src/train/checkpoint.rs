@@ -1,0 +1,107 @@
+//! Checkpoints: `checkpoint.json` (what was trained, how, on which substrate) plus
+//! `checkpoint.safetensors` (every tensor, row-major f32, loadable from Python with the
+//! `safetensors` package).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::fsutil::{read_json, write_atomic, write_json};
+
+pub use crate::tensor::Tensor;
+
+/// Contents of `checkpoint.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Format version of the checkpoint.
+    pub format: u32,
+    /// Version of mortal that wrote it.
+    pub mortal_version: String,
+    /// The configuration the network was trained with.
+    pub config: TrainConfig,
+    /// Substrate kind (`digital` or `chip`).
+    pub substrate_kind: String,
+    /// Substrate identity (e.g. chip spec and seed).
+    pub substrate_identity: serde_json::Value,
+}
+
+/// Current checkpoint format.
+pub const FORMAT: u32 = 1;
+
+/// File names inside a checkpoint directory.
+pub const META_FILE: &str = "checkpoint.json";
+pub const TENSOR_FILE: &str = "checkpoint.safetensors";
+
+/// Writes a checkpoint into `dir` (both files atomically).
+pub fn save(dir: &Path, meta: &CheckpointMeta, tensors: &[Tensor]) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::artifact(dir.join(TENSOR_FILE), format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let info: HashMap<String, String> = HashMap::from([("format".into(), "mortal".into())]);
+    let blob = safetensors::serialize(views, Some(info))
+        .map_err(|e| Error::artifact(dir.join(TENSOR_FILE), e.to_string()))?;
+    write_atomic(&dir.join(TENSOR_FILE), &blob)?;
+    write_json(&dir.join(META_FILE), meta)
+}
+
+/// Reads a checkpoint from `dir`.
+pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
+    let meta_path = dir.join(META_FILE);
+    if !meta_path.exists() {
+        return Err(Error::artifact(
+            dir,
+            format!("no {META_FILE} here; pass the output directory of a `mortal train` run"),
+        ));
+    }
+    let meta: CheckpointMeta = read_json(&meta_path)?;
+    if meta.format != FORMAT {
+        return Err(Error::artifact(
+            &meta_path,
+            format!(
+                "checkpoint format {} is not supported (expected {FORMAT})",
+                meta.format
+            ),
+        ));
+    }
+    let path = dir.join(TENSOR_FILE);
+    let blob = std::fs::read(&path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let st = SafeTensors::deserialize(&blob)
+        .map_err(|e| Error::artifact(&path, format!("corrupt tensor file: {e}")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::artifact(
+                &path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let vals = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.push((name, view.shape().to_vec(), vals));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((meta, out))
+}

@@ -1,0 +1,242 @@
+//! The resolved, validated configuration of one training run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetKind;
+use crate::data::synthetic::SyntheticConfig;
+use crate::error::{Error, Result, ensure};
+use crate::learn::{BpConfig, FfConfig};
+
+/// Which learning algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algo {
+    /// Supervised Forward-Forward, trained through the substrate.
+    Ff,
+    /// Digital backprop.
+    Bp,
+}
+
+impl Algo {
+    /// Name on the command line and in result files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Ff => "ff",
+            Algo::Bp => "bp",
+        }
+    }
+
+    /// Parses a name, listing the valid ones on error.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "ff" => Ok(Algo::Ff),
+            "bp" => Ok(Algo::Bp),
+            other => Err(Error::param(
+                "algo",
+                other,
+                "unknown algorithm; expected ff or bp",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Algo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that defines a training run. Serialised in full into every result file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Learning algorithm.
+    pub algo: Algo,
+    /// Dataset.
+    pub dataset: DatasetKind,
+    /// Hidden layer widths (units), e.g. `[2000, 2000, 2000, 2000]`.
+    pub layers: Vec<usize>,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per batch.
+    pub batch: usize,
+    /// Master seed: weight initialisation, data order, negative labels and substrate noise
+    /// streams are all derived from it (see [`Seeds`]).
+    pub seed: u64,
+    /// Evaluate the expensive validation measures (FF goodness per label) every this many
+    /// epochs (and always after the last); the cheap ones run every epoch. 0 = only at the end.
+    pub eval_every: usize,
+    /// Use only the first N training images (None = all 50,000).
+    pub train_limit: Option<usize>,
+    /// Use only the first N validation and test images (None = all).
+    pub eval_limit: Option<usize>,
+    /// Settings of the synthetic dataset (used when `dataset = synthetic`).
+    pub synthetic: SyntheticConfig,
+    /// Forward-Forward settings (used when `algo = ff`).
+    pub ff: FfConfig,
+    /// Backprop settings (used when `algo = bp`).
+    pub bp: BpConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            algo: Algo::Ff,
+            dataset: DatasetKind::Synthetic,
+            layers: vec![500, 500],
+            epochs: 10,
+            batch: 100,
+            seed: 1,
+            eval_every: 5,
+            train_limit: None,
+            eval_limit: None,
+            synthetic: SyntheticConfig::default(),
+            ff: FfConfig::default(),
+            bp: BpConfig::default(),
+        }
+    }
+}
+
+/// The independent random streams of a run, derived from its master seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seeds {
+    /// Master seed.
+    pub master: u64,
+    /// Initial weights.
+    pub init: u64,
+    /// Order of training samples in each epoch.
+    pub order: u64,
+    /// Negative labels.
+    pub negatives: u64,
+    /// Per-call noise of the substrate.
+    pub noise: u64,
+}
+
+impl Seeds {
+    /// Streams derived from `master`.
+    pub fn from_master(master: u64) -> Self {
+        use crate::rng::derive;
+        Self {
+            master,
+            init: derive(master, "init"),
+            order: derive(master, "order"),
+            negatives: derive(master, "negatives"),
+            noise: derive(master, "noise"),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every setting; errors name the offending key.
+    pub fn validate(&self) -> Result<()> {
+        ensure(
+            !self.layers.is_empty(),
+            "layers",
+            "[]",
+            "need at least one hidden layer",
+        )?;
+        if let Some(w) = self.layers.iter().find(|w| **w == 0) {
+            return Err(Error::param(
+                "layers",
+                w,
+                "every layer needs at least one unit",
+            ));
+        }
+        ensure(self.epochs > 0, "epochs", self.epochs, "must be at least 1")?;
+        ensure(self.batch > 0, "batch", self.batch, "must be at least 1")?;
+        if let Some(n) = self.train_limit {
+            ensure(n > 0, "train_limit", n, "must be at least 1")?;
+        }
+        if let Some(n) = self.eval_limit {
+            ensure(n > 0, "eval_limit", n, "must be at least 1")?;
+        }
+        match self.algo {
+            Algo::Ff => self.ff.validate(self.layers.len()),
+            Algo::Bp => self.bp.validate(),
+        }
+    }
+
+    /// Seeds of the run's random streams.
+    pub fn seeds(&self) -> Seeds {
+        Seeds::from_master(self.seed)
+    }
+
+    /// A default output directory name: `runs/<algo>-<dataset>-<layers>-s<seed>`.
+    pub fn default_out_dir(&self) -> std::path::PathBuf {
+        let layers: Vec<String> = self.layers.iter().map(|w| w.to_string()).collect();
+        std::path::PathBuf::from("runs").join(format!(
+            "{}-{}-{}-s{}",
+            self.algo,
+            self.dataset,
+            layers.join("x"),
+            self.seed
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_rejects_bad_values_with_their_key() {
+        let ok = TrainConfig::default();
+        assert!(ok.validate().is_ok());
+        let cases: Vec<(TrainConfig, &str)> = vec![
+            (
+                TrainConfig {
+                    layers: vec![],
+                    ..ok.clone()
+                },
+                "layers",
+            ),
+            (
+                TrainConfig {
+                    layers: vec![10, 0],
+                    ..ok.clone()
+                },
+                "layers",
+            ),
+            (
+                TrainConfig {
+                    epochs: 0,
+                    ..ok.clone()
+                },
+                "epochs",
+            ),
+            (
+                TrainConfig {
+                    batch: 0,
+                    ..ok.clone()
+                },
+                "batch",
+            ),
+            (
+                TrainConfig {
+                    layers: vec![100],
+                    ..ok.clone()
+                },
+                "ff.eval_from",
+            ),
+        ];
+        for (cfg, key) in cases {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{key}`")),
+                "expected key {key} in: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn seeds_are_distinct_streams() {
+        let s = Seeds::from_master(5);
+        let all = [s.init, s.order, s.negatives, s.noise];
+        for i in 0..4 {
+            for j in i + 1..4 {
+                assert_ne!(all[i], all[j]);
+            }
+        }
+        assert_eq!(s, Seeds::from_master(5));
+    }
+}

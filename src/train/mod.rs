@@ -1,0 +1,284 @@
+//! Training runs: the epoch loop shared by every algorithm, per-epoch records, final test
+//! evaluation, result files and checkpoints.
+
+pub mod checkpoint;
+pub mod config;
+pub mod results;
+pub mod trainers;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+
+pub use config::{Algo, Seeds, TrainConfig};
+pub use results::{EpochRecord, Errors, RunResults};
+pub use trainers::{Streams, Trainer};
+
+use crate::data::{Dataset, PIXELS, Splits};
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir, write_json};
+use crate::linalg::Mat;
+use crate::progress::Reporter;
+use crate::rng::{derive, indexed, stream};
+
+/// Where and how a run reports.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Output directory for `results.json`, `epochs.csv` and the checkpoint (None: write nothing).
+    pub out: Option<PathBuf>,
+    /// Progress reporting.
+    pub reporter: Reporter,
+    /// Save a checkpoint at the end.
+    pub checkpoint: bool,
+}
+
+/// Name of the per-epoch file while a run is in progress (renamed when it completes, so
+/// a finished run's files are never left half-replaced by a failed re-run).
+const PARTIAL_EPOCHS: &str = "epochs.csv.partial";
+
+/// The epoch's shuffled order of training samples (deterministic in seed and epoch).
+pub fn epoch_order(n: usize, order_seed: u64, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut indexed(order_seed, epoch as u64));
+    idx
+}
+
+/// Batches of an epoch: full batches only (the remainder is dropped, and reshuffled into
+/// later epochs), or one batch of everything when there are fewer samples than a batch.
+pub fn batches(order: &[usize], batch: usize) -> Vec<&[usize]> {
+    if order.len() < batch {
+        return vec![order];
+    }
+    order.chunks_exact(batch).collect()
+}
+
+/// Writes the CSV rows so far (header included) to `path`.
+fn write_epochs(path: &Path, rows: &[EpochRecord]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)
+            .map_err(|e| Error::io("cannot format epochs.csv", std::io::Error::other(e)))?;
+    }
+    let bytes = w.into_inner().map_err(|e| {
+        Error::io(
+            "cannot format epochs.csv",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// Trains according to `cfg` on `data` and returns the results; writes files when
+/// `opts.out` is set.
+pub fn run(cfg: &TrainConfig, data: &Splits, opts: &RunOptions) -> Result<RunResults> {
+    cfg.validate()?;
+    let mut trainer = trainers::build(cfg)?;
+    run_with(cfg, trainer.as_mut(), data, opts)
+}
+
+/// Like [`run`] with a trainer built by the caller.
+pub fn run_with(
+    cfg: &TrainConfig,
+    trainer: &mut dyn Trainer,
+    data: &Splits,
+    opts: &RunOptions,
+) -> Result<RunResults> {
+    if data.train.is_empty() || data.valid.is_empty() || data.test.is_empty() {
+        return Err(Error::param(
+            "dataset",
+            cfg.dataset,
+            "train, validation and test sets must be non-empty",
+        ));
+    }
+    let seeds = cfg.seeds();
+    let schedule = trainer.schedule();
+    let rep = &opts.reporter;
+    if let Some(out) = &opts.out {
+        create_dir(out)?;
+    }
+    let mut streams = Streams {
+        negatives: stream(seeds.negatives, "negatives"),
+        noise: stream(seeds.noise, "train"),
+    };
+    let eval_seed = derive(seeds.noise, "eval");
+    let mut records: Vec<EpochRecord> = Vec::new();
+    let mut images = Mat::zeros(0, 0);
+    let start = Instant::now();
+    let (mut train_seconds, mut eval_seconds) = (0.0, 0.0);
+    let mut last_valid = Errors::default();
+    for epoch in 1..=cfg.epochs {
+        let gain = schedule.gain(epoch, cfg.epochs);
+        let order = epoch_order(data.train.len(), seeds.order, epoch);
+        let batches = batches(&order, cfg.batch);
+        let bar = rep.bar(
+            batches.len() as u64,
+            &format!("epoch {epoch}/{}", cfg.epochs),
+        );
+        let t0 = Instant::now();
+        let (mut loss, mut errors, mut samples) = (0.0f64, 0usize, 0usize);
+        for idx in batches {
+            if images.ncols() != idx.len() {
+                images = Mat::zeros(PIXELS, idx.len());
+            }
+            data.train.gather(idx, &mut images);
+            let labels = data.train.gather_labels(idx);
+            let o = trainer
+                .train_batch(&images, &labels, gain, &mut streams)
+                .map_err(|e| annotate_divergence(e, epoch))?;
+            loss += o.loss_sum;
+            errors += o.errors;
+            samples += o.samples;
+            bar.inc(1);
+            if bar.position().is_multiple_of(20) {
+                bar.set_message(format!("loss {:.4}", loss / samples.max(1) as f64));
+            }
+        }
+        bar.finish_and_clear();
+        let t_train = t0.elapsed().as_secs_f64();
+        train_seconds += t_train;
+        let full = epoch == cfg.epochs || (cfg.eval_every > 0 && epoch % cfg.eval_every == 0);
+        let t1 = Instant::now();
+        let valid = trainer.evaluate(&data.valid, full, &mut indexed(eval_seed, epoch as u64))?;
+        let t_eval = t1.elapsed().as_secs_f64();
+        eval_seconds += t_eval;
+        let rec = EpochRecord {
+            epoch,
+            lr_gain: gain,
+            train_loss: loss / samples.max(1) as f64,
+            train_error: errors as f64 / samples.max(1) as f64,
+            valid_error: valid.best().1,
+            valid_error_goodness: valid.goodness,
+            valid_error_softmax: valid.softmax,
+            train_seconds: t_train,
+            eval_seconds: t_eval,
+            elapsed_seconds: start.elapsed().as_secs_f64(),
+        };
+        if !rec.train_loss.is_finite() {
+            return Err(Error::Diverged(format!(
+                "epoch {epoch}: training loss is {}",
+                rec.train_loss
+            )));
+        }
+        rep.line(&format!(
+            "{} epoch {epoch:>3}/{}: loss {:.4}  train err {:.2}%  valid err {:.2}%{}  ({:.1}s + eval {:.1}s)",
+            cfg.algo,
+            cfg.epochs,
+            rec.train_loss,
+            100.0 * rec.train_error,
+            100.0 * rec.valid_error,
+            match (valid.goodness, valid.softmax) {
+                (Some(g), Some(s)) => format!(" [goodness {:.2}%, softmax {:.2}%]", 100.0 * g, 100.0 * s),
+                _ => String::new(),
+            },
+            t_train,
+            t_eval
+        ));
+        records.push(rec);
+        if let Some(out) = &opts.out {
+            write_epochs(&out.join(PARTIAL_EPOCHS), &records)?;
+        }
+        last_valid = valid;
+    }
+
+    // Final test evaluation; the method is chosen on validation, never on test.
+    let t1 = Instant::now();
+    let test = trainer.evaluate(&data.test, true, &mut indexed(eval_seed, u64::MAX))?;
+    eval_seconds += t1.elapsed().as_secs_f64();
+    let (method, valid_error) = last_valid.best();
+    let results = RunResults {
+        mortal_version: env!("CARGO_PKG_VERSION").to_string(),
+        algo: cfg.algo.name().into(),
+        dataset: cfg.dataset.name().into(),
+        layers: cfg.layers.clone(),
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        seed: cfg.seed,
+        seeds,
+        test_error: test.by_name(method).unwrap_or(f64::NAN),
+        eval_method: method.into(),
+        test_error_goodness: test.goodness,
+        test_error_softmax: test.softmax,
+        valid_error,
+        train_seconds,
+        eval_seconds,
+        train_samples: data.train.len(),
+        test_samples: data.test.len(),
+        substrate: trainer.substrate(),
+        threads: rayon::current_num_threads(),
+        config: cfg.clone(),
+    };
+    if let Some(out) = &opts.out {
+        if opts.checkpoint {
+            save_checkpoint(out, cfg, &*trainer)?;
+        }
+        write_json(&out.join("results.json"), &results)?;
+        std::fs::rename(out.join(PARTIAL_EPOCHS), out.join("epochs.csv")).map_err(|e| {
+            Error::io(
+                format!("cannot finalise {}", out.join("epochs.csv").display()),
+                e,
+            )
+        })?;
+    }
+    Ok(results)
+}
+
+fn annotate_divergence(e: Error, epoch: usize) -> Error {
+    match e {
+        Error::Diverged(m) => Error::Diverged(format!("epoch {epoch}: {m}")),
+        other => other,
+    }
+}
+
+/// Saves the trained network of `trainer` into `dir`.
+pub fn save_checkpoint(dir: &Path, cfg: &TrainConfig, trainer: &dyn Trainer) -> Result<()> {
+    let id = trainer.substrate_id();
+    let meta = checkpoint::CheckpointMeta {
+        format: checkpoint::FORMAT,
+        mortal_version: env!("CARGO_PKG_VERSION").to_string(),
+        config: cfg.clone(),
+        substrate_kind: id.kind,
+        substrate_identity: id.identity,
+    };
+    checkpoint::save(dir, &meta, &trainer.tensors())
+}
+
+/// A trained network restored from a checkpoint directory.
+pub struct Restored {
+    /// The configuration it was trained with.
+    pub config: TrainConfig,
+    /// The trainer holding it.
+    pub trainer: Box<dyn Trainer>,
+    /// A note if it was loaded onto a different substrate instance.
+    pub note: Option<String>,
+}
+
+/// Loads a checkpoint written by [`run`].
+pub fn load_checkpoint(dir: &Path) -> Result<Restored> {
+    let (meta, tensors) = checkpoint::load(dir)?;
+    meta.config.validate()?;
+    let mut trainer = trainers::build(&meta.config)?;
+    let saved = trainers::SubstrateId {
+        kind: meta.substrate_kind.clone(),
+        identity: meta.substrate_identity.clone(),
+    };
+    let note = trainer.restore(&tensors, &saved)?;
+    Ok(Restored {
+        config: meta.config,
+        trainer,
+        note,
+    })
+}
+
+/// Evaluates a trained network on the validation and test sets.
+pub fn evaluate(trainer: &mut dyn Trainer, data: &Splits, seed: u64) -> Result<(Errors, Errors)> {
+    let eval_seed = derive(Seeds::from_master(seed).noise, "eval");
+    let valid = trainer.evaluate(&data.valid, true, &mut indexed(eval_seed, 0))?;
+    let test = trainer.evaluate(&data.test, true, &mut indexed(eval_seed, u64::MAX))?;
+    Ok((valid, test))
+}
+
+/// Evaluates `trainer` on `data` split `which` (for tests).
+pub fn error_on(trainer: &mut dyn Trainer, data: &Dataset) -> Result<Errors> {
+    trainer.evaluate(data, true, &mut stream(0, "eval"))
+}

@@ -1,0 +1,216 @@
+//! The algorithms as the epoch loop sees them: train a batch, evaluate, checkpoint.
+
+use super::config::{Algo, TrainConfig};
+use super::results::Errors;
+use crate::data::{Dataset, PIXELS};
+use crate::error::Result;
+use crate::learn::BpLearner;
+use crate::learn::ff::FfLearner;
+use crate::learn::optim::Schedule;
+use crate::linalg::Mat;
+use crate::rng::Rng;
+use crate::substrate::{Activation, DigitalNet, Substrate, SubstrateState, Topology};
+use crate::tensor::{self, Tensor};
+
+/// The random streams a batch may draw from.
+#[derive(Clone, Debug)]
+pub struct Streams {
+    /// Negative labels.
+    pub negatives: Rng,
+    /// Substrate per-call noise.
+    pub noise: Rng,
+}
+
+/// Counts from one training batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchOutcome {
+    /// Sum over samples of the training loss, nats.
+    pub loss_sum: f64,
+    /// Misclassified samples.
+    pub errors: usize,
+    /// Samples.
+    pub samples: usize,
+}
+
+/// What identifies the substrate a network lives on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubstrateId {
+    pub kind: String,
+    pub identity: serde_json::Value,
+}
+
+/// An algorithm with its model, as driven by the epoch loop.
+pub trait Trainer: Send {
+    /// Learning-rate schedule.
+    fn schedule(&self) -> Schedule;
+    /// One optimisation step on a batch (images: 784 × B in [0, 1]).
+    fn train_batch(
+        &mut self,
+        images: &Mat,
+        labels: &[usize],
+        gain: f32,
+        streams: &mut Streams,
+    ) -> Result<BatchOutcome>;
+    /// Errors on `data`; `full` adds the expensive methods.
+    fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors>;
+    /// Description of the substrate (`digital`, a chip, …).
+    fn substrate(&self) -> String;
+    /// Identity of the substrate, for checkpoints.
+    fn substrate_id(&self) -> SubstrateId;
+    /// Every tensor needed to restore the trained network.
+    fn tensors(&self) -> Vec<Tensor>;
+    /// Restores from saved tensors. Returns a note if the substrate instance differs.
+    fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>>;
+}
+
+/// Builds the trainer of a (validated) configuration.
+pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
+    let seeds = cfg.seeds();
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(&cfg.layers);
+    Ok(match cfg.algo {
+        Algo::Ff => {
+            let topology = Topology::uniform(widths, Activation::Relu)?;
+            let learner = FfLearner::new(cfg.ff.clone(), topology.clone())?;
+            let substrate = Box::new(DigitalNet::new(topology, seeds.init));
+            Box::new(FfTrainer { learner, substrate })
+        }
+        Algo::Bp => Box::new(BpTrainer {
+            learner: BpLearner::new(cfg.bp.clone(), &cfg.layers, seeds.init)?,
+        }),
+    })
+}
+
+/// Forward-Forward on a substrate.
+pub struct FfTrainer {
+    pub learner: FfLearner,
+    pub substrate: Box<dyn Substrate>,
+}
+
+impl Trainer for FfTrainer {
+    fn schedule(&self) -> Schedule {
+        self.learner.config().schedule
+    }
+
+    fn train_batch(
+        &mut self,
+        images: &Mat,
+        labels: &[usize],
+        gain: f32,
+        s: &mut Streams,
+    ) -> Result<BatchOutcome> {
+        let st = self.learner.train_batch(
+            self.substrate.as_mut(),
+            images,
+            labels,
+            gain,
+            &mut s.negatives,
+            &mut s.noise,
+        )?;
+        Ok(BatchOutcome {
+            loss_sum: st.mean_layer_loss() * st.samples as f64,
+            errors: st.head.errors,
+            samples: st.samples,
+        })
+    }
+
+    fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors> {
+        let e = self
+            .learner
+            .evaluate(self.substrate.as_mut(), data, full, noise)?;
+        Ok(Errors {
+            goodness: full.then_some(e.error_goodness),
+            softmax: Some(e.error_softmax),
+        })
+    }
+
+    fn substrate(&self) -> String {
+        self.substrate.describe()
+    }
+
+    fn substrate_id(&self) -> SubstrateId {
+        let st = self.substrate.save_state();
+        SubstrateId {
+            kind: st.kind,
+            identity: st.identity,
+        }
+    }
+
+    fn tensors(&self) -> Vec<Tensor> {
+        let mut out = tensor::prefixed(self.substrate.save_state().tensors, "substrate/");
+        out.extend(tensor::prefixed(self.learner.tensors(), "ff/"));
+        out
+    }
+
+    fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>> {
+        self.learner.restore(&tensor::with_prefix(tensors, "ff/"))?;
+        let state = SubstrateState {
+            kind: saved.kind.clone(),
+            identity: saved.identity.clone(),
+            tensors: tensor::with_prefix(tensors, "substrate/"),
+        };
+        self.substrate.load_state(&state)
+    }
+}
+
+/// Digital backprop.
+pub struct BpTrainer {
+    pub learner: BpLearner,
+}
+
+impl Trainer for BpTrainer {
+    fn schedule(&self) -> Schedule {
+        self.learner.config().schedule
+    }
+
+    fn train_batch(
+        &mut self,
+        images: &Mat,
+        labels: &[usize],
+        gain: f32,
+        _s: &mut Streams,
+    ) -> Result<BatchOutcome> {
+        let st = self.learner.train_batch(images, labels, gain)?;
+        Ok(BatchOutcome {
+            loss_sum: st.loss_sum,
+            errors: st.errors,
+            samples: st.samples,
+        })
+    }
+
+    fn evaluate(&mut self, data: &Dataset, _full: bool, _noise: &mut Rng) -> Result<Errors> {
+        Ok(Errors {
+            goodness: None,
+            softmax: Some(self.learner.evaluate(data)),
+        })
+    }
+
+    fn substrate(&self) -> String {
+        "digital".into()
+    }
+
+    fn substrate_id(&self) -> SubstrateId {
+        SubstrateId {
+            kind: "digital".into(),
+            identity: serde_json::json!({ "topology": self.learner.mlp.topology() }),
+        }
+    }
+
+    fn tensors(&self) -> Vec<Tensor> {
+        let mut out = Vec::new();
+        for (l, (w, b)) in self.learner.mlp.params.iter().enumerate() {
+            out.push(tensor::from_mat(format!("bp/layer{l}.weight"), w));
+            out.push(tensor::from_vec(format!("bp/layer{l}.bias"), b));
+        }
+        out
+    }
+
+    fn restore(&mut self, tensors: &[Tensor], _saved: &SubstrateId) -> Result<Option<String>> {
+        for (l, (w, b)) in self.learner.mlp.params.iter_mut().enumerate() {
+            let (r, c) = w.shape();
+            *w = tensor::to_mat(tensors, &format!("bp/layer{l}.weight"), r, c)?;
+            b.copy_from_slice(tensor::find(tensors, &format!("bp/layer{l}.bias"), &[r])?);
+        }
+        Ok(None)
+    }
+}
