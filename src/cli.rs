@@ -86,6 +86,7 @@ pub enum OptimizerArg {
 
 /// `mortal train` arguments.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Learning algorithm.
     #[arg(long, value_enum, default_value = "ff")]
