@@ -25,21 +25,36 @@ fn run_ok(cmd: &mut Command) -> Output {
 fn run_err(cmd: &mut Command) -> (i32, String) {
     let out = cmd.output().expect("spawn mortal");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "error must be one line: {stderr:?}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "error must be one line: {stderr:?}"
+    );
     (out.status.code().unwrap_or(-1), stderr)
 }
 
 fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 /// `epochs.csv` without its timing columns (which legitimately differ between runs).
 fn epochs_without_timing(dir: &Path) -> Vec<Vec<String>> {
     let mut rd = csv::Reader::from_path(dir.join("epochs.csv")).unwrap();
     let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
-    let keep: Vec<usize> = (0..header.len()).filter(|i| !header[*i].ends_with("_seconds")).collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|i| !header[*i].ends_with("_seconds"))
+        .collect();
     rd.records()
         .map(|r| {
             let r = r.unwrap();
@@ -95,9 +110,18 @@ fn train_writes_results_epochs_and_checkpoint_and_eval_reproduces_it() {
     assert!(!out.join("epochs.csv.partial").exists());
 
     let ev = dir.path().join("eval");
-    run_ok(mortal().args(["eval", "-q", "--checkpoint"]).arg(&out).arg("--out").arg(&ev));
+    run_ok(
+        mortal()
+            .args(["eval", "-q", "--checkpoint"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&ev),
+    );
     let e = read_json(&ev.join("results.json"));
-    assert_eq!(e["test_error"], r["test_error"], "eval of the checkpoint must reproduce the run's test error");
+    assert_eq!(
+        e["test_error"], r["test_error"],
+        "eval of the checkpoint must reproduce the run's test error"
+    );
     assert_eq!(e["test_error_goodness"], r["test_error_goodness"]);
 }
 
@@ -105,7 +129,12 @@ fn train_writes_results_epochs_and_checkpoint_and_eval_reproduces_it() {
 fn backprop_run_writes_the_same_interface() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bp");
-    run_ok(mortal().args(SMALL).args(["--algo", "bp", "--out"]).arg(&out));
+    run_ok(
+        mortal()
+            .args(SMALL)
+            .args(["--algo", "bp", "--out"])
+            .arg(&out),
+    );
     let r = read_json(&out.join("results.json"));
     assert_eq!(r["algo"], "bp");
     assert!(r["test_error"].as_f64().unwrap() < 0.9);
@@ -132,11 +161,19 @@ fn results_do_not_depend_on_thread_count() {
         .collect();
     let a = epochs_without_timing(&runs[0]);
     assert_eq!(a, epochs_without_timing(&runs[1]));
-    let (ra, rb) = (read_json(&runs[0].join("results.json")), read_json(&runs[1].join("results.json")));
+    let (ra, rb) = (
+        read_json(&runs[0].join("results.json")),
+        read_json(&runs[1].join("results.json")),
+    );
     assert_eq!(ra["test_error"], rb["test_error"]);
     // And a different seed gives a different trajectory.
     let other = dir.path().join("seed2");
-    run_ok(mortal().args(SMALL).args(["--seed", "2", "--out"]).arg(&other));
+    run_ok(
+        mortal()
+            .args(SMALL)
+            .args(["--seed", "2", "--out"])
+            .arg(&other),
+    );
     assert_ne!(a, epochs_without_timing(&other));
 }
 
@@ -151,7 +188,10 @@ fn bad_input_fails_with_one_clear_line() {
         (vec!["train", "--lr", "-1"], "lr"),
         (vec!["train", "--epochs", "0"], "epochs"),
         (vec!["train", "--temperature", "0"], "temperature"),
-        (vec!["eval", "--checkpoint", "/nonexistent/dir"], "checkpoint"),
+        (
+            vec!["eval", "--checkpoint", "/nonexistent/dir"],
+            "checkpoint",
+        ),
     ];
     for (args, needle) in cases {
         let (code, stderr) = run_err(mortal().args(&args).arg("--out").arg(dir.path().join("x")));
@@ -159,20 +199,37 @@ fn bad_input_fails_with_one_clear_line() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     // Missing dataset files: says where it looked and how to get them.
-    let (code, stderr) = run_err(mortal().args(["train", "--dataset", "mnist", "--data-dir"]).arg(dir.path()));
+    let (code, stderr) = run_err(
+        mortal()
+            .args(["train", "--dataset", "mnist", "--data-dir"])
+            .arg(dir.path()),
+    );
     assert_eq!(code, 3);
-    assert!(stderr.contains(&dir.path().display().to_string()) && stderr.contains("mortal data fetch"), "{stderr}");
+    assert!(
+        stderr.contains(&dir.path().display().to_string()) && stderr.contains("mortal data fetch"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn bench_quick_writes_its_interface() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    run_ok(mortal().args(["bench", "--quick", "--repeats", "1", "--json"]).arg(&json));
+    run_ok(
+        mortal()
+            .args(["bench", "--quick", "--repeats", "1", "--json"])
+            .arg(&json),
+    );
     let b = read_json(&json);
     let ms = b["measurements"].as_array().unwrap();
-    assert!(ms.iter().any(|m| m["samples_per_s"].as_f64().is_some_and(|v| v > 0.0)));
-    assert!(ms.iter().any(|m| m["images_per_s"].as_f64().is_some_and(|v| v > 0.0)));
+    assert!(
+        ms.iter()
+            .any(|m| m["samples_per_s"].as_f64().is_some_and(|v| v > 0.0))
+    );
+    assert!(
+        ms.iter()
+            .any(|m| m["images_per_s"].as_f64().is_some_and(|v| v > 0.0))
+    );
     for m in ms {
         assert!(m["gflops"].as_f64().unwrap() > 0.0 && m["gemm_gflops"].as_f64().unwrap() > 0.0);
     }
@@ -191,8 +248,23 @@ fn real_mnist_smoke_test() {
     let out = dir.path().join("mnist");
     run_ok(
         mortal()
-            .args(["train", "--dataset", "mnist", "--layers", "200,200", "--epochs", "4"])
-            .args(["--train-limit", "5000", "--eval-limit", "1000", "-q", "--data-dir"])
+            .args([
+                "train",
+                "--dataset",
+                "mnist",
+                "--layers",
+                "200,200",
+                "--epochs",
+                "4",
+            ])
+            .args([
+                "--train-limit",
+                "5000",
+                "--eval-limit",
+                "1000",
+                "-q",
+                "--data-dir",
+            ])
             .arg(&data)
             .arg("--out")
             .arg(&out),
@@ -200,5 +272,8 @@ fn real_mnist_smoke_test() {
     let r = read_json(&out.join("results.json"));
     assert_eq!(r["dataset"], "mnist");
     let err = r["test_error"].as_f64().unwrap();
-    assert!(err < 0.2, "FF on 5,000 MNIST images for four epochs should get below 20% test error, got {err}");
+    assert!(
+        err < 0.2,
+        "FF on 5,000 MNIST images for four epochs should get below 20% test error, got {err}"
+    );
 }
