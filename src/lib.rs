@@ -24,5 +24,6 @@ pub mod learn;
 pub mod plot;
 pub mod progress;
 pub mod quickstart;
+pub mod resources;
 pub mod tensor;
 pub mod train;

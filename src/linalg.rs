@@ -19,10 +19,17 @@ pub enum Op {
     T,
 }
 
+/// Below this many multiply-adds (m·n·k) a GEMM runs on the calling thread: splitting
+/// small products costs more than it gains (measured on 2 cores: 500×784×100 is faster
+/// single-threaded, 1000×784×100 nearly twice as fast on two threads).
+const PAR_GEMM_MIN: usize = 50_000_000;
+
 /// `C ← α·op(A)·op(B) + β·C` for any column-major matrices or views (sub-blocks need
-/// no copy: the strides are passed through). Deterministic: the backend splits work
-/// between threads by blocks of `C`, never along the inner dimension, so each output
-/// element is summed in the same order whatever the thread count.
+/// no copy: the strides are passed through). Backend: the `gemm` crate (runtime-selected
+/// AVX-512 / AVX2 kernels), measured 10–30 % faster than matrixmultiply at the models'
+/// batch-100 shapes. Deterministic: work is split between threads by tiles of `C`, never
+/// along the inner dimension, so each output element is summed in the same order whatever
+/// the thread count. When `β = 0`, `C` is not read (NaNs in it do not propagate).
 ///
 /// Panics if the shapes do not conform (a programming error, not a user error).
 pub fn gemm<SA, SB, SC>(
@@ -46,25 +53,40 @@ pub fn gemm<SA, SB, SC>(
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        c.apply(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
+        return;
+    }
+    let parallelism = if m * n * k >= PAR_GEMM_MIN && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the pointers and strides describe the live storage of `a`, `b` and `c`
     // (nalgebra guarantees that every (i, j) inside the shape is addressable with them),
     // the shapes were checked above, and `c` is borrowed mutably so it aliases nothing.
+    // The gemm crate computes dst := dst_scale·dst + product_scale·lhs·rhs.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
+            k,
             c.as_mut_ptr(),
-            rsc as isize,
             csc as isize,
+            rsc as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
         );
     }
 }
@@ -267,6 +289,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gemm_with_zero_beta_ignores_the_old_output() {
+        let a = filled(4, 3, 0.2);
+        let b = filled(3, 2, 0.4);
+        let mut c = Mat::from_element(4, 2, f32::NAN);
+        gemm(1.0, &a, Op::N, &b, Op::N, 0.0, &mut c);
+        assert!(c.iter().all(|v| v.is_finite()));
+        let mut empty = Mat::from_element(4, 2, 3.0);
+        gemm(
+            1.0,
+            &Mat::zeros(4, 0),
+            Op::N,
+            &Mat::zeros(0, 2),
+            Op::N,
+            0.5,
+            &mut empty,
+        );
+        assert!(empty.iter().all(|v| *v == 1.5));
+    }
+
+    /// Large enough to run in parallel: the same bits with 1 and 2 rayon threads.
+    #[test]
+    fn parallel_gemm_is_bitwise_independent_of_thread_count() {
+        let a = filled(500, 400, 0.1);
+        let b = filled(400, 300, 0.5);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut c = Mat::zeros(500, 300);
+                gemm(1.0, &a, Op::N, &b, Op::N, 0.0, &mut c);
+                c
+            })
+        };
+        assert!(500 * 400 * 300 >= PAR_GEMM_MIN);
+        assert_eq!(run(1), run(2));
     }
 
     #[test]

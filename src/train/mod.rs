@@ -206,6 +206,7 @@ pub fn run_with(
         test_samples: data.test.len(),
         substrate: trainer.substrate(),
         threads: rayon::current_num_threads(),
+        peak_rss_mib: crate::resources::peak_rss_mib(),
         config: cfg.clone(),
     };
     if let Some(out) = &opts.out {

@@ -103,6 +103,8 @@ pub struct RunResults {
     pub substrate: String,
     /// Worker threads available (rayon); results do not depend on it.
     pub threads: usize,
+    /// Peak resident memory of the process at the end of the run, MiB (Linux only).
+    pub peak_rss_mib: Option<f64>,
     /// The full resolved configuration.
     pub config: TrainConfig,
 }

@@ -1,0 +1,19 @@
+//! Process resource measurements reported with results.
+
+/// Peak resident set size of this process so far, MiB (Linux `VmHWM`; None elsewhere).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peak_rss_is_positive_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(super::peak_rss_mib().unwrap() > 0.0);
+        }
+    }
+}
