@@ -327,7 +327,7 @@ mod tests {
                 c
             })
         };
-        assert!(500 * 400 * 300 >= PAR_GEMM_MIN);
+        const { assert!(500 * 400 * 300 >= PAR_GEMM_MIN) };
         assert_eq!(run(1), run(2));
     }
 
