@@ -13,6 +13,7 @@
 //! noise is passed in explicitly, so runs are reproducible. Implementations: the ideal
 //! digital f32 network ([`digital::DigitalNet`]) and, later, the analog chip.
 
+pub mod device;
 pub mod digital;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::linalg::Mat;
 use crate::rng::Rng;
 
+pub use device::{Chip, HardwareSpec};
 pub use digital::DigitalNet;
 
 /// The nominal nonlinearity of a layer's neurons.

@@ -1,0 +1,885 @@
+//! The analog chip substrate: one physical instance of a simulated in-memory-computing
+//! chip, sampled from a [`HardwareSpec`] and a seed.
+//!
+//! Per layer (inputs × batch in network units → activities):
+//! 1. **DAC.** Each input column, with the bias line (value 1) appended, is scaled by
+//!    α_j (abs-max: max(max_i |x_ij|, 1); fixed: the fixed range), clipped to ±1 and
+//!    quantised. Layers ≥ 1 then pass the **black box** ([`blackbox`]). What the lines carry,
+//!    times α_j, is `received`.
+//! 2. **MVM.** `W_eff·received + b_eff·v_b` as one GEMM on the cached effective weights
+//!    `w = gain·(G⁺ − G⁻)/(g_max − g_min)` ([`crossbar`]).
+//! 3. **Read noise**, output-referred in normalised output units and multiplied back by
+//!    gain·α_j: σ_out, σ_w·‖u‖ (and optionally σ_g·√(Σ ĝ u²)).
+//! 4. **ADC**: clip at ±bound, quantise (normalised output units).
+//! 5. **Neurons** (hidden ReLU / sigmoid layers): per-instance random curves
+//!    ([`neuron`]) plus output noise. Linear layers stop at the ADC.
+//!
+//! Updates follow the device physics in [`update`]; `transpose_read` drives the columns
+//! (DAC on the errors, the same read noise and ADC, no neuron, no bias, no black box).
+//!
+//! Everything fixed about the instance (device properties, stuck devices, neuron curves,
+//! black box, initial programming noise) comes from `chip_seed`; everything per call from
+//! the caller's `noise` stream: one u64 is drawn per call and every column (forward) or
+//! fixed chunk of pairs (update) gets its own indexed stream, so results do not depend on
+//! the number of threads.
+
+mod blackbox;
+mod converters;
+mod crossbar;
+mod neuron;
+mod normal;
+pub mod presets;
+pub mod spec;
+mod update;
+
+#[cfg(test)]
+mod tests;
+
+use rand::RngExt;
+use rayon::prelude::*;
+use serde_json::json;
+
+pub use spec::{
+    AdcSpec, BlackBoxSpec, CrossbarSpec, DacSpec, DeviceSpec, DriftSpec, FaultSpec, HardwareSpec,
+    InputScaling, NeuronSpec, PairMapping, PairScheme, ProgrammingNoise, ProgrammingSpec, ReadSpec,
+    Response, UpdateMode, UpdateSpec,
+};
+
+use blackbox::BlackBox;
+use converters::Quantizer;
+use crossbar::{Crossbar, Physics};
+use neuron::Neurons;
+use normal::Normals;
+use update::{IdealUpdate, PulseTrains, Request};
+
+use super::{Substrate, SubstrateState, Topology, Update, initial_parameters};
+use crate::error::{Error, Result};
+use crate::linalg::{Mat, Op, ensure_shape, gemm, row_sums};
+use crate::rng::{Rng, derive, indexed};
+use crate::tensor::{self, Tensor};
+
+/// Columns per parallel task in the elementwise passes (streams stay per column).
+const COLS_PER_TASK: usize = 8;
+
+/// One layer of the chip: its crossbar, neurons, black box and reusable buffers.
+#[derive(Clone, Debug)]
+struct Layer {
+    xb: Crossbar,
+    neurons: Neurons,
+    black_box: Option<BlackBox>,
+    /// Per column: α, bias-line value (network units), ‖u‖² of the normalised input.
+    alpha: Vec<f32>,
+    vbias: Vec<f32>,
+    unorm2: Vec<f32>,
+    /// Normalised line voltages before the black box (inputs × batch).
+    ubuf: Mat,
+    /// Squared normalised inputs and their conductance-weighted sums (g-noise only).
+    u2: Mat,
+    gx2: Mat,
+    /// (G⁺ + G⁻)/range, cached for the conductance-dependent read noise.
+    gsum: Mat,
+    gsum_dirty: bool,
+    /// Host-side ΔW of an outer-product request (out × in) and Δb.
+    dw: Mat,
+    db: Vec<f32>,
+    /// Quantised errors of a transposed read (out × batch).
+    tin: Mat,
+    trains: PulseTrains,
+}
+
+/// One analog chip instance.
+#[derive(Clone, Debug)]
+pub struct Chip {
+    spec: HardwareSpec,
+    topology: Topology,
+    chip_seed: u64,
+    phys: Physics,
+    dac: Quantizer,
+    adc: Quantizer,
+    layers: Vec<Layer>,
+    /// Simulated time, s.
+    clock: f64,
+}
+
+impl Chip {
+    /// Builds chip `chip_seed` of the family `spec` for `topology`: draws every
+    /// device-to-device and neuron-to-neuron property from `chip_seed`, then programs the
+    /// shared initial weights [`initial_parameters`]`(topology, init_seed)` by
+    /// write-and-verify (programming noise from `chip_seed` too).
+    pub fn new(
+        spec: &HardwareSpec,
+        topology: Topology,
+        chip_seed: u64,
+        init_seed: u64,
+    ) -> Result<Chip> {
+        spec.validate()?;
+        let phys = Physics::new(spec);
+        let layers = (0..topology.layers())
+            .map(|l| {
+                let (inp, out) = topology.dims(l);
+                let xb = Crossbar::new(
+                    spec,
+                    &phys,
+                    inp,
+                    out,
+                    derive(chip_seed, &format!("layer{l}/devices")),
+                );
+                let neurons = Neurons::new(
+                    &spec.neuron,
+                    topology.activation(l),
+                    out,
+                    &mut crate::rng::stream(chip_seed, &format!("layer{l}/neurons")),
+                );
+                let black_box = if l > 0 {
+                    BlackBox::new(
+                        &spec.black_box,
+                        inp,
+                        &mut crate::rng::stream(chip_seed, &format!("layer{l}/black-box")),
+                    )
+                } else {
+                    None
+                };
+                Layer {
+                    xb,
+                    neurons,
+                    black_box,
+                    alpha: Vec::new(),
+                    vbias: Vec::new(),
+                    unorm2: Vec::new(),
+                    ubuf: Mat::zeros(0, 0),
+                    u2: Mat::zeros(0, 0),
+                    gx2: Mat::zeros(0, 0),
+                    gsum: Mat::zeros(0, 0),
+                    gsum_dirty: true,
+                    dw: Mat::zeros(0, 0),
+                    db: Vec::new(),
+                    tin: Mat::zeros(0, 0),
+                    trains: PulseTrains::default(),
+                }
+            })
+            .collect();
+        let mut chip = Chip {
+            spec: spec.clone(),
+            phys,
+            dac: Quantizer::dac(&spec.dac),
+            adc: Quantizer::adc(&spec.adc),
+            topology,
+            chip_seed,
+            layers,
+            clock: 0.0,
+        };
+        for (l, (w, b)) in initial_parameters(&chip.topology, init_seed)
+            .into_iter()
+            .enumerate()
+        {
+            let seed = derive(chip_seed, &format!("layer{l}/initial-programming"));
+            let clock = chip.clock;
+            chip.layers[l].xb.program(&chip.phys, &w, &b, clock, seed);
+        }
+        Ok(chip)
+    }
+
+    /// The family this chip was drawn from.
+    pub fn spec(&self) -> &HardwareSpec {
+        &self.spec
+    }
+
+    /// The instance seed.
+    pub fn chip_seed(&self) -> u64 {
+        self.chip_seed
+    }
+
+    /// Simulated time since construction, s.
+    pub fn clock(&self) -> f64 {
+        self.clock
+    }
+
+    /// The effective weights (out × in) and biases of layer `l` as the conductances stand
+    /// now, in network units (what an ideal read-out would report). For diagnostics and
+    /// tests: learners that drive a [`Substrate`] never call this.
+    pub fn effective_layer(&self, l: usize) -> (Mat, Vec<f32>) {
+        let xb = &self.layers[l].xb;
+        let w = xb.w.columns(0, xb.inp).into_owned();
+        let b = xb.w.column(xb.inp).iter().copied().collect();
+        (w, b)
+    }
+
+    /// The conductances (G⁺, G⁻), µS, of layer `l`'s pairs, column-major
+    /// `out × (in + 1)` with the bias pairs in the last column. For diagnostics.
+    pub fn conductances(&self, l: usize) -> (&[f32], &[f32]) {
+        let xb = &self.layers[l].xb;
+        (&xb.gp, &xb.gm)
+    }
+
+    /// Layer `l`'s digital gain (weight units per normalised weight).
+    pub fn gain(&self, l: usize) -> f32 {
+        self.layers[l].xb.gain
+    }
+
+    fn identity(&self) -> serde_json::Value {
+        json!({
+            "spec": self.spec,
+            "chip_seed": self.chip_seed,
+            "topology": self.topology,
+        })
+    }
+
+    fn refresh_gsum(layer: &mut Layer, phys: &Physics) {
+        if !layer.gsum_dirty {
+            return;
+        }
+        let xb = &layer.xb;
+        ensure_shape(&mut layer.gsum, xb.out, xb.inp + 1);
+        let inv = 1.0 / phys.range;
+        for ((s, p), m) in layer.gsum.as_mut_slice().iter_mut().zip(&xb.gp).zip(&xb.gm) {
+            *s = (p + m) * inv;
+        }
+        layer.gsum_dirty = false;
+    }
+}
+
+/// The input stage of one column: DAC (and black box) from `x` to `r`, returning
+/// (α, bias-line value in network units, ‖u‖²). `ub`/`u2` are optional scratch columns.
+#[allow(clippy::too_many_arguments)]
+fn input_column(
+    x: &[f32],
+    r: &mut [f32],
+    ub: &mut [f32],
+    u2: &mut [f32],
+    dac: &Quantizer,
+    spec: &DacSpec,
+    bb: Option<&BlackBox>,
+    rng: Option<&mut Normals>,
+) -> (f32, f32, f32) {
+    let alpha = match spec.scaling {
+        InputScaling::AbsMax => x.iter().fold(1.0f32, |m, v| m.max(v.abs())),
+        InputScaling::Fixed => spec.fixed_range as f32,
+    };
+    let inv = 1.0 / alpha;
+    let passthrough = dac.step == 0.0 && spec.scaling == InputScaling::AbsMax && bb.is_none();
+    let ubias = dac.apply(inv.min(1.0));
+    let mut norm2 = ubias * ubias;
+    if passthrough {
+        r.copy_from_slice(x);
+        for v in x {
+            let u = v * inv;
+            norm2 += u * u;
+        }
+        if !u2.is_empty() {
+            for (o, v) in u2.iter_mut().zip(x) {
+                *o = (v * inv) * (v * inv);
+            }
+        }
+        return (alpha, 1.0, norm2);
+    }
+    match bb {
+        None => {
+            for (o, v) in r.iter_mut().zip(x) {
+                let u = dac.apply(v * inv);
+                norm2 += u * u;
+                *o = u * alpha;
+            }
+            if !u2.is_empty() {
+                for (o, v) in u2.iter_mut().zip(r.iter()) {
+                    *o = (v * inv) * (v * inv);
+                }
+            }
+        }
+        Some(bb) => {
+            for (o, v) in ub.iter_mut().zip(x) {
+                *o = dac.apply(v * inv);
+            }
+            let rng = rng.expect("black box needs a stream");
+            bb.apply(ub, r, rng);
+            for (i, o) in r.iter_mut().enumerate() {
+                let z = *o;
+                norm2 += z * z;
+                if !u2.is_empty() {
+                    u2[i] = z * z;
+                }
+                *o = z * alpha;
+            }
+        }
+    }
+    (alpha, ubias * alpha, norm2)
+}
+
+/// Splits an optional scratch matrix into per-column slices (empty slices if unused).
+fn column_slices(m: &mut Mat, rows: usize, cols: usize, used: bool) -> Vec<&mut [f32]> {
+    if used {
+        ensure_shape(m, rows, cols);
+        m.as_mut_slice().chunks_mut(rows.max(1)).collect()
+    } else {
+        (0..cols).map(|_| <&mut [f32]>::default()).collect()
+    }
+}
+
+/// Output-stage settings of one MVM.
+struct OutStage<'a> {
+    gain: f32,
+    out_noise: f32,
+    w_noise: f32,
+    g_noise: f32,
+    adc: &'a Quantizer,
+    /// Bias column of the effective weights (empty for transposed reads).
+    bias: &'a [f32],
+    /// Conductance sums of the bias pairs (g-noise, forward only).
+    gsum_bias: &'a [f32],
+    neurons: Option<&'a Neurons>,
+}
+
+impl OutStage<'_> {
+    fn needs_stream(&self) -> bool {
+        self.out_noise > 0.0
+            || self.w_noise > 0.0
+            || self.g_noise > 0.0
+            || self.neurons.is_some_and(|n| n.noise > 0.0)
+    }
+
+    /// Finishes column `y` (MVM result, network units) in place.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn column(
+        &self,
+        y: &mut [f32],
+        gx2: &[f32],
+        alpha: f32,
+        vbias: f32,
+        unorm2: f32,
+        ubias: f32,
+        rng: Option<&mut Normals>,
+    ) {
+        let scale = self.gain * alpha;
+        let sig =
+            scale * (self.out_noise * self.out_noise + self.w_noise * self.w_noise * unorm2).sqrt();
+        let mut rng = rng;
+        let adc_ideal = self.adc.is_ideal();
+        let inv_scale = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let neuron_noise = self.neurons.map_or(0.0, |n| n.noise);
+        for (i, v) in y.iter_mut().enumerate() {
+            let mut a = *v;
+            if !self.bias.is_empty() {
+                a += self.bias[i] * vbias;
+            }
+            if let Some(r) = rng.as_deref_mut() {
+                if sig > 0.0 {
+                    a += sig * r.next();
+                }
+                if self.g_noise > 0.0 {
+                    let extra = if self.gsum_bias.is_empty() {
+                        0.0
+                    } else {
+                        self.gsum_bias[i] * ubias * ubias
+                    };
+                    a += scale * self.g_noise * (gx2[i] + extra).max(0.0).sqrt() * r.next();
+                }
+            }
+            if !adc_ideal && scale > 0.0 {
+                a = self.adc.apply(a * inv_scale) * scale;
+            }
+            if let Some(n) = self.neurons {
+                a = n.apply(i, a);
+                if neuron_noise > 0.0
+                    && let Some(r) = rng.as_deref_mut()
+                {
+                    a += neuron_noise * r.next();
+                }
+            }
+            *v = a;
+        }
+    }
+}
+
+impl Substrate for Chip {
+    fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn forward(
+        &mut self,
+        layer: usize,
+        x: &Mat,
+        received: &mut Mat,
+        activity: &mut Mat,
+        noise: &mut Rng,
+    ) {
+        let seed: u64 = noise.random();
+        let (seed_in, seed_out) = (derive(seed, "input"), derive(seed, "output"));
+        let ly = &mut self.layers[layer];
+        let (inp, out) = (ly.xb.inp, ly.xb.out);
+        assert_eq!(x.nrows(), inp, "forward: input rows");
+        let b = x.ncols();
+        ensure_shape(received, inp, b);
+        ensure_shape(activity, out, b);
+        ly.alpha.resize(b, 0.0);
+        ly.vbias.resize(b, 0.0);
+        ly.unorm2.resize(b, 0.0);
+        let g_noise = self.spec.read.g_noise as f32;
+        let bb = ly.black_box.as_ref();
+        let ub = column_slices(&mut ly.ubuf, inp, b, bb.is_some());
+        let u2 = column_slices(&mut ly.u2, inp, b, g_noise > 0.0);
+        let (dac, dspec) = (&self.dac, &self.spec.dac);
+        // 1. DAC and black box, per column.
+        received
+            .as_mut_slice()
+            .par_chunks_mut(inp.max(1))
+            .zip(x.as_slice().par_chunks(inp.max(1)))
+            .zip(ly.alpha.par_iter_mut().zip(ly.vbias.par_iter_mut()))
+            .zip(ly.unorm2.par_iter_mut().zip(ub.into_par_iter().zip(u2)))
+            .enumerate()
+            .with_min_len(COLS_PER_TASK)
+            .for_each(|(j, (((r, xc), (a, vb)), (n2, (ubc, u2c))))| {
+                let mut rng = bb.map(|_| Normals::new(indexed(seed_in, j as u64)));
+                let (al, v, n) = input_column(xc, r, ubc, u2c, dac, dspec, bb, rng.as_mut());
+                *a = al;
+                *vb = v;
+                *n2 = n;
+            });
+        // 2. The MVM.
+        gemm(
+            1.0,
+            &ly.xb.w.columns(0, inp),
+            Op::N,
+            received,
+            Op::N,
+            0.0,
+            activity,
+        );
+        if g_noise > 0.0 {
+            Chip::refresh_gsum(ly, &self.phys);
+            ensure_shape(&mut ly.gx2, out, b);
+            gemm(
+                1.0,
+                &ly.gsum.columns(0, inp),
+                Op::N,
+                &ly.u2,
+                Op::N,
+                0.0,
+                &mut ly.gx2,
+            );
+        }
+        // 3–5. Read noise, ADC, neurons.
+        let nw = out * inp;
+        let stage = OutStage {
+            gain: ly.xb.gain,
+            out_noise: self.spec.read.out_noise as f32,
+            w_noise: self.spec.read.w_noise as f32,
+            g_noise,
+            adc: &self.adc,
+            bias: &ly.xb.w.as_slice()[nw..],
+            gsum_bias: if g_noise > 0.0 {
+                &ly.gsum.as_slice()[nw..]
+            } else {
+                &[]
+            },
+            neurons: Some(&ly.neurons),
+        };
+        let stream = stage.needs_stream();
+        let gx2: &[f32] = if g_noise > 0.0 {
+            ly.gx2.as_slice()
+        } else {
+            &[]
+        };
+        let (alpha, vbias, unorm2) = (&ly.alpha, &ly.vbias, &ly.unorm2);
+        let dac_ref = &self.dac;
+        activity
+            .as_mut_slice()
+            .par_chunks_mut(out.max(1))
+            .enumerate()
+            .with_min_len(COLS_PER_TASK)
+            .for_each(|(j, y)| {
+                let mut rng = stream.then(|| Normals::new(indexed(seed_out, j as u64)));
+                let g = if gx2.is_empty() {
+                    &[][..]
+                } else {
+                    &gx2[j * out..(j + 1) * out]
+                };
+                let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
+                stage.column(y, g, alpha[j], vbias[j], unorm2[j], ubias, rng.as_mut());
+            });
+    }
+
+    fn transpose_read(&mut self, layer: usize, d: &Mat, out_m: &mut Mat, noise: &mut Rng) {
+        let seed: u64 = noise.random();
+        let seed_out = derive(seed, "output");
+        let ly = &mut self.layers[layer];
+        let (inp, out) = (ly.xb.inp, ly.xb.out);
+        assert_eq!(d.nrows(), out, "transpose_read: error rows");
+        let b = d.ncols();
+        ensure_shape(out_m, inp, b);
+        ensure_shape(&mut ly.tin, out, b);
+        ly.alpha.resize(b, 0.0);
+        ly.unorm2.resize(b, 0.0);
+        let g_noise = self.spec.read.g_noise as f32;
+        let u2 = column_slices(&mut ly.u2, out, b, g_noise > 0.0);
+        let (dac, dspec) = (&self.dac, &self.spec.dac);
+        let ideal_dac = dac.step == 0.0 && dspec.scaling == InputScaling::AbsMax;
+        // DAC on the errors, per column (no bias line, no black box).
+        ly.tin
+            .as_mut_slice()
+            .par_chunks_mut(out.max(1))
+            .zip(d.as_slice().par_chunks(out.max(1)))
+            .zip(ly.alpha.par_iter_mut().zip(ly.unorm2.par_iter_mut()))
+            .zip(u2)
+            .with_min_len(COLS_PER_TASK)
+            .for_each(|(((t, dc), (a, n2)), u2c)| {
+                let alpha = match dspec.scaling {
+                    InputScaling::AbsMax => {
+                        let m = dc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                        if m > 0.0 { m } else { 1.0 }
+                    }
+                    InputScaling::Fixed => dspec.fixed_range as f32,
+                };
+                let inv = 1.0 / alpha;
+                let mut s = 0.0;
+                for (k, (o, v)) in t.iter_mut().zip(dc).enumerate() {
+                    let u = if ideal_dac {
+                        v * inv
+                    } else {
+                        dac.apply(v * inv)
+                    };
+                    s += u * u;
+                    if !u2c.is_empty() {
+                        u2c[k] = u * u;
+                    }
+                    *o = if ideal_dac { *v } else { u * alpha };
+                }
+                *a = alpha;
+                *n2 = s;
+            });
+        gemm(
+            1.0,
+            &ly.xb.w.columns(0, inp),
+            Op::T,
+            &ly.tin,
+            Op::N,
+            0.0,
+            out_m,
+        );
+        if g_noise > 0.0 {
+            Chip::refresh_gsum(ly, &self.phys);
+            ensure_shape(&mut ly.gx2, inp, b);
+            gemm(
+                1.0,
+                &ly.gsum.columns(0, inp),
+                Op::T,
+                &ly.u2,
+                Op::N,
+                0.0,
+                &mut ly.gx2,
+            );
+        }
+        let stage = OutStage {
+            gain: ly.xb.gain,
+            out_noise: self.spec.read.out_noise as f32,
+            w_noise: self.spec.read.w_noise as f32,
+            g_noise,
+            adc: &self.adc,
+            bias: &[],
+            gsum_bias: &[],
+            neurons: None,
+        };
+        let stream = stage.needs_stream();
+        let gx2: &[f32] = if g_noise > 0.0 {
+            ly.gx2.as_slice()
+        } else {
+            &[]
+        };
+        let (alpha, unorm2) = (&ly.alpha, &ly.unorm2);
+        out_m
+            .as_mut_slice()
+            .par_chunks_mut(inp.max(1))
+            .enumerate()
+            .with_min_len(COLS_PER_TASK)
+            .for_each(|(j, y)| {
+                let mut rng = stream.then(|| Normals::new(indexed(seed_out, j as u64)));
+                let g = if gx2.is_empty() {
+                    &[][..]
+                } else {
+                    &gx2[j * inp..(j + 1) * inp]
+                };
+                stage.column(y, g, alpha[j], 0.0, unorm2[j], 0.0, rng.as_mut());
+            });
+    }
+
+    fn update(&mut self, layer: usize, update: Update<'_>, noise: &mut Rng) {
+        let seed: u64 = noise.random();
+        let phys = &self.phys;
+        let ly = &mut self.layers[layer];
+        let (scheme, step) = (self.spec.update.pair, self.spec.pair_step() as f32);
+        let clock = self.clock;
+        match (phys.mode, update) {
+            (
+                UpdateMode::Ideal,
+                Update::Dense {
+                    dw,
+                    db,
+                    scale,
+                    decay,
+                },
+            ) => {
+                assert_eq!(dw.shape(), (ly.xb.out, ly.xb.inp), "update: dw shape");
+                update::ideal(
+                    &mut ly.xb,
+                    phys,
+                    IdealUpdate::Dense {
+                        dw: dw.as_slice(),
+                        db,
+                        scale,
+                        decay,
+                    },
+                );
+            }
+            (UpdateMode::Ideal, Update::Outer { x, d, scale, decay }) => {
+                ly.db.resize(ly.xb.out, 0.0);
+                update::ideal(
+                    &mut ly.xb,
+                    phys,
+                    IdealUpdate::Outer {
+                        x,
+                        d,
+                        scale,
+                        decay,
+                        db_buf: &mut ly.db,
+                    },
+                );
+            }
+            (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay }) => {
+                update::stochastic_pulse(
+                    &mut ly.xb,
+                    phys,
+                    scheme,
+                    step,
+                    self.spec.update.bl,
+                    x,
+                    d,
+                    scale,
+                    decay,
+                    clock,
+                    seed,
+                    &mut ly.trains,
+                );
+            }
+            // `pulsed`, `mixed-precision`, and `stochastic-pulse` given a dense request
+            // (there are no per-sample vectors to form pulse trains from).
+            (
+                _,
+                Update::Dense {
+                    dw,
+                    db,
+                    scale,
+                    decay,
+                },
+            ) => {
+                assert_eq!(dw.shape(), (ly.xb.out, ly.xb.inp), "update: dw shape");
+                let req = Request {
+                    dw: dw.as_slice(),
+                    db,
+                    scale,
+                    decay,
+                };
+                update::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
+            }
+            (_, Update::Outer { x, d, scale, decay }) => {
+                ensure_shape(&mut ly.dw, ly.xb.out, ly.xb.inp);
+                ly.db.resize(ly.xb.out, 0.0);
+                gemm(1.0, d, Op::N, x, Op::T, 0.0, &mut ly.dw);
+                row_sums(d, &mut ly.db);
+                let req = Request {
+                    dw: ly.dw.as_slice(),
+                    db: &ly.db,
+                    scale,
+                    decay,
+                };
+                update::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
+            }
+        }
+        ly.gsum_dirty = true;
+    }
+
+    fn program(&mut self, layer: usize, w: &Mat, b: &[f32], noise: &mut Rng) {
+        let seed: u64 = noise.random();
+        let ly = &mut self.layers[layer];
+        ly.xb.program(&self.phys, w, b, self.clock, seed);
+        ly.gsum_dirty = true;
+    }
+
+    fn advance_time(&mut self, seconds: f64) {
+        if seconds.is_nan() || seconds <= 0.0 {
+            return;
+        }
+        let new = self.clock + seconds;
+        for ly in &mut self.layers {
+            ly.xb.drift(&self.phys, self.clock, new);
+            ly.gsum_dirty = true;
+        }
+        self.clock = new;
+    }
+
+    fn save_state(&self) -> SubstrateState {
+        let mut tensors: Vec<Tensor> = Vec::new();
+        let hi = self.clock as f32;
+        let lo = (self.clock - f64::from(hi)) as f32;
+        tensors.push(tensor::from_vec("clock", &[hi, lo]));
+        for (l, ly) in self.layers.iter().enumerate() {
+            let xb = &ly.xb;
+            let (out, inp) = (xb.out, xb.inp);
+            let nw = out * inp;
+            let mat = |v: &[f32], cols: usize| Mat::from_column_slice(out, cols, v);
+            tensors.push(tensor::from_mat(
+                format!("layer{l}.g_plus"),
+                &mat(&xb.gp[..nw], inp),
+            ));
+            tensors.push(tensor::from_mat(
+                format!("layer{l}.g_minus"),
+                &mat(&xb.gm[..nw], inp),
+            ));
+            tensors.push(tensor::from_vec(
+                format!("layer{l}.bias_g_plus"),
+                &xb.gp[nw..],
+            ));
+            tensors.push(tensor::from_vec(
+                format!("layer{l}.bias_g_minus"),
+                &xb.gm[nw..],
+            ));
+            tensors.push(tensor::from_vec(format!("layer{l}.gain"), &[xb.gain]));
+            tensors.push(tensor::from_vec(
+                format!("layer{l}.pending_keep"),
+                &[xb.pending_keep],
+            ));
+            tensors.push(tensor::from_mat(
+                format!("layer{l}.weight"),
+                &xb.w.columns(0, inp).into_owned(),
+            ));
+            tensors.push(tensor::from_vec(
+                format!("layer{l}.bias"),
+                &xb.w.as_slice()[nw..],
+            ));
+            if !xb.tw_p.is_empty() {
+                tensors.push(tensor::from_mat(
+                    format!("layer{l}.t_write_plus"),
+                    &mat(&xb.tw_p, inp + 1),
+                ));
+                tensors.push(tensor::from_mat(
+                    format!("layer{l}.t_write_minus"),
+                    &mat(&xb.tw_m, inp + 1),
+                ));
+            }
+            if !xb.chi.is_empty() {
+                tensors.push(tensor::from_mat(
+                    format!("layer{l}.chi"),
+                    &mat(&xb.chi, inp + 1),
+                ));
+            }
+        }
+        SubstrateState {
+            kind: "chip".into(),
+            identity: self.identity(),
+            tensors,
+        }
+    }
+
+    fn load_state(&mut self, state: &SubstrateState) -> Result<Option<String>> {
+        if state.kind != "chip" {
+            return Err(Error::param(
+                "checkpoint",
+                &state.kind,
+                "this checkpoint holds a digital network, not a chip",
+            ));
+        }
+        let id = &state.identity;
+        let topology: Topology = serde_json::from_value(id["topology"].clone())
+            .map_err(|e| Error::param("checkpoint", "identity.topology", e.to_string()))?;
+        if topology != self.topology {
+            return Err(Error::param(
+                "checkpoint",
+                format!("{:?}", topology.widths()),
+                format!("the chip has layers {:?}", self.topology.widths()),
+            ));
+        }
+        let spec: HardwareSpec = serde_json::from_value(id["spec"].clone())
+            .map_err(|e| Error::param("checkpoint", "identity.spec", e.to_string()))?;
+        let seed = id["chip_seed"]
+            .as_u64()
+            .ok_or_else(|| Error::param("checkpoint", "identity.chip_seed", "missing"))?;
+        let same = spec == self.spec && seed == self.chip_seed;
+        let clock = tensor::find(&state.tensors, "clock", &[2])?;
+        let t = &state.tensors;
+        // Read everything first so a bad checkpoint leaves the chip untouched.
+        let mut loaded = Vec::with_capacity(self.layers.len());
+        for (l, ly) in self.layers.iter().enumerate() {
+            let (out, inp) = (ly.xb.out, ly.xb.inp);
+            let flat = |name: &str, cols: usize| -> Result<Vec<f32>> {
+                Ok(tensor::to_mat(t, &format!("layer{l}.{name}"), out, cols)?
+                    .as_slice()
+                    .to_vec())
+            };
+            let mut gp = flat("g_plus", inp)?;
+            gp.extend_from_slice(tensor::find(t, &format!("layer{l}.bias_g_plus"), &[out])?);
+            let mut gm = flat("g_minus", inp)?;
+            gm.extend_from_slice(tensor::find(t, &format!("layer{l}.bias_g_minus"), &[out])?);
+            let gain = tensor::find(t, &format!("layer{l}.gain"), &[1])?[0];
+            let keep = tensor::find(t, &format!("layer{l}.pending_keep"), &[1])?[0];
+            let mut w = flat("weight", inp)?;
+            w.extend_from_slice(tensor::find(t, &format!("layer{l}.bias"), &[out])?);
+            let optional = |name: &str| -> Result<Option<Vec<f32>>> {
+                let key = format!("layer{l}.{name}");
+                if t.iter().any(|(n, _, _)| *n == key) {
+                    flat(name, inp + 1).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let twp = optional("t_write_plus")?;
+            let twm = optional("t_write_minus")?;
+            let chi = optional("chi")?;
+            loaded.push((gp, gm, gain, keep, w, twp, twm, chi));
+        }
+        self.clock = f64::from(clock[0]) + f64::from(clock[1]);
+        for (ly, (gp, gm, gain, keep, w, twp, twm, chi)) in self.layers.iter_mut().zip(loaded) {
+            let xb = &mut ly.xb;
+            xb.gp = gp;
+            xb.gm = gm;
+            xb.gain = gain;
+            xb.pending_keep = keep;
+            if !xb.tw_p.is_empty() {
+                let now = self.clock as f32;
+                xb.tw_p = twp.unwrap_or_else(|| vec![now; xb.gp.len()]);
+                xb.tw_m = twm.unwrap_or_else(|| vec![now; xb.gp.len()]);
+            }
+            if !xb.chi.is_empty() {
+                let n = xb.gp.len();
+                xb.chi = chi.unwrap_or_else(|| vec![0.0; n]);
+            }
+            if same {
+                xb.w.as_mut_slice().copy_from_slice(&w);
+            } else {
+                xb.enforce_own_devices(&self.phys);
+            }
+            ly.gsum_dirty = true;
+        }
+        if same {
+            Ok(None)
+        } else {
+            Ok(Some(format!(
+                "conductances of chip {} #{seed} loaded into chip {} #{}: a different \
+                 instance (its own device properties, stuck devices, neurons and black box \
+                 apply), so the network will not compute exactly what it did",
+                spec.name, self.spec.name, self.chip_seed
+            )))
+        }
+    }
+
+    fn describe(&self) -> String {
+        let v = self.spec.variation;
+        let v = if v.fract() == 0.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v}")
+        };
+        format!(
+            "chip {} #{} (variation {v})",
+            self.spec.name, self.chip_seed
+        )
+    }
+}

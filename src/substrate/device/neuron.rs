@@ -1,0 +1,190 @@
+//! Per-instance random neuron curves of hidden layers.
+//!
+//! Each neuron `i` of a ReLU layer has its own curve, drawn once from the chip seed:
+//! `y = S_i·tanh(g_i·κ_i·softplus((a − θ_i)/κ_i)/S_i)`, with gain `g_i ~ N(1, σ_g)`
+//! (clipped at 0), threshold `θ_i ~ N(0, σ_θ)`, knee softness `κ_i` (0 = a sharp corner,
+//! giving `g_i·max(0, a − θ_i)`) and saturation `S_i` (0 = none). Sigmoid layers get
+//! `y = σ(g_i·(a − θ_i))`. Linear layers have no neuron (the ADC reading is the output).
+//! With all spreads 0, κ = 0 and no saturation the curve is exactly `max(0, a)`.
+
+use rand_distr::{Distribution, StandardNormal};
+
+use super::spec::NeuronSpec;
+use crate::rng::Rng;
+use crate::substrate::Activation;
+
+/// The neurons of one layer.
+#[derive(Clone, Debug)]
+pub(crate) struct Neurons {
+    act: Activation,
+    /// True when every neuron is the nominal activation (fast, exact path).
+    nominal: bool,
+    gain: Vec<f32>,
+    offset: Vec<f32>,
+    knee: Vec<f32>,
+    saturation: Vec<f32>,
+    /// Per-call additive output noise, activity units.
+    pub noise: f32,
+}
+
+fn normal(rng: &mut Rng) -> f32 {
+    StandardNormal.sample(rng)
+}
+
+/// Numerically stable softplus ln(1 + eᶻ).
+#[inline]
+fn softplus(z: f32) -> f32 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+impl Neurons {
+    /// Draws `n` neurons for a layer with nominal activation `act`.
+    pub fn new(spec: &NeuronSpec, act: Activation, n: usize, rng: &mut Rng) -> Self {
+        let mut gain = Vec::with_capacity(n);
+        let mut offset = Vec::with_capacity(n);
+        let mut knee = Vec::with_capacity(n);
+        let mut saturation = Vec::with_capacity(n);
+        for _ in 0..n {
+            // Four draws per neuron, always, so one spread does not shift the others.
+            let (zg, zt, zk, zs) = (normal(rng), normal(rng), normal(rng), normal(rng));
+            gain.push((1.0 + spec.gain_std as f32 * zg).max(0.0));
+            offset.push(spec.offset_std as f32 * zt);
+            knee.push(spec.knee as f32 * (1.0 + spec.knee_std as f32 * zk).max(0.0));
+            saturation
+                .push(spec.saturation as f32 * (1.0 + spec.saturation_std as f32 * zs).max(0.0));
+        }
+        let nominal = act == Activation::Linear
+            || (gain.iter().all(|g| *g == 1.0)
+                && offset.iter().all(|t| *t == 0.0)
+                && knee.iter().all(|k| *k == 0.0)
+                && saturation.iter().all(|s| *s == 0.0));
+        let noise = if act == Activation::Linear {
+            0.0
+        } else {
+            spec.noise as f32
+        };
+        Self {
+            act,
+            nominal,
+            gain,
+            offset,
+            knee,
+            saturation,
+            noise,
+        }
+    }
+
+    /// Whether the curve is the nominal activation with no noise.
+    #[cfg(test)]
+    pub fn is_nominal(&self) -> bool {
+        self.nominal && self.noise == 0.0
+    }
+
+    /// Neuron `i`'s response to activity `a` (no noise).
+    #[inline]
+    pub fn apply(&self, i: usize, a: f32) -> f32 {
+        if self.nominal {
+            return self.act.apply(a);
+        }
+        let t = a - self.offset[i];
+        let g = self.gain[i];
+        match self.act {
+            Activation::Linear => a,
+            Activation::Sigmoid => 1.0 / (1.0 + (-g * t).exp()),
+            Activation::Relu => {
+                let k = self.knee[i];
+                let lin = if k > 0.0 {
+                    k * softplus(t / k)
+                } else {
+                    t.max(0.0)
+                };
+                let y = g * lin;
+                let s = self.saturation[i];
+                if s > 0.0 { s * (y / s).tanh() } else { y }
+            }
+        }
+    }
+
+    /// (gain, offset) of neuron `i`, for tests.
+    #[cfg(test)]
+    pub fn params(&self, i: usize) -> (f32, f32) {
+        (self.gain[i], self.offset[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_spreads_give_exact_relu() {
+        let mut rng = crate::rng::stream(1, "n");
+        let n = Neurons::new(&NeuronSpec::default(), Activation::Relu, 5, &mut rng);
+        assert!(n.is_nominal());
+        for a in [-2.0f32, -1e-30, 0.0, 1e-30, 0.3, 7.5] {
+            assert_eq!(n.apply(3, a).to_bits(), a.max(0.0).to_bits());
+        }
+    }
+
+    #[test]
+    fn gain_and_offset_spreads_are_recovered_from_the_curves() {
+        let spec = NeuronSpec {
+            gain_std: 0.2,
+            offset_std: 0.1,
+            ..NeuronSpec::default()
+        };
+        let mut rng = crate::rng::stream(2, "n");
+        let n = 4000;
+        let neurons = Neurons::new(&spec, Activation::Relu, n, &mut rng);
+        // Measure each neuron from two points on its linear branch, as an experimenter
+        // would: slope = g, and the zero crossing a = θ.
+        let (mut gs, mut ts) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let (y1, y2) = (neurons.apply(i, 2.0), neurons.apply(i, 3.0));
+            let g = y2 - y1;
+            gs.push(f64::from(g));
+            ts.push(f64::from(2.0 - y1 / g));
+        }
+        let stats = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+            (m, s)
+        };
+        let (gm, gsd) = stats(&gs);
+        let (tm, tsd) = stats(&ts);
+        // n = 4000: std of a mean = σ/√n (0.2/63 ≈ 0.0032, 0.1/63 ≈ 0.0016); std of a
+        // sample std ≈ σ/√(2n) (≈ 0.0022, 0.0011). Bounds are ~4 of those.
+        assert!((gm - 1.0).abs() < 0.013, "mean gain {gm}");
+        assert!((gsd - 0.2).abs() < 0.009, "gain spread {gsd}");
+        assert!(tm.abs() < 0.0065, "mean offset {tm}");
+        assert!((tsd - 0.1).abs() < 0.0045, "offset spread {tsd}");
+        let (g, t) = neurons.params(7);
+        assert!((neurons.apply(7, 2.0) - g * (2.0 - t)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn knee_and_saturation_shape_the_curve() {
+        let spec = NeuronSpec {
+            knee: 0.5,
+            saturation: 2.0,
+            ..NeuronSpec::default()
+        };
+        let mut rng = crate::rng::stream(3, "n");
+        let n = Neurons::new(&spec, Activation::Relu, 1, &mut rng);
+        // softplus knee: at a = 0 the output is κ·ln 2 (before saturation ≈ 0.347).
+        let y0 = n.apply(0, 0.0);
+        let want = 2.0 * ((0.5 * 2f32.ln()) / 2.0).tanh();
+        assert!((y0 - want).abs() < 1e-6, "{y0} vs {want}");
+        // Saturation: never above S, monotone.
+        let mut prev = -1.0;
+        for k in 0..100 {
+            let y = n.apply(0, -5.0 + 0.2 * k as f32);
+            assert!(y <= 2.0 && y >= prev);
+            prev = y;
+        }
+        assert!(n.apply(0, 100.0) > 1.999);
+        // Sigmoid with zero spreads is the nominal sigmoid.
+        let s = Neurons::new(&NeuronSpec::default(), Activation::Sigmoid, 2, &mut rng);
+        assert_eq!(s.apply(1, 0.3), Activation::Sigmoid.apply(0.3));
+    }
+}
