@@ -18,7 +18,9 @@ use crate::learn::ff::FfLearner;
 use crate::learn::{BpConfig, BpLearner, FfConfig};
 use crate::linalg::{Mat, Op, gemm, gemm_flops};
 use crate::rng::stream;
-use crate::substrate::{Activation, DigitalNet, Topology};
+use crate::substrate::device::spec::UpdateMode;
+use crate::substrate::device::{Chip, HardwareSpec, presets};
+use crate::substrate::{Activation, DigitalNet, Substrate, Topology};
 
 /// Options of the benchmark.
 #[derive(Clone, Debug)]
@@ -34,6 +36,9 @@ pub struct BenchOptions {
 /// One measured configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct Measurement {
+    /// Cost relative to the ideal digital substrate for the same shapes (chip measurements).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_digital: Option<f64>,
     /// What was measured.
     pub name: String,
     /// Training throughput (samples per second), if a training measurement.
@@ -139,43 +144,103 @@ pub fn ff_flops_per_sample(widths: &[usize], head_from: usize) -> f64 {
     10.0 * sum + 4.0 * head
 }
 
-fn ff_training(
-    hidden: &[usize],
+/// Median seconds of `batches` FF training steps on `sub`.
+fn ff_steps(
+    sub: &mut dyn Substrate,
+    cfg: &FfConfig,
     batch: usize,
     batches: usize,
     repeats: usize,
-) -> Result<Measurement> {
-    let mut widths = vec![PIXELS];
-    widths.extend_from_slice(hidden);
-    let topo = Topology::uniform(widths.clone(), Activation::Relu)?;
-    let cfg = FfConfig {
-        eval_from: 2.min(hidden.len()),
-        ..FfConfig::default()
-    };
-    let head_from = cfg.eval_from;
-    let mut learner = FfLearner::new(cfg, topo.clone())?;
-    let mut net = DigitalNet::new(topo, 1);
+) -> Result<f64> {
+    let cfg = cfg.clone();
+    let mut learner = FfLearner::new(cfg, sub.topology().clone())?;
     let images = random(PIXELS, batch, 7);
     let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
     let (mut neg, mut noise) = (stream(1, "neg"), stream(1, "noise"));
     let mut failed = None;
     let t = time_median(repeats, || {
         for _ in 0..batches {
-            if let Err(e) =
-                learner.train_batch(&mut net, &images, &labels, 1.0, &mut neg, &mut noise)
-            {
+            if let Err(e) = learner.train_batch(sub, &images, &labels, 1.0, &mut neg, &mut noise) {
                 failed = Some(e);
             }
         }
     });
-    if let Some(e) = failed {
-        return Err(e);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(t),
     }
+}
+
+/// The reference FF recipe for a network with these hidden layers.
+fn ff_config(hidden: &[usize]) -> FfConfig {
+    FfConfig {
+        eval_from: 2.min(hidden.len()),
+        ..FfConfig::default()
+    }
+}
+
+fn ff_topology(hidden: &[usize]) -> Result<Topology> {
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(hidden);
+    Topology::uniform(widths, Activation::Relu)
+}
+
+/// FF training steps on a chip vs the digital substrate, timed alternately (digital,
+/// chip, digital, …) so both see the same machine load; reports the chip's throughput and
+/// its cost relative to digital.
+fn ff_chip_training(
+    spec: &HardwareSpec,
+    name: &str,
+    cfg: &FfConfig,
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let topo = ff_topology(hidden)?;
+    let head_from = cfg.eval_from;
+    let mut net = DigitalNet::new(topo.clone(), 1);
+    let mut chip = Chip::new(spec, topo.clone(), 1, 1)?;
+    let (mut td, mut tc) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        td.push(ff_steps(&mut net, cfg, batch, batches, 1)?);
+        tc.push(ff_steps(&mut chip, cfg, batch, batches, 1)?);
+    }
+    let (td, tc) = (median(td), median(tc));
+    let widths = topo.widths();
+    let samples_per_s = (batches * batch) as f64 / tc;
+    let gflops = samples_per_s * ff_flops_per_sample(widths, head_from) / 1e9;
+    let gemm_gflops = gemm_rate(&ff_step_gemms(widths, batch, head_from), repeats);
+    Ok(Measurement {
+        name: format!("ff-train {} b{batch} {name}", label(hidden)),
+        cost_vs_digital: Some(tc / td),
+        samples_per_s: Some(samples_per_s),
+        images_per_s: None,
+        gflops,
+        gemm_gflops,
+        fraction_of_gemm: gflops / gemm_gflops,
+        seconds: tc,
+    })
+}
+
+fn ff_training(
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let topo = ff_topology(hidden)?;
+    let widths = topo.widths().to_vec();
+    let cfg = ff_config(hidden);
+    let head_from = cfg.eval_from;
+    let mut net = DigitalNet::new(topo, 1);
+    let t = ff_steps(&mut net, &cfg, batch, batches, repeats)?;
     let samples_per_s = (batches * batch) as f64 / t;
     let gflops = samples_per_s * ff_flops_per_sample(&widths, head_from) / 1e9;
     let gemm_gflops = gemm_rate(&ff_step_gemms(&widths, batch, head_from), repeats);
     Ok(Measurement {
         name: format!("ff-train {} b{batch}", label(hidden)),
+        cost_vs_digital: None,
         samples_per_s: Some(samples_per_s),
         images_per_s: None,
         gflops,
@@ -217,6 +282,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
     let gemm_gflops = gemm_rate(&shapes, repeats);
     let gflops = images_per_s * flops_per_image / 1e9;
     Ok(Measurement {
+        cost_vs_digital: None,
         name: format!("ff-eval-goodness {}", label(hidden)),
         samples_per_s: None,
         images_per_s: Some(images_per_s),
@@ -265,6 +331,7 @@ fn bp_training(
     let gflops = samples_per_s * flops_per_sample / 1e9;
     let gemm_gflops = gemm_rate(&shapes, repeats);
     Ok(Measurement {
+        cost_vs_digital: None,
         name: format!("bp-train {} b{batch}", label(hidden)),
         samples_per_s: Some(samples_per_s),
         images_per_s: None,
@@ -305,6 +372,48 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     if !opts.quick {
         ms.push(ff_evaluation(&big, 500, r)?);
     }
+    let reram = presets::reram();
+    let mut stochastic = reram.clone();
+    stochastic.update.mode = UpdateMode::StochasticPulse;
+    let ff = ff_config(&small);
+    ms.push(ff_chip_training(
+        &reram,
+        "chip reram",
+        &ff,
+        &small,
+        100,
+        batches,
+        r,
+    )?);
+    ms.push(ff_chip_training(
+        &presets::harsh(),
+        "chip harsh",
+        &ff,
+        &small,
+        100,
+        batches,
+        r,
+    )?);
+    // Rank-1 pulse trains need the outer-product form of the update, i.e. plain SGD
+    // (momentum 0); both sides of the ratio use it.
+    let sgd = FfConfig {
+        optimizer: crate::learn::OptimizerConfig::Sgd {
+            lr: 1e-2,
+            momentum: 0.0,
+            weight_decay: 1e-3,
+        },
+        ..ff.clone()
+    };
+    let few = (batches / 4).max(1);
+    ms.push(ff_chip_training(
+        &stochastic,
+        "chip reram stochastic-pulse sgd",
+        &sgd,
+        &small,
+        100,
+        few,
+        r,
+    )?);
     let report = BenchReport {
         mortal_version: env!("CARGO_PKG_VERSION").to_string(),
         threads: rayon::current_num_threads(),
@@ -312,19 +421,20 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         measurements: ms,
     };
     println!(
-        "{:<28} {:>12} {:>12} {:>10} {:>10} {:>9}",
-        "measurement", "samples/s", "images/s", "GFLOP/s", "GEMM", "fraction"
+        "{:<52} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+        "measurement", "samples/s", "images/s", "GFLOP/s", "GEMM", "fraction", "vs digital"
     );
     for m in &report.measurements {
         let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
         println!(
-            "{:<28} {:>12} {:>12} {:>10.1} {:>10.1} {:>8.0}%",
+            "{:<52} {:>10} {:>10} {:>9.1} {:>9.1} {:>8.0}% {:>10}",
             m.name,
             f(m.samples_per_s),
             f(m.images_per_s),
             m.gflops,
             m.gemm_gflops,
-            100.0 * m.fraction_of_gemm
+            100.0 * m.fraction_of_gemm,
+            m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x"))
         );
     }
     if let Some(path) = &opts.json {

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::learn::ff::{NegativeLabels, Sign};
 use crate::learn::optim::OptimizerConfig;
 use crate::progress::Reporter;
-use crate::train::{self, Algo, RunOptions, TrainConfig};
+use crate::train::{self, Algo, ChipConfig, RunOptions, TrainConfig};
 
 /// Simulator of mortal computation: Forward-Forward learning on varied analog chips.
 #[derive(Debug, Parser)]
@@ -145,7 +145,17 @@ pub struct TrainArgs {
     /// Use only the first N validation and test images.
     #[arg(long)]
     pub eval_limit: Option<usize>,
-    /// Output directory (default runs/<algo>-<dataset>-<layers>-s<seed>).
+    /// Train on an analog chip: a preset (ideal, reram, pcm, harsh) or a spec TOML file
+    /// (default: the ideal digital substrate).
+    #[arg(long, value_name = "PRESET|FILE")]
+    pub chip: Option<String>,
+    /// Seed of the chip instance (its device-to-device variation, neurons, black box).
+    #[arg(long, default_value_t = 1, requires = "chip")]
+    pub chip_seed: u64,
+    /// Multiplier of every spread and noise of the chip spec (0 = none, 1 = as specified).
+    #[arg(long, default_value_t = 1.0, requires = "chip")]
+    pub variation: f64,
+    /// Output directory (default runs/<algo>-<dataset>-<layers>[-<chip>…]-s<seed>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Do not save a checkpoint.
@@ -179,6 +189,13 @@ pub struct EvalArgs {
     /// Use only the first N validation and test images.
     #[arg(long)]
     pub eval_limit: Option<usize>,
+    /// Evaluate on another instance of the checkpoint's chip: its conductances are copied
+    /// onto the chip with this seed (the "mortal" test).
+    #[arg(long)]
+    pub chip_seed: Option<u64>,
+    /// Let this much simulated time pass before evaluating (conductance drift), seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub drift_seconds: f64,
 }
 
 /// `mortal quickstart` arguments.
@@ -270,6 +287,13 @@ impl TrainArgs {
         };
         if cfg.layers.len() == 1 {
             cfg.ff.eval_from = 1;
+        }
+        if let Some(src) = &self.chip {
+            cfg.chip = Some(ChipConfig::from_source(
+                src,
+                self.chip_seed,
+                self.variation,
+            )?);
         }
         let ff = &mut cfg.ff;
         if let Some(v) = self.negatives {
@@ -406,14 +430,20 @@ pub fn print_result_line(r: &train::RunResults) {
 }
 
 fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
-    let restored = train::load_checkpoint(&args.checkpoint)
+    let restored = train::load_checkpoint(&args.checkpoint, args.chip_seed)
         .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    if !(args.drift_seconds.is_finite() && args.drift_seconds >= 0.0) {
+        return Err(Error::param("drift-seconds", args.drift_seconds, "must be ≥ 0").into());
+    }
     let mut cfg = restored.config.clone();
     cfg.eval_limit = args.eval_limit.or(cfg.eval_limit);
     let data = load_data(&cfg, data_dir)?;
     let mut trainer = restored.trainer;
     if let Some(note) = &restored.note {
         eprintln!("note: {note}");
+    }
+    if args.drift_seconds > 0.0 {
+        trainer.advance_time(args.drift_seconds);
     }
     let (valid, test) = train::evaluate(trainer.as_mut(), &data, cfg.seed)?;
     let (method, valid_error) = valid.best();
@@ -429,6 +459,11 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
         "layers": cfg.layers,
         "seed": cfg.seed,
         "substrate": trainer.substrate(),
+        "chip": cfg.chip.as_ref().map(|c| c.source.clone()),
+        "chip_seed": cfg.chip.as_ref().map(|c| c.chip_seed),
+        "trained_chip_seed": restored.trained_chip_seed,
+        "variation": cfg.chip.as_ref().map(|c| c.variation),
+        "drift_seconds": args.drift_seconds,
         "note": restored.note,
         "test_error": test.by_name(method),
         "eval_method": method,

@@ -276,3 +276,75 @@ fn real_mnist_smoke_test() {
         "FF on 5,000 MNIST images for four epochs should get below 20% test error, got {err}"
     );
 }
+
+#[test]
+fn ff_trains_on_a_chip_and_moves_to_another_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chip");
+    run_ok(
+        mortal()
+            .args(SMALL)
+            .args([
+                "--chip",
+                "harsh",
+                "--chip-seed",
+                "3",
+                "--variation",
+                "0.5",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    let r = read_json(&out.join("results.json"));
+    assert_eq!(r["chip"], "harsh");
+    assert_eq!(r["chip_seed"], 3);
+    assert_eq!(r["variation"], 0.5);
+    assert!(r["substrate"].as_str().unwrap().contains("harsh"), "{r}");
+    let meta = read_json(&out.join("checkpoint.json"));
+    assert_eq!(meta["substrate_kind"], "chip");
+
+    // Same instance: evaluates without a note. Another seed: a different instance.
+    let same = dir.path().join("same");
+    let o = run_ok(
+        mortal()
+            .args(["eval", "-q", "--checkpoint"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&same),
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("note"));
+    let other = dir.path().join("other");
+    let o = run_ok(
+        mortal()
+            .args(["eval", "-q", "--chip-seed", "4", "--checkpoint"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&other),
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("note"),
+        "moving to another chip must be reported"
+    );
+    let e = read_json(&other.join("results.json"));
+    assert_eq!(e["chip_seed"], 4);
+    assert_eq!(e["trained_chip_seed"], 3);
+    assert!(e["test_error"].as_f64().is_some());
+}
+
+#[test]
+fn bad_chip_input_fails_clearly() {
+    let (_, stderr) = run_err(mortal().args(["train", "--chip", "memristor9000"]));
+    assert!(
+        stderr.contains("memristor9000") && stderr.contains("reram"),
+        "{stderr}"
+    );
+    let (_, stderr) = run_err(mortal().args(["train", "--algo", "bp", "--chip", "reram"]));
+    assert!(stderr.contains("chip"), "{stderr}");
+    let (_, stderr) = run_err(mortal().args(["train", "--chip", "reram", "--variation", "-1"]));
+    assert!(stderr.contains("variation"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(&spec, "[adc]\nbits = 8\nbogus = 1\n").unwrap();
+    let (_, stderr) = run_err(mortal().args(["train", "--chip"]).arg(&spec));
+    assert!(stderr.contains("bogus"), "{stderr}");
+}

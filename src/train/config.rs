@@ -6,6 +6,8 @@ use crate::data::DatasetKind;
 use crate::data::synthetic::SyntheticConfig;
 use crate::error::{Error, Result, ensure};
 use crate::learn::{BpConfig, FfConfig};
+use crate::substrate::Topology;
+use crate::substrate::device::{Chip, HardwareSpec, presets};
 
 /// Which learning algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +78,73 @@ pub struct TrainConfig {
     pub ff: FfConfig,
     /// Backprop settings (used when `algo = bp`).
     pub bp: BpConfig,
+    /// The analog chip to train on; `None` = the ideal digital substrate.
+    pub chip: Option<ChipConfig>,
+}
+
+/// Which chip a run uses: a hardware family, an instance seed and a variation level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChipConfig {
+    /// Where the spec came from: a preset name (`ideal`, `reram`, `pcm`, `harsh`) or the path
+    /// of a spec TOML file.
+    pub source: String,
+    /// The chip family before `variation` is applied.
+    pub spec: HardwareSpec,
+    /// Seed of the instance: device-to-device variation, stuck devices, neuron curves and
+    /// black box are drawn from it.
+    pub chip_seed: u64,
+    /// Multiplier of every spread and noise of the spec (dimensionless; 0 = no randomness,
+    /// 1 = as specified).
+    pub variation: f64,
+}
+
+impl ChipConfig {
+    /// A chip from a preset name or a spec TOML file (keys not in the file keep the
+    /// defaults, which are the `reram` preset's).
+    pub fn from_source(source: &str, chip_seed: u64, variation: f64) -> Result<Self> {
+        let spec = if source.ends_with(".toml") || std::path::Path::new(source).exists() {
+            let text = std::fs::read_to_string(source)
+                .map_err(|e| Error::io(format!("cannot read chip spec {source}"), e))?;
+            toml::from_str::<HardwareSpec>(&text).map_err(|e| {
+                Error::param(
+                    "chip",
+                    source,
+                    format!("not a valid hardware spec: {}", e.message()),
+                )
+            })?
+        } else {
+            presets::by_name(source)?
+        };
+        Ok(Self {
+            source: source.to_string(),
+            spec,
+            chip_seed,
+            variation,
+        })
+    }
+
+    /// The spec with `variation` applied.
+    pub fn effective_spec(&self) -> HardwareSpec {
+        self.spec.scaled(self.variation)
+    }
+
+    /// Checks the variation and the spec.
+    pub fn validate(&self) -> Result<()> {
+        ensure(
+            self.variation.is_finite() && self.variation >= 0.0,
+            "variation",
+            self.variation,
+            "must be ≥ 0",
+        )?;
+        self.effective_spec().validate()
+    }
+
+    /// Builds the chip instance for `topology`, starting from the initial weights of
+    /// `init_seed`.
+    pub fn build(&self, topology: Topology, init_seed: u64) -> Result<Chip> {
+        Chip::new(&self.effective_spec(), topology, self.chip_seed, init_seed)
+    }
 }
 
 impl Default for TrainConfig {
@@ -93,6 +162,7 @@ impl Default for TrainConfig {
             synthetic: SyntheticConfig::default(),
             ff: FfConfig::default(),
             bp: BpConfig::default(),
+            chip: None,
         }
     }
 }
@@ -150,6 +220,16 @@ impl TrainConfig {
         if let Some(n) = self.eval_limit {
             ensure(n > 0, "eval_limit", n, "must be at least 1")?;
         }
+        if let Some(chip) = &self.chip {
+            chip.validate()?;
+            if self.algo == Algo::Bp {
+                return Err(Error::param(
+                    "chip",
+                    &chip.source,
+                    "digital backprop (bp) does not run on a chip; train FF in situ (--algo ff)",
+                ));
+            }
+        }
         match self.algo {
             Algo::Ff => self.ff.validate(self.layers.len()),
             Algo::Bp => self.bp.validate(),
@@ -161,11 +241,18 @@ impl TrainConfig {
         Seeds::from_master(self.seed)
     }
 
-    /// A default output directory name: `runs/<algo>-<dataset>-<layers>-s<seed>`.
+    /// A default output directory name:
+    /// `runs/<algo>-<dataset>-<layers>[-<chip>-c<chip seed>-v<variation>]-s<seed>`.
     pub fn default_out_dir(&self) -> std::path::PathBuf {
         let layers: Vec<String> = self.layers.iter().map(|w| w.to_string()).collect();
+        let chip = self.chip.as_ref().map_or(String::new(), |c| {
+            let name = std::path::Path::new(&c.source)
+                .file_stem()
+                .map_or(c.source.clone(), |s| s.to_string_lossy().into_owned());
+            format!("-{name}-c{}-v{}", c.chip_seed, c.variation)
+        });
         std::path::PathBuf::from("runs").join(format!(
-            "{}-{}-{}-s{}",
+            "{}-{}-{}{chip}-s{}",
             self.algo,
             self.dataset,
             layers.join("x"),

@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
-pub use config::{Algo, Seeds, TrainConfig};
+pub use config::{Algo, ChipConfig, Seeds, TrainConfig};
 pub use results::{EpochRecord, Errors, RunResults};
 pub use trainers::{Streams, Trainer};
 
-use crate::data::{Dataset, PIXELS, Splits};
+use crate::data::{PIXELS, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_json};
 use crate::linalg::Mat;
@@ -205,6 +205,9 @@ pub fn run_with(
         train_samples: data.train.len(),
         test_samples: data.test.len(),
         substrate: trainer.substrate(),
+        chip: cfg.chip.as_ref().map(|c| c.source.clone()),
+        chip_seed: cfg.chip.as_ref().map(|c| c.chip_seed),
+        variation: cfg.chip.as_ref().map(|c| c.variation),
         threads: rayon::current_num_threads(),
         peak_rss_mib: crate::resources::peak_rss_mib(),
         config: cfg.clone(),
@@ -246,17 +249,33 @@ pub fn save_checkpoint(dir: &Path, cfg: &TrainConfig, trainer: &dyn Trainer) -> 
 
 /// A trained network restored from a checkpoint directory.
 pub struct Restored {
-    /// The configuration it was trained with.
+    /// The configuration it was trained with (with the chip seed it now runs on).
     pub config: TrainConfig,
+    /// The chip seed it was trained on, if it was trained on a chip.
+    pub trained_chip_seed: Option<u64>,
     /// The trainer holding it.
     pub trainer: Box<dyn Trainer>,
     /// A note if it was loaded onto a different substrate instance.
     pub note: Option<String>,
 }
 
-/// Loads a checkpoint written by [`run`].
-pub fn load_checkpoint(dir: &Path) -> Result<Restored> {
-    let (meta, tensors) = checkpoint::load(dir)?;
+/// Loads a checkpoint written by [`run`]. With `chip_seed`, a chip-trained network is
+/// loaded onto another instance of the same chip family (its conductances copied there).
+pub fn load_checkpoint(dir: &Path, chip_seed: Option<u64>) -> Result<Restored> {
+    let (mut meta, tensors) = checkpoint::load(dir)?;
+    let trained_chip_seed = meta.config.chip.as_ref().map(|c| c.chip_seed);
+    if let Some(seed) = chip_seed {
+        match meta.config.chip.as_mut() {
+            Some(chip) => chip.chip_seed = seed,
+            None => {
+                return Err(Error::param(
+                    "chip-seed",
+                    seed,
+                    "this checkpoint was trained on the digital substrate, not a chip",
+                ));
+            }
+        }
+    }
     meta.config.validate()?;
     let mut trainer = trainers::build(&meta.config)?;
     let saved = trainers::SubstrateId {
@@ -266,6 +285,7 @@ pub fn load_checkpoint(dir: &Path) -> Result<Restored> {
     let note = trainer.restore(&tensors, &saved)?;
     Ok(Restored {
         config: meta.config,
+        trained_chip_seed,
         trainer,
         note,
     })
@@ -277,9 +297,4 @@ pub fn evaluate(trainer: &mut dyn Trainer, data: &Splits, seed: u64) -> Result<(
     let valid = trainer.evaluate(&data.valid, true, &mut indexed(eval_seed, 0))?;
     let test = trainer.evaluate(&data.test, true, &mut indexed(eval_seed, u64::MAX))?;
     Ok((valid, test))
-}
-
-/// Evaluates `trainer` on `data` split `which` (for tests).
-pub fn error_on(trainer: &mut dyn Trainer, data: &Dataset) -> Result<Errors> {
-    trainer.evaluate(data, true, &mut stream(0, "eval"))
 }

@@ -101,6 +101,12 @@ pub struct RunResults {
     pub test_samples: usize,
     /// Description of the substrate trained on.
     pub substrate: String,
+    /// Chip preset name or spec file (None: digital).
+    pub chip: Option<String>,
+    /// Chip instance seed (None: digital).
+    pub chip_seed: Option<u64>,
+    /// Variation multiplier of the chip's spreads and noises (None: digital).
+    pub variation: Option<f64>,
     /// Worker threads available (rayon); results do not depend on it.
     pub threads: usize,
     /// Peak resident memory of the process at the end of the run, MiB (Linux only).

@@ -61,6 +61,8 @@ pub trait Trainer: Send {
     fn tensors(&self) -> Vec<Tensor>;
     /// Restores from saved tensors. Returns a note if the substrate instance differs.
     fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>>;
+    /// Lets simulated time pass on the substrate (conductance drift); seconds.
+    fn advance_time(&mut self, seconds: f64);
 }
 
 /// Builds the trainer of a (validated) configuration.
@@ -72,7 +74,10 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
         Algo::Ff => {
             let topology = Topology::uniform(widths, Activation::Relu)?;
             let learner = FfLearner::new(cfg.ff.clone(), topology.clone())?;
-            let substrate = Box::new(DigitalNet::new(topology, seeds.init));
+            let substrate: Box<dyn Substrate> = match &cfg.chip {
+                None => Box::new(DigitalNet::new(topology, seeds.init)),
+                Some(chip) => Box::new(chip.build(topology, seeds.init)?),
+            };
             Box::new(FfTrainer { learner, substrate })
         }
         Algo::Bp => Box::new(BpTrainer {
@@ -151,6 +156,10 @@ impl Trainer for FfTrainer {
         };
         self.substrate.load_state(&state)
     }
+
+    fn advance_time(&mut self, seconds: f64) {
+        self.substrate.advance_time(seconds);
+    }
 }
 
 /// Digital backprop.
@@ -213,4 +222,6 @@ impl Trainer for BpTrainer {
         }
         Ok(None)
     }
+
+    fn advance_time(&mut self, _seconds: f64) {}
 }

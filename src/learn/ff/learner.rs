@@ -364,7 +364,21 @@ impl FfLearner {
         for l in 0..layers {
             let (d, r) = (&buf.d_cat[l], &buf.r_cat[l]);
             let (ow, ob) = (&mut self.opt_w[l], &mut self.opt_b[l]);
-            if ow.is_sgd() {
+            if ow.is_sgd() && ow.momentum() == 0.0 {
+                // Plain SGD is exactly the outer-product form: a chip may apply it as
+                // rank-1 pulse trains without the host forming d·rᵀ.
+                let sw = ow.sgd_step_from_velocity(gain, true);
+                sub.update(
+                    l,
+                    Update::Outer {
+                        x: r,
+                        d,
+                        scale: sw.scale * inv_b,
+                        decay: sw.decay,
+                    },
+                    noise,
+                );
+            } else if ow.is_sgd() {
                 let mu = ow.momentum();
                 gemm(inv_b, d, Op::N, r, Op::T, mu, ow.velocity_mut());
                 let gb = &mut buf.bias_grad[..d.nrows()];
