@@ -1,0 +1,5 @@
+//! End-to-end tests of the `mortal` binary: the one integration-test binary, one module
+//! per area.
+
+mod common;
+mod train;
