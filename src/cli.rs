@@ -41,6 +41,13 @@ pub enum Command {
     /// Download or check the MNIST / Fashion-MNIST files.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run a scenario file: every run of its sweep (resumable, parallel, shardable), then
+    /// its figures.
+    Run(crate::scenario::command::RunArgs),
+    /// Redraw the figures of a scenario's output directory from its result files.
+    Plot(crate::scenario::command::PlotArgs),
+    /// Combine the output directories of shards of one scenario.
+    Merge(crate::scenario::command::MergeArgs),
 }
 
 /// Dataset names on the command line.
@@ -64,8 +71,18 @@ impl From<DatasetArg> for DatasetKind {
 /// Algorithm names on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AlgoArg {
+    /// Forward-Forward (digital, or in situ with --chip).
     Ff,
+    /// Digital backprop.
     Bp,
+    /// Digital backprop, then programmed onto the chip (--chip) and evaluated there.
+    BpDeploy,
+    /// Hardware-aware backprop (noise from the chip's nominal spec), then deployed.
+    BpHwa,
+    /// Physics-aware backprop: forward on the chip, backward through its nominal twin.
+    BpPat,
+    /// Analog SGD on the chip: transposed reads, rank-1 pulsed updates (--momentum 0).
+    BpAnalog,
 }
 
 impl From<AlgoArg> for Algo {
@@ -73,6 +90,10 @@ impl From<AlgoArg> for Algo {
         match a {
             AlgoArg::Ff => Algo::Ff,
             AlgoArg::Bp => Algo::Bp,
+            AlgoArg::BpDeploy => Algo::BpDeploy,
+            AlgoArg::BpHwa => Algo::BpHwa,
+            AlgoArg::BpPat => Algo::BpPat,
+            AlgoArg::BpAnalog => Algo::BpAnalog,
         }
     }
 }
@@ -283,7 +304,7 @@ impl TrainArgs {
             eval_every: self.eval_every,
             train_limit: self.train_limit,
             eval_limit: self.eval_limit,
-            ..TrainConfig::default()
+            ..TrainConfig::for_algo(self.algo.into())
         };
         if cfg.layers.len() == 1 {
             cfg.ff.eval_from = 1;
@@ -318,11 +339,7 @@ impl TrainArgs {
         if let Some(e) = self.eval_from {
             ff.eval_from = e;
         }
-        let opt = match cfg.algo {
-            Algo::Ff => &mut cfg.ff.optimizer,
-            Algo::Bp => &mut cfg.bp.optimizer,
-        };
-        self.apply_optimizer(opt);
+        self.apply_optimizer(cfg.optimizer_mut());
         Ok(cfg)
     }
 
@@ -410,6 +427,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Data(cmd) => data_command(cmd, data_dir),
+        Command::Run(args) => crate::scenario::command::run(&args, data_dir, &reporter),
+        Command::Plot(args) => crate::scenario::command::plot(&args),
+        Command::Merge(args) => crate::scenario::command::merge(&args),
     }
 }
 

@@ -25,5 +25,6 @@ pub mod plot;
 pub mod progress;
 pub mod quickstart;
 pub mod resources;
+pub mod scenario;
 pub mod tensor;
 pub mod train;

@@ -9,6 +9,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone, Debug)]
 pub struct Reporter {
     mode: Mode,
+    /// Prefix of bars and lines (e.g. which run of a sweep), empty for none.
+    label: String,
 }
 
 #[derive(Clone, Debug)]
@@ -28,12 +30,32 @@ impl Reporter {
         } else {
             Mode::Lines
         };
-        Self { mode }
+        Self {
+            mode,
+            label: String::new(),
+        }
     }
 
     /// Reports nothing.
     pub fn quiet() -> Self {
-        Self { mode: Mode::Quiet }
+        Self {
+            mode: Mode::Quiet,
+            label: String::new(),
+        }
+    }
+
+    /// The same reporter with `label` in front of its bars and lines (e.g. the run of a
+    /// sweep that reports).
+    pub fn labelled(&self, label: impl Into<String>) -> Self {
+        Self {
+            mode: self.mode.clone(),
+            label: label.into(),
+        }
+    }
+
+    /// Whether progress is drawn as bars (stderr is a terminal).
+    pub fn draws_bars(&self) -> bool {
+        matches!(self.mode, Mode::Bars(_))
     }
 
     /// A bar over `len` steps (hidden unless drawing bars).
@@ -48,7 +70,11 @@ impl Reporter {
                     .expect("valid template")
                     .progress_chars("=> "),
                 );
-                pb.set_prefix(prefix.to_string());
+                if self.label.is_empty() {
+                    pb.set_prefix(prefix.to_string());
+                } else {
+                    pb.set_prefix(format!("{} {prefix}", self.label));
+                }
                 pb
             }
             _ => ProgressBar::hidden(),
@@ -57,6 +83,13 @@ impl Reporter {
 
     /// Prints a line above the bars (or to stderr), unless quiet.
     pub fn line(&self, msg: &str) {
+        let labelled;
+        let msg = if self.label.is_empty() {
+            msg
+        } else {
+            labelled = format!("[{}] {msg}", self.label);
+            &labelled
+        };
         match &self.mode {
             Mode::Quiet => {}
             Mode::Lines => eprintln!("{msg}"),

@@ -17,28 +17,65 @@ pub enum Algo {
     Ff,
     /// Digital backprop.
     Bp,
+    /// Digital backprop, then the weights are programmed onto the chip and evaluated there.
+    BpDeploy,
+    /// Hardware-aware backprop (noise from the chip's nominal spec), then deployed.
+    BpHwa,
+    /// Physics-aware backprop: forward on the chip, backward through the nominal twin.
+    BpPat,
+    /// Analog SGD: forward, transposed reads and rank-1 updates all on the chip.
+    BpAnalog,
 }
 
 impl Algo {
+    /// Every algorithm, in the order of the command line's help.
+    pub const ALL: [Algo; 6] = [
+        Algo::Ff,
+        Algo::Bp,
+        Algo::BpDeploy,
+        Algo::BpHwa,
+        Algo::BpPat,
+        Algo::BpAnalog,
+    ];
+
     /// Name on the command line and in result files.
     pub fn name(self) -> &'static str {
         match self {
             Algo::Ff => "ff",
             Algo::Bp => "bp",
+            Algo::BpDeploy => "bp-deploy",
+            Algo::BpHwa => "bp-hwa",
+            Algo::BpPat => "bp-pat",
+            Algo::BpAnalog => "bp-analog",
         }
     }
 
     /// Parses a name, listing the valid ones on error.
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "ff" => Ok(Algo::Ff),
-            "bp" => Ok(Algo::Bp),
-            other => Err(Error::param(
-                "algo",
-                other,
-                "unknown algorithm; expected ff or bp",
-            )),
-        }
+        Algo::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Algo::ALL.iter().map(|a| a.name()).collect();
+                Error::param(
+                    "algo",
+                    s,
+                    format!("unknown algorithm; expected one of {}", names.join(", ")),
+                )
+            })
+    }
+
+    /// Whether the algorithm is backprop (any variant; it uses the `bp` settings).
+    pub fn is_backprop(self) -> bool {
+        self != Algo::Ff
+    }
+
+    /// Whether the algorithm is one of backprop's ways onto a chip (it needs one).
+    pub fn needs_chip(self) -> bool {
+        matches!(
+            self,
+            Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog
+        )
     }
 }
 
@@ -76,9 +113,10 @@ pub struct TrainConfig {
     pub synthetic: SyntheticConfig,
     /// Forward-Forward settings (used when `algo = ff`).
     pub ff: FfConfig,
-    /// Backprop settings (used when `algo = bp`).
+    /// Backprop settings (used when `algo` is `bp` or one of the `bp-*` chip algorithms).
     pub bp: BpConfig,
-    /// The analog chip to train on; `None` = the ideal digital substrate.
+    /// The analog chip to train on (FF in situ) or to get backprop onto (`bp-*`); `None` =
+    /// the ideal digital substrate.
     pub chip: Option<ChipConfig>,
 }
 
@@ -144,6 +182,25 @@ impl ChipConfig {
     /// `init_seed`.
     pub fn build(&self, topology: Topology, init_seed: u64) -> Result<Chip> {
         Chip::new(&self.effective_spec(), topology, self.chip_seed, init_seed)
+    }
+}
+
+impl TrainConfig {
+    /// The defaults for `algo`: as [`Default`], except that `bp-analog` uses plain SGD
+    /// (momentum 0, which pulsed rank-1 updates require) at the learning rate that gives
+    /// the same steady-state step as the default momentum 0.9 (lr 0.05 / (1 − 0.9)).
+    pub fn for_algo(algo: Algo) -> Self {
+        let mut cfg = Self {
+            algo,
+            ..Self::default()
+        };
+        if let (Algo::BpAnalog, crate::learn::OptimizerConfig::Sgd { lr, momentum, .. }) =
+            (algo, &mut cfg.bp.optimizer)
+        {
+            *lr /= 1.0 - *momentum;
+            *momentum = 0.0;
+        }
+        cfg
     }
 }
 
@@ -226,13 +283,35 @@ impl TrainConfig {
                 return Err(Error::param(
                     "chip",
                     &chip.source,
-                    "digital backprop (bp) does not run on a chip; train FF in situ (--algo ff)",
+                    "digital backprop (bp) does not run on a chip; train FF in situ (--algo ff) \
+                     or use backprop's ways onto a chip (--algo bp-deploy, bp-hwa, bp-pat, \
+                     bp-analog)",
                 ));
             }
+        } else if self.algo.needs_chip() {
+            return Err(Error::param(
+                "chip",
+                "none",
+                format!(
+                    "{} needs a chip: pass --chip PRESET|spec.toml (presets: {})",
+                    self.algo,
+                    crate::substrate::device::presets::NAMES.join(", ")
+                ),
+            ));
         }
         match self.algo {
             Algo::Ff => self.ff.validate(self.layers.len()),
-            Algo::Bp => self.bp.validate(),
+            Algo::BpAnalog => crate::learn::backprop::analog::check_config(&self.bp),
+            Algo::Bp | Algo::BpDeploy | Algo::BpHwa | Algo::BpPat => self.bp.validate(),
+        }
+    }
+
+    /// The optimiser settings of the run's algorithm (`ff.optimizer` or `bp.optimizer`).
+    pub fn optimizer_mut(&mut self) -> &mut crate::learn::OptimizerConfig {
+        if self.algo.is_backprop() {
+            &mut self.bp.optimizer
+        } else {
+            &mut self.ff.optimizer
         }
     }
 
@@ -313,6 +392,61 @@ mod tests {
                 "expected key {key} in: {e}"
             );
         }
+    }
+
+    #[test]
+    fn algo_names_round_trip() {
+        for a in Algo::ALL {
+            assert_eq!(Algo::parse(a.name()).unwrap(), a);
+            let json = serde_json::to_value(a).unwrap();
+            assert_eq!(json, serde_json::json!(a.name()));
+            assert_eq!(serde_json::from_value::<Algo>(json).unwrap(), a);
+        }
+        let e = Algo::parse("bp-magic").unwrap_err().to_string();
+        assert!(e.contains("bp-magic") && e.contains("bp-analog"), "{e}");
+    }
+
+    /// Backprop runs on a chip only through its chip algorithms, and those need one; FF
+    /// runs with or without.
+    #[test]
+    fn chip_rules_per_algorithm() {
+        let chip = ChipConfig::from_source("reram", 1, 1.0).unwrap();
+        let with = |algo, chip: Option<ChipConfig>| TrainConfig {
+            algo,
+            chip,
+            ..TrainConfig::default()
+        };
+        let key_of = |cfg: TrainConfig| match cfg.validate() {
+            Err(Error::Param { key, .. }) => Some(key),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(()) => None,
+        };
+        assert_eq!(key_of(with(Algo::Ff, None)), None);
+        assert_eq!(key_of(with(Algo::Ff, Some(chip.clone()))), None);
+        assert_eq!(key_of(with(Algo::Bp, None)), None);
+        assert_eq!(
+            key_of(with(Algo::Bp, Some(chip.clone()))).as_deref(),
+            Some("chip")
+        );
+        for a in [Algo::BpDeploy, Algo::BpHwa, Algo::BpPat] {
+            assert_eq!(key_of(with(a, Some(chip.clone()))), None, "{a}");
+            assert_eq!(key_of(with(a, None)).as_deref(), Some("chip"), "{a}");
+        }
+        // Analog SGD: a chip and plain SGD.
+        assert_eq!(key_of(with(Algo::BpAnalog, None)).as_deref(), Some("chip"));
+        assert_eq!(
+            key_of(with(Algo::BpAnalog, Some(chip.clone()))).as_deref(),
+            Some("bp.optimizer.momentum")
+        );
+        let mut ok = with(Algo::BpAnalog, Some(chip));
+        *ok.optimizer_mut() = crate::learn::OptimizerConfig::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        };
+        assert_eq!(key_of(ok.clone()), None);
+        ok.bp.optimizer = crate::learn::OptimizerConfig::adam(1e-3, 0.0);
+        assert_eq!(key_of(ok).as_deref(), Some("bp.optimizer"));
     }
 
     #[test]

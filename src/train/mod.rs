@@ -1,6 +1,7 @@
 //! Training runs: the epoch loop shared by every algorithm, per-epoch records, final test
 //! evaluation, result files and checkpoints.
 
+pub mod bp_chip;
 pub mod checkpoint;
 pub mod config;
 pub mod results;
@@ -140,6 +141,7 @@ pub fn run_with(
         let full = epoch == cfg.epochs || (cfg.eval_every > 0 && epoch % cfg.eval_every == 0);
         let t1 = Instant::now();
         let valid = trainer.evaluate(&data.valid, full, &mut indexed(eval_seed, epoch as u64))?;
+        let valid_digital = trainer.evaluate_digital(&data.valid)?;
         let t_eval = t1.elapsed().as_secs_f64();
         eval_seconds += t_eval;
         let rec = EpochRecord {
@@ -150,6 +152,7 @@ pub fn run_with(
             valid_error: valid.best().1,
             valid_error_goodness: valid.goodness,
             valid_error_softmax: valid.softmax,
+            valid_error_digital: valid_digital,
             train_seconds: t_train,
             eval_seconds: t_eval,
             elapsed_seconds: start.elapsed().as_secs_f64(),
@@ -184,6 +187,7 @@ pub fn run_with(
     // Final test evaluation; the method is chosen on validation, never on test.
     let t1 = Instant::now();
     let test = trainer.evaluate(&data.test, true, &mut indexed(eval_seed, u64::MAX))?;
+    let test_digital = trainer.evaluate_digital(&data.test)?;
     eval_seconds += t1.elapsed().as_secs_f64();
     let (method, valid_error) = last_valid.best();
     let results = RunResults {
@@ -199,6 +203,7 @@ pub fn run_with(
         eval_method: method.into(),
         test_error_goodness: test.goodness,
         test_error_softmax: test.softmax,
+        test_error_digital: test_digital,
         valid_error,
         train_seconds,
         eval_seconds,

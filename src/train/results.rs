@@ -22,8 +22,14 @@ pub struct EpochRecord {
     pub valid_error: f64,
     /// FF: validation error by goodness per label (only on full-evaluation epochs).
     pub valid_error_goodness: Option<f64>,
-    /// Validation error by the softmax head (FF) or the output layer (BP).
+    /// Validation error by the softmax head (FF) or the output layer (BP; on the chip for
+    /// the `bp-*` chip algorithms).
     pub valid_error_softmax: Option<f64>,
+    /// Validation error of the host's digital model, for algorithms that have one next to
+    /// the chip: `bp-deploy` and `bp-hwa` (the trained network before deployment) and
+    /// `bp-pat` (the nominal twin). Empty otherwise.
+    #[serde(default)]
+    pub valid_error_digital: Option<f64>,
     /// Wall time of the training part of the epoch, seconds.
     pub train_seconds: f64,
     /// Wall time of the epoch's evaluation, seconds.
@@ -89,6 +95,11 @@ pub struct RunResults {
     pub test_error_goodness: Option<f64>,
     /// Test error by the softmax head (FF) or output layer (BP).
     pub test_error_softmax: Option<f64>,
+    /// Test error of the host's digital model next to the chip (`bp-deploy`, `bp-hwa`: the
+    /// trained network before deployment; `bp-pat`: the nominal twin); `test_error` is
+    /// measured on the chip. None for other algorithms.
+    #[serde(default)]
+    pub test_error_digital: Option<f64>,
     /// Validation error of the chosen method.
     pub valid_error: f64,
     /// Training wall time, seconds (excludes evaluation).

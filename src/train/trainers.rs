@@ -53,6 +53,11 @@ pub trait Trainer: Send {
     ) -> Result<BatchOutcome>;
     /// Errors on `data`; `full` adds the expensive methods.
     fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors>;
+    /// Error on `data` of a digital model the trainer keeps next to its substrate (the
+    /// network before deployment, or a digital twin), if it has one.
+    fn evaluate_digital(&mut self, _data: &Dataset) -> Result<Option<f64>> {
+        Ok(None)
+    }
     /// Description of the substrate (`digital`, a chip, …).
     fn substrate(&self) -> String;
     /// Identity of the substrate, for checkpoints.
@@ -83,6 +88,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
         Algo::Bp => Box::new(BpTrainer {
             learner: BpLearner::new(cfg.bp.clone(), &cfg.layers, seeds.init)?,
         }),
+        Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog => super::bp_chip::build(cfg)?,
     })
 }
 

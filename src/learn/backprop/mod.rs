@@ -1,6 +1,23 @@
-//! Digital backprop: the baseline that later paths deploy onto chips.
+//! Backprop: the digital baseline ([`BpLearner`]) and the four ways people get
+//! backprop-trained networks onto analog hardware, all driving the same
+//! [`crate::substrate::Substrate`] the Forward-Forward learner drives:
+//!
+//! * [`deploy`]: train digitally, then program the weights onto the chip (write-verify);
+//! * [`hwa`]: hardware-aware training (noise injected from the chip's *nominal* spec),
+//!   then deploy;
+//! * [`pat`]: physics-aware training: forward on the chip, backward through the host's
+//!   nominal digital twin;
+//! * [`analog`]: analog SGD: forward on the chip, backward by transposed reads of the same
+//!   crossbars, rank-1 pulsed updates.
+//!
+//! [`onchip`] runs a classifier on a substrate (forward into a [`Trace`], evaluation).
 
+pub mod analog;
+pub mod deploy;
+pub mod hwa;
 pub mod model;
+pub mod onchip;
+pub mod pat;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::learn::optim::{OptState, OptimizerConfig, Schedule};
 use crate::linalg::Mat;
 use crate::substrate::{Activation, Topology};
-pub use model::{LayerGrad, Mlp, Trace, softmax_cross_entropy};
+pub use model::{LayerGrad, Mlp, Trace, backward_deltas, softmax_cross_entropy};
 
 /// Backprop settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +68,15 @@ impl BpConfig {
     }
 }
 
+/// The image classifier with these hidden widths: 784 inputs, hidden layers with
+/// activation `hidden`, 10 linear outputs (the logits).
+pub fn classifier_topology(hidden_widths: &[usize], hidden: Activation) -> Result<Topology> {
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(hidden_widths);
+    widths.push(crate::data::CLASSES);
+    Topology::classifier(widths, hidden)
+}
+
 /// Statistics of one training batch.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BpBatchStats {
@@ -90,10 +116,7 @@ impl BpLearner {
     /// A learner for hidden widths `hidden` (inputs 784 and 10 outputs are added).
     pub fn new(cfg: BpConfig, hidden_widths: &[usize], seed: u64) -> Result<Self> {
         cfg.validate()?;
-        let mut widths = vec![PIXELS];
-        widths.extend_from_slice(hidden_widths);
-        widths.push(crate::data::CLASSES);
-        let topology = Topology::classifier(widths, cfg.hidden)?;
+        let topology = classifier_topology(hidden_widths, cfg.hidden)?;
         Ok(Self::from_model(cfg, Mlp::new(topology, seed)))
     }
 
@@ -144,7 +167,20 @@ impl BpLearner {
         }
         self.mlp
             .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
-        for (l, g) in self.grads.iter().enumerate() {
+        let grads = std::mem::take(&mut self.grads);
+        self.apply_gradients(&grads, gain);
+        self.grads = grads;
+        Ok(BpBatchStats {
+            loss_sum,
+            errors,
+            samples: labels.len(),
+        })
+    }
+
+    /// One optimiser step of the model from gradients computed elsewhere (e.g. through a
+    /// noisy forward pass, [`hwa`]). `gain` is the schedule multiplier.
+    pub fn apply_gradients(&mut self, grads: &[LayerGrad], gain: f32) {
+        for (l, g) in grads.iter().enumerate() {
             let (w, b) = &mut self.mlp.params[l];
             self.opt_w[l].apply_gradient(
                 w.as_mut_slice(),
@@ -155,11 +191,6 @@ impl BpLearner {
             );
             self.opt_b[l].apply_gradient(b, &g.b, gain, false, &mut self.scratch);
         }
-        Ok(BpBatchStats {
-            loss_sum,
-            errors,
-            samples: labels.len(),
-        })
     }
 
     /// Fraction of `data` misclassified.

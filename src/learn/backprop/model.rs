@@ -65,6 +65,47 @@ pub fn softmax_cross_entropy(logits: &Mat, labels: &[usize], dlogits: &mut Mat) 
     (loss, errors)
 }
 
+/// The error signals of backprop without the weight gradients: `delta[l]` = ∂L/∂(the
+/// pre-activation of layer l) (outputs × batch), from `dlogits` down through the
+/// activities recorded in `trace`. `transpose(l, d, out)` must write `W_lᵀ·d` (inputs ×
+/// batch): exact digital maths, a model of the weights, or a transposed read of a crossbar.
+/// Activation derivatives are the nominal ones of `topology`, evaluated at the recorded
+/// outputs; the gradient with respect to layer l's input lines is taken as the gradient
+/// with respect to layer l−1's outputs (whatever lies between them is treated as the
+/// identity). The weight gradient of layer l is then `delta[l]·inputs[l]ᵀ`.
+pub fn backward_deltas<F>(
+    topology: &Topology,
+    trace: &Trace,
+    dlogits: &Mat,
+    delta: &mut Vec<Mat>,
+    mut transpose: F,
+) where
+    F: FnMut(usize, &Mat, &mut Mat),
+{
+    let layers = topology.layers();
+    delta.resize_with(layers, Mat::default);
+    ensure_shape(&mut delta[layers - 1], dlogits.nrows(), dlogits.ncols());
+    delta[layers - 1].copy_from(dlogits);
+    // The last layer is linear by construction of a classifier; apply its derivative
+    // anyway so any topology is handled.
+    let last = topology.activation(layers - 1);
+    if last != Activation::Linear {
+        let out = &trace.outputs[layers - 1];
+        delta[layers - 1].zip_apply(out, |dv, y| *dv *= last.derivative_at_output(y));
+    }
+    for l in (1..layers).rev() {
+        let (lower, upper) = delta.split_at_mut(l);
+        let below = &mut lower[l - 1];
+        transpose(l, &upper[0], below);
+        let prev_act = topology.activation(l - 1);
+        for_each_column_pair(&trace.outputs[l - 1], below, |_, y, d| {
+            for (dv, yv) in d.iter_mut().zip(y) {
+                *dv *= prev_act.derivative_at_output(*yv);
+            }
+        });
+    }
+}
+
 impl Mlp {
     /// An MLP of the given widths (inputs first, 10 logits last) with `hidden` activations,
     /// starting from the shared initial parameters of `seed`.
@@ -99,33 +140,23 @@ impl Mlp {
     /// Backward pass from `dlogits` (∂L/∂logits) through the activities recorded in
     /// `trace`, writing ∂L/∂W and ∂L/∂b of every layer. `transpose(l, d, out)` must write
     /// `W_lᵀ·d` (use [`Mlp::transpose`] for exact digital maths). Activation derivatives
-    /// are the nominal ones, evaluated at the recorded outputs.
+    /// are the nominal ones, evaluated at the recorded outputs. The errors of every layer
+    /// are left in `delta` (see [`backward_deltas`]).
     pub fn backward_with<F>(
         &self,
         trace: &Trace,
         dlogits: &Mat,
         grads: &mut Vec<LayerGrad>,
         delta: &mut Vec<Mat>,
-        mut transpose: F,
+        transpose: F,
     ) where
         F: FnMut(usize, &Mat, &mut Mat),
     {
+        backward_deltas(&self.topology, trace, dlogits, delta, transpose);
         let layers = self.topology.layers();
         grads.resize_with(layers, LayerGrad::default);
-        delta.resize_with(layers, Mat::default);
-        ensure_shape(&mut delta[layers - 1], dlogits.nrows(), dlogits.ncols());
-        delta[layers - 1].copy_from(dlogits);
-        // The last layer is linear by construction of a classifier; apply its derivative
-        // anyway so any topology is handled.
-        for l in (0..layers).rev() {
-            let act = self.topology.activation(l);
-            if act != Activation::Linear && l + 1 == layers {
-                let out = &trace.outputs[l];
-                let d = &mut delta[l];
-                d.zip_apply(out, |dv, y| *dv *= act.derivative_at_output(y));
-            }
+        for (l, g) in grads.iter_mut().enumerate() {
             let (w, _) = &self.params[l];
-            let g = &mut grads[l];
             ensure_shape(&mut g.w, w.nrows(), w.ncols());
             gemm(
                 1.0,
@@ -138,17 +169,6 @@ impl Mlp {
             );
             g.b.resize(w.nrows(), 0.0);
             row_sums(&delta[l], &mut g.b);
-            if l > 0 {
-                let (lower, upper) = delta.split_at_mut(l);
-                let below = &mut lower[l - 1];
-                transpose(l, &upper[0], below);
-                let prev_act = self.topology.activation(l - 1);
-                for_each_column_pair(&trace.outputs[l - 1], below, |_, y, d| {
-                    for (dv, yv) in d.iter_mut().zip(y) {
-                        *dv *= prev_act.derivative_at_output(*yv);
-                    }
-                });
-            }
         }
     }
 

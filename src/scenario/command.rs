@@ -1,0 +1,129 @@
+//! The `run`, `plot` and `merge` subcommands: their arguments and what they do.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+
+use super::runner::{self, RunRequest};
+use super::store;
+use super::sweep::Shard;
+use crate::progress::Reporter;
+
+/// `mortal run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (e.g. scenarios/noise_sweep.toml).
+    #[arg(value_name = "SCENARIO")]
+    pub file: PathBuf,
+    /// Output directory (default: the scenario's [output] dir, else runs/<name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Tiny version: 1 epoch, ~300 training / ~100 evaluation images, ≤ 2×64 hidden units,
+    /// ≤ 2 values per axis, 1 seed; synthetic data if the dataset's files are missing.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Run even if the output directory holds results of a changed scenario (finished
+    /// runs whose configuration did not change are kept).
+    #[arg(long)]
+    pub force: bool,
+    /// Run only runs i, i+n, i+2n, … (0 ≤ i < n), e.g. --shard $SLURM_ARRAY_TASK_ID/8.
+    #[arg(long, value_name = "i/n", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Runs trained at the same time (default: the number of rayon threads, i.e. cores
+    /// or RAYON_NUM_THREADS).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// List the runs (after checking the whole scenario) without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not draw the figures at the end.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+/// `mortal plot` arguments.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Output directory of `mortal run` (or `mortal merge`).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `mortal merge` arguments.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Directory to merge into (created if needed; may be one of the inputs).
+    #[arg(value_name = "OUT")]
+    pub out: PathBuf,
+    /// Output directories of shards of one scenario.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Do not draw the figures of the merged results.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    Shard::parse(s).map_err(|e| e.to_string())
+}
+
+/// `mortal run`.
+pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Result<()> {
+    let req = RunRequest {
+        file: args.file.clone(),
+        out: args.out.clone(),
+        smoke: args.smoke,
+        force: args.force,
+        shard: args.shard,
+        jobs: args.jobs.map(|j| j as usize),
+        data_dir: data_dir.map(Path::to_path_buf),
+        plot: !args.no_plot,
+        dry_run: args.dry_run,
+    };
+    runner::run(&req, reporter)?;
+    Ok(())
+}
+
+/// `mortal plot`.
+pub fn plot(args: &PlotArgs) -> Result<()> {
+    let files = super::figures::draw(&args.dir)?;
+    for f in &files {
+        println!("{}", f.display());
+    }
+    if files.is_empty() {
+        println!(
+            "no figures: {} has no finished runs yet",
+            args.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `mortal merge`.
+pub fn merge(args: &MergeArgs) -> Result<()> {
+    let m = store::merge(&args.out, &args.dirs)?;
+    println!(
+        "merged {} of {} runs into {}{}",
+        m.rows,
+        m.total_runs,
+        args.out.join(store::RESULTS).display(),
+        if m.missing.is_empty() {
+            String::new()
+        } else {
+            let first: Vec<&str> = m.missing.iter().take(5).map(String::as_str).collect();
+            format!(
+                "; missing {}: {}{}",
+                m.missing.len(),
+                first.join(", "),
+                if m.missing.len() > 5 { ", …" } else { "" }
+            )
+        }
+    );
+    if !args.no_plot {
+        plot(&PlotArgs {
+            dir: args.out.clone(),
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,413 @@
+//! `mortal run`: every run of a scenario's sweep, in parallel, resumable, sharded.
+//!
+//! Runs are independent and run on `jobs` worker threads (plain threads pulling from a
+//! queue, not rayon tasks: a rayon worker waiting inside a run's matrix product could
+//! otherwise pick up a whole other run and stall the first for its duration). Each run's
+//! matrix products use the global rayon pool. A run's results depend only on its
+//! configuration, never on the thread count or on which runs share the process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::resolve::Scenario;
+use super::smoke::Smoke;
+use super::store::{Manifest, Store};
+use super::sweep::{self, Plan, RunSpec, Shard};
+use crate::data::{self, DataSource, DatasetKind, Splits};
+use crate::error::{Error, Result};
+use crate::progress::Reporter;
+use crate::train::{self, Algo, RunOptions, RunResults};
+
+/// A scenario with its sweep expanded into checked runs.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub plan: Plan,
+    pub runs: Vec<RunSpec>,
+    pub smoke: bool,
+}
+
+impl Prepared {
+    /// Loads `file` and resolves every run (shrunk by `smoke`); errors name the file, the
+    /// key path and the reason.
+    pub fn load(file: &Path, smoke: Option<&Smoke>) -> anyhow::Result<Self> {
+        let ctx = || file.display().to_string();
+        let scenario = Scenario::load(file).with_context(ctx)?;
+        let mut plan = Plan::new(&scenario).with_context(ctx)?;
+        if let Some(s) = smoke {
+            s.shrink_plan(&mut plan);
+        }
+        let runs = sweep::expand(&scenario, &plan, smoke).with_context(ctx)?;
+        Ok(Self {
+            scenario,
+            plan,
+            runs,
+            smoke: smoke.is_some(),
+        })
+    }
+
+    /// The manifest of this sweep.
+    pub fn manifest(&self) -> Manifest {
+        let s = &self.scenario;
+        let ids: Vec<&str> = self.runs.iter().map(|r| r.id.as_str()).collect();
+        Manifest::new(
+            &s.file.name,
+            &s.file.description,
+            &s.path.display().to_string(),
+            json!({
+                "sections": s.base,
+                "sweep": self.plan,
+                "smoke": self.smoke,
+                "run_ids": ids,
+            }),
+            self.plan.axes.clone(),
+            s.file.output.clone(),
+            &self.runs,
+        )
+    }
+
+    /// The default output directory: `[output] dir`, else `runs/<name>` (`-smoke` added
+    /// in smoke mode).
+    pub fn default_dir(&self) -> PathBuf {
+        let f = &self.scenario.file;
+        let dir = f
+            .output
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&f.name));
+        if self.smoke {
+            let mut s = dir.into_os_string();
+            s.push("-smoke");
+            PathBuf::from(s)
+        } else {
+            dir
+        }
+    }
+}
+
+/// What `mortal run` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    pub file: PathBuf,
+    pub out: Option<PathBuf>,
+    pub smoke: bool,
+    pub force: bool,
+    pub shard: Option<Shard>,
+    pub jobs: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+    pub plot: bool,
+    pub dry_run: bool,
+}
+
+/// What a `mortal run` did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub dir: PathBuf,
+    pub total: usize,
+    pub skipped: usize,
+    pub ran: usize,
+    pub failed: usize,
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e))
+}
+
+fn minutes(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// The `results.csv` row of a run.
+fn row(run: &RunSpec, outcome: &std::result::Result<RunResults, String>) -> Vec<String> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    let c = &run.config;
+    let mut r = vec![
+        run.id.clone(),
+        run.index.to_string(),
+        run.name.clone(),
+        c.algo.name().to_string(),
+        c.seed.to_string(),
+        c.chip
+            .as_ref()
+            .map_or(String::new(), |x| x.chip_seed.to_string()),
+    ];
+    r.extend(
+        run.cells
+            .iter()
+            .map(|v| v.as_ref().map_or(String::new(), super::paths::display)),
+    );
+    match outcome {
+        Ok(res) => r.extend([
+            "ok".into(),
+            res.test_error.to_string(),
+            opt(res.test_error_goodness),
+            opt(res.test_error_softmax),
+            res.eval_method.clone(),
+            res.valid_error.to_string(),
+            res.epochs.to_string(),
+            format!("{:.3}", res.train_seconds),
+            format!("{:.3}", res.eval_seconds),
+            res.peak_rss_mib
+                .map_or(String::new(), |m| format!("{m:.1}")),
+        ]),
+        Err(_) => r.extend([
+            "diverged".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            c.epochs.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]),
+    }
+    r
+}
+
+/// The data a run trains on, loaded once per distinct source.
+fn data_key(c: &train::TrainConfig) -> String {
+    json!([c.dataset, c.synthetic, c.train_limit, c.eval_limit]).to_string()
+}
+
+/// Trains one run into its directory: the chip before training (first replicate of chip
+/// runs), then what `mortal train` writes. Divergence is an outcome, not a failure.
+fn execute(
+    run: &RunSpec,
+    data: &Splits,
+    dir: &Path,
+    reporter: Reporter,
+) -> Result<std::result::Result<RunResults, String>> {
+    let cfg = &run.config;
+    let mut trainer = train::trainers::build(cfg)?;
+    if run.replicate == 0 && cfg.chip.is_some() {
+        train::save_checkpoint(&dir.join("init"), cfg, trainer.as_ref())?;
+    }
+    let opts = RunOptions {
+        out: Some(dir.to_path_buf()),
+        reporter,
+        checkpoint: true,
+    };
+    match train::run_with(cfg, trainer.as_mut(), data, &opts) {
+        Ok(r) => Ok(Ok(r)),
+        Err(Error::Diverged(m)) => Ok(Err(m)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a scenario (see the module documentation).
+pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
+    let smoke = req.smoke.then(|| Smoke {
+        data_dir: data::resolve_data_dir(req.data_dir.as_deref()),
+    });
+    let p = Prepared::load(&req.file, smoke.as_ref())?;
+    let name = p.scenario.file.name.clone();
+    let base_dataset = p.scenario.base["data"]["dataset"].clone();
+    if let Some(s) = &smoke
+        && base_dataset != json!(DatasetKind::Synthetic)
+        && p.runs
+            .iter()
+            .any(|r| r.config.dataset == DatasetKind::Synthetic)
+    {
+        println!(
+            "note: --smoke: the {} files are not in {}; the smoke runs use the synthetic dataset \
+             (set MORTAL_DATA or --data-dir to smoke-test on the real data)",
+            base_dataset.as_str().unwrap_or("dataset"),
+            s.data_dir.display()
+        );
+    }
+    if p.scenario.has_hardware() && p.runs.iter().any(|r| r.config.algo == Algo::Bp) {
+        println!(
+            "note: bp is digital backprop: it ignores [hardware] (one reference run per seed)"
+        );
+    }
+    let dir = req.out.clone().unwrap_or_else(|| p.default_dir());
+    let shard = req.shard.unwrap_or(Shard { index: 0, count: 1 });
+    if req.dry_run {
+        println!(
+            "{name}: {} runs (would write {})",
+            p.runs.len(),
+            dir.display()
+        );
+        for r in p.runs.iter().filter(|r| shard.contains(r.index)) {
+            println!("{:>5}  {}", r.index, r.id);
+        }
+        return Ok(Summary {
+            dir,
+            total: p.runs.len(),
+            ..Summary::default()
+        });
+    }
+    let (store, opened) = Store::open(&dir, p.manifest(), &p.scenario.text, req.force)
+        .with_context(|| req.file.display().to_string())?;
+    if !opened.forced_changes.is_empty() {
+        println!(
+            "note: --force: the scenario changed ({}); finished runs with unchanged configurations are kept",
+            super::store::summarise(&opened.forced_changes)
+        );
+    }
+    if opened.dropped_bytes > 0 {
+        println!(
+            "note: dropped a partially written last line of {} (a sweep killed mid-write; that run will be redone)",
+            dir.join(super::store::RESULTS).display()
+        );
+    }
+    if opened.bad_rows > 0 {
+        println!(
+            "note: skipped {} malformed rows of results.csv",
+            opened.bad_rows
+        );
+    }
+    if let Some(a) = &opened.moved_aside {
+        println!(
+            "note: results.csv had other columns; moved it to {}",
+            a.display()
+        );
+    }
+    let completed = store.completed()?;
+    let mine: Vec<&RunSpec> = p.runs.iter().filter(|r| shard.contains(r.index)).collect();
+    let todo: Vec<&RunSpec> = mine
+        .iter()
+        .copied()
+        .filter(|r| !completed.contains(&r.id))
+        .collect();
+    let skipped = mine.len() - todo.len();
+    println!(
+        "{name}: {} runs{}; {skipped} already done, {} to run → {}",
+        p.runs.len(),
+        if shard.count > 1 {
+            format!(" (shard {shard}: {})", mine.len())
+        } else {
+            String::new()
+        },
+        todo.len(),
+        dir.display()
+    );
+
+    // Load every dataset first: a missing file stops the sweep before any run starts.
+    let mut cache: HashMap<String, Arc<Splits>> = HashMap::new();
+    for r in &todo {
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(data_key(&r.config)) {
+            let c = &r.config;
+            let splits = data::load(
+                c.dataset,
+                &DataSource {
+                    dir: req.data_dir.clone(),
+                    synthetic: c.synthetic.clone(),
+                    train_limit: c.train_limit,
+                    eval_limit: c.eval_limit,
+                },
+            )?;
+            slot.insert(Arc::new(splits));
+        }
+    }
+
+    let jobs = req
+        .jobs
+        .unwrap_or_else(rayon::current_num_threads)
+        .clamp(1, todo.len().max(1));
+    let bar = reporter.bar(todo.len() as u64, "sweep");
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let failures: Mutex<Vec<(String, Error)>> = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(run) = todo.get(k) else { break };
+                    let rep = reporter.labelled(format!("#{}", run.index));
+                    let data = &cache[&data_key(&run.config)];
+                    let t0 = Instant::now();
+                    let result = execute(run, data, &store.run_dir(&run.id), rep)
+                        .and_then(|o| store.append(&row(run, &o)).map(|()| o));
+                    let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                    bar.inc(1);
+                    let elapsed = start.elapsed().as_secs_f64();
+                    let eta = elapsed / n as f64 * (todo.len() - n) as f64;
+                    let what = match &result {
+                        Ok(Ok(r)) => format!(
+                            "test error {} [{}] (goodness {}, softmax {})",
+                            pct(Some(r.test_error)),
+                            r.eval_method,
+                            pct(r.test_error_goodness),
+                            pct(r.test_error_softmax)
+                        ),
+                        Ok(Err(m)) => format!("diverged: {m}"),
+                        Err(e) => format!("FAILED: {e}"),
+                    };
+                    reporter.line(&format!(
+                        "[{n}/{}] {}: {what} ({:.1} s){}",
+                        todo.len(),
+                        run.name,
+                        t0.elapsed().as_secs_f64(),
+                        if n < todo.len() {
+                            format!("; ETA {}", minutes(eta))
+                        } else {
+                            String::new()
+                        }
+                    ));
+                    if let Err(e) = result {
+                        failures
+                            .lock()
+                            .expect("no panics while holding the lock")
+                            .push((run.name.clone(), e));
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    store.sort_results()?;
+    let failures = failures
+        .into_inner()
+        .expect("no panics while holding the lock");
+    let summary = Summary {
+        dir: dir.clone(),
+        total: p.runs.len(),
+        skipped,
+        ran: todo.len() - failures.len(),
+        failed: failures.len(),
+    };
+    if !todo.is_empty() {
+        println!(
+            "{name}: {} runs finished in {}; results in {}",
+            summary.ran,
+            minutes(start.elapsed().as_secs_f64()),
+            dir.join(super::store::RESULTS).display()
+        );
+    }
+    if req.plot {
+        match super::figures::draw(&dir) {
+            Ok(files) if !files.is_empty() => println!(
+                "figures: {} files in {}",
+                files.len(),
+                dir.join(super::figures::PLOTS).display()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: figures not drawn: {e}"),
+        }
+    }
+    if let Some((name, e)) = failures.into_iter().next() {
+        return Err(anyhow::Error::new(e).context(format!(
+            "{} of {} runs failed (re-run the same command to retry them); first: {name}",
+            summary.failed,
+            todo.len()
+        )));
+    }
+    Ok(summary)
+}
