@@ -342,6 +342,77 @@ fn bp_training(
     })
 }
 
+/// `bp-analog` (analog SGD: forward on the chip, backward by transposed reads, rank-1
+/// pulsed updates) of a 784-`hidden`-10 sigmoid MLP on a ReRAM-like chip with
+/// constant-step devices, on ONE core (a one-thread pool), as aihwkit's analog-SGD
+/// benchmark is quoted per core. `seconds` is extrapolated to one epoch of 60,000
+/// samples from `batches` timed steps.
+fn bp_analog_training(
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(hidden);
+    widths.push(10);
+    let topo = Topology::classifier(widths.clone(), Activation::Sigmoid)?;
+    let mut spec = presets::reram();
+    spec.device.response = crate::substrate::device::spec::Response::ConstantStep;
+    spec.update.mode = UpdateMode::Pulsed;
+    let cfg = crate::train::TrainConfig::for_algo(crate::train::Algo::BpAnalog).bp;
+    let mut learner = crate::learn::backprop::analog::AnalogLearner::new(cfg, topo.clone())?;
+    let mut chip = Chip::new(&spec, topo, 1, 1)?;
+    let images = random(PIXELS, batch, 9);
+    let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
+    let mut noise = stream(1, "noise");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| crate::error::Error::Io {
+            context: "building a one-thread pool".into(),
+            source: std::io::Error::other(e),
+        })?;
+    let mut failed = None;
+    let t = pool.install(|| {
+        time_median(repeats, || {
+            for _ in 0..batches {
+                if let Err(e) = learner.train_batch(&mut chip, &images, &labels, 1.0, &mut noise) {
+                    failed = Some(e);
+                }
+            }
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut shapes = Vec::new();
+    let mut flops_per_sample = 0.0;
+    for (l, w) in widths.windows(2).enumerate() {
+        let (i, o) = (w[0], w[1]);
+        shapes.push((o, i, batch, Op::N));
+        shapes.push((o, batch, i, Op::T));
+        flops_per_sample += 4.0 * (i * o) as f64;
+        if l > 0 {
+            shapes.push((i, o, batch, Op::N));
+            flops_per_sample += 2.0 * (i * o) as f64;
+        }
+    }
+    let samples_per_s = (batches * batch) as f64 / t;
+    let gflops = samples_per_s * flops_per_sample / 1e9;
+    let gemm_gflops = pool.install(|| gemm_rate(&shapes, repeats));
+    Ok(Measurement {
+        cost_vs_digital: None,
+        name: format!("bp-analog {} sigmoid b{batch} 1 core", label(hidden)),
+        samples_per_s: Some(samples_per_s),
+        images_per_s: None,
+        gflops,
+        gemm_gflops,
+        fraction_of_gemm: gflops / gemm_gflops,
+        seconds: 60_000.0 / samples_per_s,
+    })
+}
+
 fn label(hidden: &[usize]) -> String {
     let same = hidden.iter().all(|w| *w == hidden[0]);
     if same {
@@ -414,6 +485,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         few,
         r,
     )?);
+    ms.push(bp_analog_training(
+        &[256, 128],
+        64,
+        if opts.quick { 5 } else { 100 },
+        r,
+    )?);
     let report = BenchReport {
         mortal_version: env!("CARGO_PKG_VERSION").to_string(),
         threads: rayon::current_num_threads(),
@@ -435,6 +512,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             m.gemm_gflops,
             100.0 * m.fraction_of_gemm,
             m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x"))
+        );
+    }
+    for m in report
+        .measurements
+        .iter()
+        .filter(|m| m.name.starts_with("bp-analog"))
+    {
+        println!(
+            "{}: {:.2} s per epoch of 60,000 samples (constant-step pulsed updates)",
+            m.name, m.seconds
         );
     }
     if let Some(path) = &opts.json {

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `mortal` binary: the one integration-test binary, one module
 //! per area.
 
+mod bp_chip;
 mod common;
 mod train;
