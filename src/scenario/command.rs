@@ -89,10 +89,10 @@ pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Resu
 pub fn plot(args: &PlotArgs) -> Result<()> {
     let files = super::figures::draw(&args.dir)?;
     for f in &files {
-        println!("{}", f.display());
+        say!("{}", f.display());
     }
     if files.is_empty() {
-        println!(
+        say!(
             "no figures: {} has no finished runs yet",
             args.dir.display()
         );
@@ -103,7 +103,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
 /// `mortal merge`.
 pub fn merge(args: &MergeArgs) -> Result<()> {
     let m = store::merge(&args.out, &args.dirs)?;
-    println!(
+    say!(
         "merged {} of {} runs into {}{}",
         m.rows,
         m.total_runs,

@@ -69,6 +69,16 @@ fn file_safe(s: &str) -> String {
         .collect()
 }
 
+/// Per column of `results.csv`'s axis values: (its axis, whether it is the axis's first
+/// path). The other paths of a zipped axis move with the first and are not labelled.
+fn column_axes(m: &Manifest) -> Vec<(usize, bool)> {
+    m.axes
+        .iter()
+        .enumerate()
+        .flat_map(|(a, axis)| (0..axis.paths.len()).map(move |k| (a, k == 0)))
+        .collect()
+}
+
 /// Draws every figure the scenario asks for; returns the files written.
 pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
     let m = Manifest::read(dir)?;
@@ -157,6 +167,8 @@ fn error_figure(m: &Manifest, rows: &[Row<'_>], title: &str, out: &Path) -> Resu
         }
     };
     let columns = m.columns();
+    let col_axes = column_axes(m);
+    let x_axis_index = col_axes[j].0;
     // Series key: algorithm + the other axes' values; None x = a reference run.
     let mut order: Vec<String> = Vec::new();
     // (is a reference, (x or None, error %) per run)
@@ -167,7 +179,7 @@ fn error_figure(m: &Manifest, rows: &[Row<'_>], title: &str, out: &Path) -> Resu
             .iter()
             .zip(&r.entry.cells)
             .enumerate()
-            .filter(|(k, _)| *k != j)
+            .filter(|(k, _)| col_axes[*k].0 != x_axis_index && col_axes[*k].1)
             .filter_map(|(_, (c, v))| {
                 v.as_ref()
                     .map(|v| format!("{}={}", short_path(c), label_of(v)))
@@ -290,6 +302,7 @@ fn curves(
     out: &Path,
 ) -> Result<Vec<PathBuf>> {
     let columns = m.columns();
+    let col_axes = column_axes(m);
     let mut algos: Vec<&str> = Vec::new();
     for r in rows {
         if !algos.contains(&r.entry.algo.as_str()) {
@@ -308,7 +321,9 @@ fn curves(
             let parts: Vec<String> = columns
                 .iter()
                 .zip(&r.entry.cells)
-                .filter_map(|(c, v)| {
+                .zip(&col_axes)
+                .filter(|(_, (_, first))| *first)
+                .filter_map(|((c, v), _)| {
                     v.as_ref()
                         .map(|v| format!("{}={}", short_path(c), label_of(v)))
                 })

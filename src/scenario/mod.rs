@@ -14,6 +14,15 @@
 //! * [`figures`]: `mortal plot`;
 //! * [`command`]: the subcommands' arguments.
 
+/// `println!` that ignores a closed stdout (e.g. `mortal run … --dry-run | head`): the
+/// messages are informative, a vanished reader is no reason to fail a sweep.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod command;
 pub mod figures;
 pub mod paths;

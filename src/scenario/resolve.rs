@@ -3,7 +3,8 @@
 //! A scenario's `[data]`, `[model]`, `[train]` and `[hardware]` sections are partial. A
 //! run's configuration is obtained by (1) applying the run's sweep overrides to the
 //! sections as written, by dotted path; (2) merging them over the full defaults (those of
-//! [`TrainConfig::default`] and of the hardware preset or spec file), after checking that
+//! [`TrainConfig::for_algo`] for the run's algorithm, and of the hardware preset or spec
+//! file), after checking that
 //! every key exists there; (3) deserialising the result into typed sections and a
 //! [`TrainConfig`] (serde checks every type); (4) [`TrainConfig::validate`]. Every error
 //! names the scenario key path (`hardware.spec.adc.bits`), never an internal one.
@@ -149,7 +150,12 @@ impl Scenario {
         for (p, v) in overrides {
             paths::set(&mut user, p, v.clone());
         }
-        let full = defaults(&user, self.dir())?;
+        // The base is the run's algorithm's defaults (e.g. bp-analog: plain SGD); an
+        // invalid `train.algo` falls back to the default one and is reported below.
+        let algo = paths::get(&user, "train.algo")
+            .and_then(|v| serde_json::from_value::<Algo>(v.clone()).ok())
+            .unwrap_or(TrainConfig::default().algo);
+        let full = defaults(&user, self.dir(), algo)?;
         if let Some((path, valid)) = paths::unknown_key(&user, &full, "", &retag) {
             return Err(Error::param(
                 path,
@@ -190,11 +196,12 @@ impl Scenario {
     }
 }
 
-/// The full default sections for the sections `user` (the spec of `[hardware]` comes
-/// from its preset or spec file).
-fn defaults(user: &Value, dir: &Path) -> Result<Value> {
+/// The full default sections for the sections `user` of a run of `algo` (the defaults of
+/// [`TrainConfig::for_algo`]; the spec of `[hardware]` comes from its preset or spec
+/// file).
+fn defaults(user: &Value, dir: &Path, algo: Algo) -> Result<Value> {
     let Value::Object(mut train) =
-        serde_json::to_value(TrainConfig::default()).expect("TrainConfig serialises")
+        serde_json::to_value(TrainConfig::for_algo(algo)).expect("TrainConfig serialises")
     else {
         unreachable!("TrainConfig serialises to an object")
     };

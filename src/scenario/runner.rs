@@ -115,6 +115,11 @@ pub struct Summary {
     pub failed: usize,
 }
 
+/// "1 run", "5 runs".
+fn runs_text(n: usize) -> String {
+    format!("{n} run{}", if n == 1 { "" } else { "s" })
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e))
 }
@@ -222,7 +227,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
             .iter()
             .any(|r| r.config.dataset == DatasetKind::Synthetic)
     {
-        println!(
+        say!(
             "note: --smoke: the {} files are not in {}; the smoke runs use the synthetic dataset \
              (set MORTAL_DATA or --data-dir to smoke-test on the real data)",
             base_dataset.as_str().unwrap_or("dataset"),
@@ -230,20 +235,18 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         );
     }
     if p.scenario.has_hardware() && p.runs.iter().any(|r| r.config.algo == Algo::Bp) {
-        println!(
-            "note: bp is digital backprop: it ignores [hardware] (one reference run per seed)"
-        );
+        say!("note: bp is digital backprop: it ignores [hardware] (one reference run per seed)");
     }
     let dir = req.out.clone().unwrap_or_else(|| p.default_dir());
     let shard = req.shard.unwrap_or(Shard { index: 0, count: 1 });
     if req.dry_run {
-        println!(
-            "{name}: {} runs (would write {})",
-            p.runs.len(),
+        say!(
+            "{name}: {} (would write {})",
+            runs_text(p.runs.len()),
             dir.display()
         );
         for r in p.runs.iter().filter(|r| shard.contains(r.index)) {
-            println!("{:>5}  {}", r.index, r.id);
+            say!("{:>5}  {}", r.index, r.id);
         }
         return Ok(Summary {
             dir,
@@ -254,25 +257,25 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     let (store, opened) = Store::open(&dir, p.manifest(), &p.scenario.text, req.force)
         .with_context(|| req.file.display().to_string())?;
     if !opened.forced_changes.is_empty() {
-        println!(
+        say!(
             "note: --force: the scenario changed ({}); finished runs with unchanged configurations are kept",
             super::store::summarise(&opened.forced_changes)
         );
     }
     if opened.dropped_bytes > 0 {
-        println!(
+        say!(
             "note: dropped a partially written last line of {} (a sweep killed mid-write; that run will be redone)",
             dir.join(super::store::RESULTS).display()
         );
     }
     if opened.bad_rows > 0 {
-        println!(
+        say!(
             "note: skipped {} malformed rows of results.csv",
             opened.bad_rows
         );
     }
     if let Some(a) = &opened.moved_aside {
-        println!(
+        say!(
             "note: results.csv had other columns; moved it to {}",
             a.display()
         );
@@ -285,9 +288,9 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         .filter(|r| !completed.contains(&r.id))
         .collect();
     let skipped = mine.len() - todo.len();
-    println!(
-        "{name}: {} runs{}; {skipped} already done, {} to run → {}",
-        p.runs.len(),
+    say!(
+        "{name}: {}{}; {skipped} already done, {} to run → {}",
+        runs_text(p.runs.len()),
         if shard.count > 1 {
             format!(" (shard {shard}: {})", mine.len())
         } else {
@@ -384,7 +387,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         failed: failures.len(),
     };
     if !todo.is_empty() {
-        println!(
+        say!(
             "{name}: {} runs finished in {}; results in {}",
             summary.ran,
             minutes(start.elapsed().as_secs_f64()),
@@ -393,7 +396,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     }
     if req.plot {
         match super::figures::draw(&dir) {
-            Ok(files) if !files.is_empty() => println!(
+            Ok(files) if !files.is_empty() => say!(
                 "figures: {} files in {}",
                 files.len(),
                 dir.join(super::figures::PLOTS).display()

@@ -589,6 +589,28 @@ mod tests {
     }
 
     #[test]
+    fn each_run_starts_from_its_algorithms_defaults() {
+        let s = scn(&format!(
+            "{HW}[sweep]\nalgos = [\"bp-deploy\", \"bp-analog\"]\n"
+        ));
+        let runs = expand(&s, &Plan::new(&s).unwrap(), None).unwrap();
+        for r in &runs {
+            let want = TrainConfig::for_algo(r.config.algo).bp.optimizer;
+            assert_eq!(r.config.bp.optimizer, want, "{}", r.name);
+        }
+        let m = |r: &RunSpec| match r.config.bp.optimizer {
+            crate::learn::optim::OptimizerConfig::Sgd { momentum, .. } => momentum,
+            _ => panic!(),
+        };
+        assert_eq!(
+            m(&runs[1]),
+            0.0,
+            "bp-analog: plain SGD without a per_algo override"
+        );
+        assert!(m(&runs[0]) > 0.0);
+    }
+
+    #[test]
     fn zipped_axes_move_together() {
         let s = scn(&format!(
             "{HW}[[sweep.axes]]\nzip = [\"hardware.spec.adc.bits\", \"hardware.spec.dac.bits\"]\n\

@@ -3,4 +3,5 @@
 
 mod bp_chip;
 mod common;
+mod scenario;
 mod train;
