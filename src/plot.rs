@@ -350,14 +350,20 @@ where
     root.present().map_err(|e| e.to_string())
 }
 
-/// Draws `chart` to `<stem>.png` (1000×620) and `<stem>.svg`; returns the PNG path.
+/// Draws `chart` to `<stem>.png` (1000×620) and `<stem>.svg` (the stem must not end in an
+/// extension); returns the PNG path.
 pub fn line_chart(chart: &LineChart, stem: &Path) -> Result<PathBuf> {
     register_fonts();
     if let Some(dir) = stem.parent().filter(|p| !p.as_os_str().is_empty()) {
         crate::fsutil::create_dir(dir)?;
     }
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    // Appended, not `with_extension`: stems may hold dots (`…_lr-0.001_c1_s1`).
+    let with = |ext: &str| {
+        let mut s = stem.as_os_str().to_owned();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let (png, svg) = (with(".png"), with(".svg"));
     {
         let root = BitMapBackend::new(&png, (1000, 620)).into_drawing_area();
         draw_chart(&root, chart).map_err(|e| plot_err(&png, e))?;
@@ -542,6 +548,11 @@ mod tests {
         assert_eq!(&bytes[1..4], b"PNG");
         let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("epoch"));
+        // Dots in the stem are kept (two runs differing after a dot get two files).
+        let a = line_chart(&chart, &dir.path().join("lr-0.001_c1")).unwrap();
+        let b = line_chart(&chart, &dir.path().join("lr-0.003_c1")).unwrap();
+        assert_eq!(a, dir.path().join("lr-0.001_c1.png"));
+        assert!(b.is_file() && dir.path().join("lr-0.003_c1.svg").is_file());
     }
 
     #[test]
