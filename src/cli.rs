@@ -48,6 +48,76 @@ pub enum Command {
     Plot(crate::scenario::command::PlotArgs),
     /// Combine the output directories of shards of one scenario.
     Merge(crate::scenario::command::MergeArgs),
+    /// Distil a trained FF teacher into FF students on other chips; compare with copying
+    /// its conductances and with FF from scratch.
+    Distill(DistillArgs),
+}
+
+/// `mortal distill` arguments.
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// Teacher checkpoint directory (the --out of a `mortal train --algo ff` run).
+    #[arg(long, value_name = "DIR")]
+    pub teacher: PathBuf,
+    /// Student chip: a preset (ideal, reram, pcm, harsh) or a spec TOML file.
+    #[arg(long, value_name = "PRESET|FILE")]
+    pub student_chip: String,
+    /// Seed(s) of the student chip instance(s), comma-separated.
+    #[arg(long, value_name = "N,N,...", default_value = "2")]
+    pub student_seed: String,
+    /// Variation multiplier of the student chip's spreads and noises.
+    #[arg(long, default_value_t = 1.0)]
+    pub variation: f64,
+    /// Transfer-set size(s): the first N training images, comma-separated (a sweep with
+    /// several sizes or seeds writes one directory per student and results.csv).
+    #[arg(long, value_name = "N,N,...")]
+    pub transfer: String,
+    /// Never read the transfer images' true labels (the scratch baseline still uses them).
+    #[arg(long)]
+    pub unlabelled: bool,
+    /// Temperature T of the soft targets and of the negatives' distribution.
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f32,
+    /// Teacher scores that define its distribution.
+    #[arg(long, value_enum, default_value = "softmax")]
+    pub source: SourceArg,
+    /// Weight of the true label mixed into targets and positives (0 = pure distillation).
+    #[arg(long, default_value_t = 0.0)]
+    pub hard_weight: f32,
+    /// Temperature of the teacher distribution positives are drawn from (0 = its top-1).
+    #[arg(long, default_value_t = 1.0)]
+    pub positive_temperature: f32,
+    /// Student epochs (distillation and scratch alike).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Each student sees at least this many samples: epochs = max(epochs, ceil(S / N)).
+    #[arg(long, default_value_t = 0)]
+    pub min_samples: usize,
+    /// Student master seed (initial weights, data order, label draws, noise).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Use only the first N validation and test images.
+    #[arg(long)]
+    pub eval_limit: Option<usize>,
+    /// Also measure error and agreement by goodness per label (11 passes per test image).
+    #[arg(long)]
+    pub goodness: bool,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Sweep figures: <STEM>-error.png and <STEM>-agreement.png (default <out>/distill).
+    #[arg(long, value_name = "STEM")]
+    pub plot: Option<PathBuf>,
+    /// Title of the sweep figures.
+    #[arg(long, default_value = "Distillation between chips")]
+    pub title: String,
+}
+
+/// Teacher score sources.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SourceArg {
+    Softmax,
+    Goodness,
 }
 
 /// Dataset names on the command line.
@@ -430,6 +500,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => crate::scenario::command::run(&args, data_dir, &reporter),
         Command::Plot(args) => crate::scenario::command::plot(&args),
         Command::Merge(args) => crate::scenario::command::merge(&args),
+        Command::Distill(args) => distill_command(&args, data_dir, &reporter),
     }
 }
 
@@ -501,6 +572,122 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
         method,
         out.display()
     );
+    Ok(())
+}
+
+/// Parses a comma-separated list of whole numbers for `key`.
+fn parse_list<T: std::str::FromStr>(key: &str, s: &str) -> Result<Vec<T>, Error> {
+    let v: Vec<T> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<T>()
+                .map_err(|_| Error::param(key, p, "must be a whole number"))
+        })
+        .collect::<Result<_, _>>()?;
+    if v.is_empty() {
+        return Err(Error::param(
+            key,
+            format!("{s:?}"),
+            "need at least one value",
+        ));
+    }
+    Ok(v)
+}
+
+fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) -> Result<()> {
+    use crate::learn::distill::{DistillConfig, ScoreSource};
+    use crate::train::distill as d;
+    let transfers: Vec<usize> = parse_list("transfer", &args.transfer)?;
+    if let Some(n) = transfers.iter().find(|n| **n == 0) {
+        return Err(Error::param("transfer", n, "must be at least 1 image").into());
+    }
+    let seeds: Vec<u64> = parse_list("student-seed", &args.student_seed)?;
+    if args.epochs == 0 {
+        return Err(Error::param("epochs", 0, "must be at least 1").into());
+    }
+    let dcfg = DistillConfig {
+        temperature: args.temperature,
+        source: match args.source {
+            SourceArg::Softmax => ScoreSource::Softmax,
+            SourceArg::Goodness => ScoreSource::Goodness,
+        },
+        hard_weight: args.hard_weight,
+        unlabelled: args.unlabelled,
+        positive_temperature: args.positive_temperature,
+    };
+    dcfg.validate()?;
+    ChipConfig::from_source(&args.student_chip, 0, args.variation)?.validate()?;
+    let teacher = d::load_teacher(&args.teacher)?;
+    let mut data_cfg = teacher.meta.config.clone();
+    data_cfg.train_limit = transfers.iter().copied().max();
+    data_cfg.eval_limit = args.eval_limit.or(data_cfg.eval_limit);
+    let data = load_data(&data_cfg, data_dir)?;
+    let make = |n: usize, seed: u64| -> Result<d::DistillSettings, Error> {
+        let chip = ChipConfig::from_source(&args.student_chip, seed, args.variation)?;
+        let epochs = d::student_epochs(args.epochs, args.min_samples, n);
+        let mut student = d::student_config(&teacher.meta.config, chip, epochs, args.seed, n);
+        student.eval_limit = data_cfg.eval_limit;
+        student.eval_every = 0;
+        Ok(d::DistillSettings {
+            teacher: args.teacher.clone(),
+            transfer: n,
+            distill: dcfg.clone(),
+            goodness: args.goodness,
+            min_samples: args.min_samples,
+            student,
+        })
+    };
+    if transfers.len() == 1 && seeds.len() == 1 {
+        let r = d::run(
+            &make(transfers[0], seeds[0])?,
+            &teacher,
+            &data,
+            &args.out,
+            rep,
+        )?;
+        println!(
+            "student {} #{} ({} transfer images): test error {:.2}%, agreement {:.2}%, KL {:.4} nats \
+             | copy {:.2}% / {:.2}% | scratch {:.2}% / {:.2}% | teacher {:.2}%",
+            r.student_chip,
+            r.student_seed,
+            r.transfer,
+            100.0 * r.test_error,
+            100.0 * r.agreement,
+            r.kl,
+            100.0 * r.copy_test_error,
+            100.0 * r.copy_agreement,
+            100.0 * r.scratch_test_error,
+            100.0 * r.scratch_agreement,
+            100.0 * r.teacher_test_error
+        );
+    } else {
+        let rows = d::sweep(&transfers, &seeds, &make, &teacher, &data, &args.out, rep)?;
+        let stem = args
+            .plot
+            .clone()
+            .unwrap_or_else(|| args.out.join("distill"));
+        let figs = d::plot_sweep(&rows, &args.title, &stem)?;
+        println!("transfer  seed  distill err/agree   copy err/agree   scratch err/agree");
+        for r in &rows {
+            println!(
+                "{:>8}  {:>4}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%",
+                r.transfer,
+                r.student_seed,
+                100.0 * r.test_error,
+                100.0 * r.agreement,
+                100.0 * r.copy_test_error,
+                100.0 * r.copy_agreement,
+                100.0 * r.scratch_test_error,
+                100.0 * r.scratch_agreement
+            );
+        }
+        for f in figs {
+            println!("figure {}", f.display());
+        }
+    }
+    println!("results written to {}", args.out.display());
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! looks inside it.
 
 pub mod backprop;
+pub mod distill;
 pub mod ff;
 pub mod optim;
 

@@ -4,6 +4,7 @@
 pub mod bp_chip;
 pub mod checkpoint;
 pub mod config;
+pub mod distill;
 pub mod results;
 pub mod trainers;
 

@@ -3,5 +3,6 @@
 
 mod bp_chip;
 mod common;
+mod distill;
 mod scenario;
 mod train;

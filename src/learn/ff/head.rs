@@ -92,6 +92,54 @@ impl SoftmaxHead {
                 self.dlogits[(k, j)] = (p - if k == label { 1.0 } else { 0.0 }) * inv_n;
             }
         }
+        self.apply_dlogits(features, gain);
+        stats
+    }
+
+    /// One training step towards soft targets (distillation): minimises
+    /// `T²·KL(q ‖ softmax(z/T))` per sample, whose gradient in the logits is
+    /// `T·(softmax(z/T) − q)`. `targets` holds one probability column per sample (10 × n),
+    /// `logits` as in [`SoftmaxHead::train_step`]. `loss_sum` is the summed T²-scaled KL
+    /// (nats); `errors` counts samples whose argmax differs from the target's.
+    pub fn train_step_soft(
+        &mut self,
+        features: &[Features<'_>],
+        logits: &Mat,
+        targets: &Mat,
+        temperature: f32,
+        gain: f32,
+    ) -> HeadStats {
+        let n = targets.ncols();
+        assert_eq!(targets.nrows(), CLASSES, "train_step_soft: 10 target rows");
+        ensure_shape(&mut self.dlogits, CLASSES, n);
+        let mut stats = HeadStats::default();
+        let inv_n = 1.0 / n as f32;
+        let t = temperature;
+        for j in 0..n {
+            let z = logits.column(j);
+            let q = targets.column(j);
+            let max = z.max() / t;
+            let sum: f32 = z.iter().map(|v| (v / t - max).exp()).sum();
+            let log_sum = max + sum.ln();
+            let mut kl = 0.0f64;
+            for k in 0..CLASSES {
+                let log_p = z[k] / t - log_sum;
+                if q[k] > 0.0 {
+                    kl += f64::from(q[k]) * f64::from(q[k].ln() - log_p);
+                }
+                self.dlogits[(k, j)] = t * (log_p.exp() - q[k]) * inv_n;
+            }
+            stats.loss_sum += f64::from(t * t) * kl;
+            if z.argmax().0 != q.argmax().0 {
+                stats.errors += 1;
+            }
+        }
+        self.apply_dlogits(features, gain);
+        stats
+    }
+
+    /// Applies the optimiser to the gradient held in `dlogits` (10 × n, already / n).
+    fn apply_dlogits(&mut self, features: &[Features<'_>], gain: f32) {
         for (i, f) in features.iter().enumerate() {
             gemm(1.0, &self.dlogits, Op::N, f, Op::T, 0.0, &mut self.grad[i]);
             self.opt_w[i].apply_gradient(
@@ -106,7 +154,6 @@ impl SoftmaxHead {
         crate::linalg::row_sums(&self.dlogits, &mut gb);
         self.opt_b
             .apply_gradient(&mut self.bias, &gb, gain, false, &mut self.scratch);
-        stats
     }
 }
 
@@ -114,6 +161,29 @@ impl SoftmaxHead {
 mod tests {
     use super::*;
     use crate::learn::optim::OptimizerConfig;
+
+    /// With one-hot targets at T = 1 the soft step is exactly the hard step.
+    #[test]
+    fn soft_step_with_one_hot_targets_equals_hard_step() {
+        let n = 30;
+        let feats = Mat::from_fn(5, n, |i, j| ((i * 7 + j * 3) % 11) as f32 / 11.0);
+        let labels: Vec<usize> = (0..n).map(|j| (j * 7) % CLASSES).collect();
+        let targets = Mat::from_fn(CLASSES, n, |k, j| f32::from(u8::from(k == labels[j])));
+        let opt = OptimizerConfig::adam(0.05, 0.0);
+        let (mut a, mut b) = (SoftmaxHead::new(&[5], &opt), SoftmaxHead::new(&[5], &opt));
+        let mut logits = Mat::zeros(0, 0);
+        for _ in 0..5 {
+            let views = [feats.columns(0, n)];
+            a.logits(&views, &mut logits);
+            let sa = a.train_step(&views, &logits, &labels, 1.0);
+            b.logits(&views, &mut logits);
+            let sb = b.train_step_soft(&views, &logits, &targets, 1.0, 1.0);
+            assert!((sa.loss_sum - sb.loss_sum).abs() < 1e-4, "{sa:?} {sb:?}");
+            assert_eq!(sa.errors, sb.errors);
+        }
+        assert_eq!(a.weights, b.weights);
+        assert_eq!(a.bias, b.bias);
+    }
 
     /// The head alone learns a linearly separable problem.
     #[test]

@@ -63,6 +63,27 @@ struct Buffers {
     neg_labels: Vec<usize>,
 }
 
+/// Labels and targets of a softly supervised batch (see [`FfLearner::train_batch_soft`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SoftSupervision<'a> {
+    /// Label written into each positive sample.
+    pub positives: &'a [usize],
+    /// Label written into each negative sample (never the positive one).
+    pub negatives: &'a [usize],
+    /// Target probabilities of the softmax head (10 × B, columns sum to 1).
+    pub head_targets: &'a Mat,
+    /// Temperature T of the head's KL (dimensionless, > 0).
+    pub head_temperature: f32,
+}
+
+/// Who chooses negatives and the head's targets.
+enum Teacher<'r, 's> {
+    /// The learner itself: true labels, negatives from its own head (or uniform).
+    Own(&'r mut Rng),
+    /// A caller (distillation).
+    Given(&'r SoftSupervision<'s>),
+}
+
 /// What one training batch measured.
 #[derive(Clone, Debug, Default)]
 pub struct FfBatchStats {
@@ -232,6 +253,53 @@ impl FfLearner {
         negatives: &mut Rng,
         noise: &mut Rng,
     ) -> Result<FfBatchStats> {
+        self.train_batch_with(sub, images, labels, Teacher::Own(negatives), gain, noise)
+    }
+
+    /// One training step under soft supervision (distillation from a teacher): the
+    /// positive pass uses `sup.positives`, the negative pass `sup.negatives` (both chosen
+    /// by the caller, e.g. drawn from a teacher's probabilities), and the softmax head is
+    /// fitted to `sup.head_targets` at `sup.head_temperature` (T²-scaled KL). Everything
+    /// else is the ordinary step: each layer still learns only from its own goodness.
+    /// `stats.head.errors` counts disagreements with the targets' argmax.
+    pub fn train_batch_soft(
+        &mut self,
+        sub: &mut dyn Substrate,
+        images: &Mat,
+        sup: &SoftSupervision<'_>,
+        gain: f32,
+        noise: &mut Rng,
+    ) -> Result<FfBatchStats> {
+        let b = sup.positives.len();
+        assert_eq!(
+            sup.negatives.len(),
+            b,
+            "train_batch_soft: one negative per image"
+        );
+        assert_eq!(
+            sup.head_targets.shape(),
+            (crate::data::CLASSES, b),
+            "train_batch_soft: 10 × B head targets"
+        );
+        assert!(
+            sup.positives
+                .iter()
+                .zip(sup.negatives)
+                .all(|(p, n)| p != n && *n < crate::data::CLASSES),
+            "train_batch_soft: negatives must differ from positives"
+        );
+        self.train_batch_with(sub, images, sup.positives, Teacher::Given(sup), gain, noise)
+    }
+
+    fn train_batch_with(
+        &mut self,
+        sub: &mut dyn Substrate,
+        images: &Mat,
+        labels: &[usize],
+        teacher: Teacher<'_, '_>,
+        gain: f32,
+        noise: &mut Rng,
+    ) -> Result<FfBatchStats> {
         let b = labels.len();
         assert_eq!(images.ncols(), b, "train_batch: one label per image");
         assert_eq!(
@@ -310,14 +378,28 @@ impl FfLearner {
             .map(|l| buf.norm[l + 1].columns(b, b))
             .collect();
         self.head.logits(&features, &mut buf.logits);
-        stats.head = self.head.train_step(&features, &buf.logits, labels, gain);
-        for (j, &truth) in labels.iter().enumerate() {
-            buf.neg_labels[j] = match self.cfg.negatives {
-                NegativeLabels::Random => random_wrong(truth, negatives),
-                NegativeLabels::Hard => {
-                    hard_wrong(buf.logits.column(j).as_slice(), truth, negatives)
+        match teacher {
+            Teacher::Own(negatives) => {
+                stats.head = self.head.train_step(&features, &buf.logits, labels, gain);
+                for (j, &truth) in labels.iter().enumerate() {
+                    buf.neg_labels[j] = match self.cfg.negatives {
+                        NegativeLabels::Random => random_wrong(truth, negatives),
+                        NegativeLabels::Hard => {
+                            hard_wrong(buf.logits.column(j).as_slice(), truth, negatives)
+                        }
+                    };
                 }
-            };
+            }
+            Teacher::Given(sup) => {
+                stats.head = self.head.train_step_soft(
+                    &features,
+                    &buf.logits,
+                    sup.head_targets,
+                    sup.head_temperature,
+                    gain,
+                );
+                buf.neg_labels.copy_from_slice(sup.negatives);
+            }
         }
 
         // Negative pass.

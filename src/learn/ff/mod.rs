@@ -19,7 +19,7 @@ use crate::error::{Result, ensure};
 use crate::learn::optim::{OptimizerConfig, Schedule};
 pub use eval::{FfEvaluation, Scores};
 pub use goodness::{GoodnessLoss, Sign};
-pub use learner::{FfBatchStats, FfLearner};
+pub use learner::{FfBatchStats, FfLearner, SoftSupervision};
 
 /// Forward-Forward settings. Defaults are the reference recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,171 @@
+//! `mortal distill` end to end: a small harsh-chip teacher on the synthetic set, one
+//! student and a sweep, and bad inputs.
+
+use std::path::Path;
+
+use crate::common::*;
+
+/// Trains a small FF teacher on harsh chip #1 into `dir`.
+fn train_teacher(dir: &Path) {
+    run_ok(
+        mortal()
+            .args([
+                "train",
+                "--dataset",
+                "synthetic",
+                "--layers",
+                "32,32",
+                "--epochs",
+                "2",
+                "--train-limit",
+                "800",
+                "--eval-limit",
+                "200",
+                "--eval-every",
+                "0",
+                "--chip",
+                "harsh",
+                "--chip-seed",
+                "1",
+                "-q",
+                "--out",
+            ])
+            .arg(dir),
+    );
+}
+
+fn distill(teacher: &Path, out: &Path) -> std::process::Command {
+    distill_to(teacher, out, "harsh")
+}
+
+fn distill_to(teacher: &Path, out: &Path, chip: &str) -> std::process::Command {
+    let mut c = mortal();
+    c.args(["distill", "-q", "--teacher"])
+        .arg(teacher)
+        .args([
+            "--student-chip",
+            chip,
+            "--epochs",
+            "2",
+            "--eval-limit",
+            "200",
+            "--out",
+        ])
+        .arg(out);
+    c
+}
+
+#[test]
+fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    train_teacher(&teacher);
+
+    let one = dir.path().join("one");
+    run_ok(distill(&teacher, &one).args([
+        "--transfer",
+        "400",
+        "--student-seed",
+        "2",
+        "--goodness",
+    ]));
+    let r = read_json(&one.join("results.json"));
+    for key in [
+        "test_error",
+        "agreement",
+        "kl",
+        "copy_test_error",
+        "copy_agreement",
+        "copy_kl",
+        "scratch_test_error",
+        "scratch_agreement",
+        "scratch_kl",
+        "teacher_test_error",
+        "test_error_goodness",
+        "seed",
+        "seeds",
+        "student_seed",
+        "transfer",
+        "temperature",
+        "config",
+    ] {
+        assert!(!r[key].is_null(), "results.json lacks {key}: {r}");
+    }
+    assert_eq!(r["transfer"], 400);
+    assert_eq!(r["student_seed"], 2);
+    assert_eq!(r["algo"], "ff-distill");
+    for key in [
+        "agreement",
+        "copy_agreement",
+        "scratch_agreement",
+        "test_error",
+    ] {
+        let v = r[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(epochs_without_timing(&one).len(), 2);
+    assert_eq!(epochs_without_timing(&one.join("scratch")).len(), 2);
+
+    // A sweep: one directory per student, results.csv, figures; re-running reuses them.
+    let sweep = dir.path().join("sweep");
+    let args = ["--transfer", "200,400", "--student-seed", "2,3"];
+    run_ok(distill(&teacher, &sweep).args(args));
+    let csv = std::fs::read_to_string(sweep.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.starts_with("transfer,student_seed,"), "{csv}");
+    for f in [
+        "distill-error.png",
+        "distill-agreement.png",
+        "t400-s2/results.json",
+    ] {
+        assert!(sweep.join(f).exists(), "{f}");
+    }
+    // The sweep's (400, #2) student is the single run above: same seeds, same numbers.
+    let s = read_json(&sweep.join("t400-s2/results.json"));
+    assert_eq!(s["agreement"], r["agreement"]);
+    assert_eq!(s["scratch_test_error"], r["scratch_test_error"]);
+    let again = run_ok(distill(&teacher, &sweep).args(args));
+    // Reused rows come back through JSON: equal up to float round-off.
+    let again_csv = std::fs::read_to_string(sweep.join("results.csv")).unwrap();
+    assert_eq!(again_csv.lines().count(), csv.lines().count());
+    for (a, b) in again_csv.lines().zip(csv.lines()) {
+        for (x, y) in a.split(',').zip(b.split(',')) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => assert!((x - y).abs() <= 1e-12 * x.abs().max(1.0), "{a} | {b}"),
+                _ => assert_eq!(x, y),
+            }
+        }
+    }
+    assert!(String::from_utf8_lossy(&again.stdout).contains("results written"));
+}
+
+#[test]
+fn distill_rejects_bad_inputs_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let missing = dir.path().join("no-such-teacher");
+    let (code, err) = run_err(distill(&missing, &out).args(["--transfer", "100"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no-such-teacher"), "{err}");
+
+    // Bad transfer sizes are caught before the teacher is read.
+    for (bad, needle) in [("0", "transfer"), ("abc", "abc"), ("", "transfer")] {
+        let (code, err) = run_err(distill(&missing, &out).args(["--transfer", bad]));
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains(needle), "{bad}: {err}");
+    }
+    let (code, err) =
+        run_err(distill(&missing, &out).args(["--transfer", "10", "--temperature", "0"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("temperature"), "{err}");
+    let (code, err) = run_err(distill_to(&missing, &out, "plasma").args(["--transfer", "10"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("plasma"), "{err}");
+
+    // More transfer images than the training set holds.
+    let teacher = dir.path().join("teacher");
+    train_teacher(&teacher);
+    let (code, err) = run_err(distill(&teacher, &out).args(["--transfer", "999999"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("transfer") && err.contains("999999"), "{err}");
+}
