@@ -265,14 +265,28 @@ fn error_figure(m: &Manifest, rows: &[Row<'_>], title: &str, out: &Path) -> Resu
             ..Series::default()
         });
     }
-    let seeds = rows.iter().map(|r| r.entry.replicate).max().unwrap_or(0) + 1;
+    let distinct = |f: &dyn Fn(&RunEntry) -> Option<u64>| {
+        let mut v: Vec<u64> = rows.iter().filter_map(|r| f(r.entry)).collect();
+        v.sort();
+        v.dedup();
+        v.len() > 1
+    };
+    let over = match (
+        distinct(&|e: &RunEntry| e.chip_seed),
+        distinct(&|e: &RunEntry| Some(e.seed)),
+    ) {
+        (true, true) => "chip instances and seeds",
+        (true, false) => "chip instances",
+        (false, true) => "seeds",
+        (false, false) => "",
+    };
     let chart = LineChart {
         title: format!("{title}: test error vs {}", short_path(&path)),
         x_label,
-        y_label: if seeds > 1 {
-            "test error (%), mean ± std over seeds".into()
-        } else {
+        y_label: if over.is_empty() {
             "test error (%)".into()
+        } else {
+            format!("test error (%), mean ± std over {over}")
         },
         series,
         log_x: m.output.log_x,
