@@ -225,9 +225,7 @@ fn download(agent: &ureq::Agent, url: &str, md5: &str, dir: &Path, dest: &Path) 
         return Err(fail(format!("server answered HTTP {status}{hint}")));
     }
 
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempfile_in(dir)
+    let mut tmp = crate::fsutil::temp_file_in(dir, ".download-")
         .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
     let mut body = resp.into_body().into_reader();
     let mut hasher = Md5::new();

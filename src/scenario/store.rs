@@ -548,15 +548,12 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     let parent = dst.parent().unwrap_or(Path::new("."));
     create_dir(parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".merge-")
-        .tempdir_in(parent)
-        .map_err(|e| {
-            Error::io(
-                format!("cannot create a directory in {}", parent.display()),
-                e,
-            )
-        })?;
+    let tmp = crate::fsutil::temp_dir_in(parent, ".merge-").map_err(|e| {
+        Error::io(
+            format!("cannot create a directory in {}", parent.display()),
+            e,
+        )
+    })?;
     fn copy_into(src: &Path, dst: &Path) -> Result<()> {
         let ctx = |p: &Path| format!("cannot copy {}", p.display());
         for entry in std::fs::read_dir(src).map_err(|e| Error::io(ctx(src), e))? {
