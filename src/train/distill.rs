@@ -784,9 +784,9 @@ pub fn plot_sweep(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<Pat
         v.len()
     };
     let error = LineChart {
-        title: format!("{title}: student test error ({seeds} student chips; band = min–max)"),
+        title: format!("{title}: student test error"),
         x_label: "transfer-set size (images)".into(),
-        y_label: "test error (%)".into(),
+        y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
         series: vec![
             series("copy conductances", |r| r.copy_test_error, false),
             series("FF from scratch (labels)", |r| r.scratch_test_error, false),
@@ -802,9 +802,9 @@ pub fn plot_sweep(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<Pat
         ..Default::default()
     };
     let agreement = LineChart {
-        title: format!("{title}: agreement with the teacher's top-1 ({seeds} student chips)"),
+        title: format!("{title}: agreement with the teacher's top-1"),
         x_label: "transfer-set size (images)".into(),
-        y_label: "agreement with teacher (%)".into(),
+        y_label: format!("test agreement (%), mean of {seeds} student chips"),
         series: vec![
             series("copy conductances", |r| r.copy_agreement, false),
             series("FF from scratch (labels)", |r| r.scratch_agreement, false),
