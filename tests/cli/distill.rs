@@ -169,3 +169,35 @@ fn distill_rejects_bad_inputs_with_one_line() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("transfer") && err.contains("999999"), "{err}");
 }
+
+#[test]
+fn distill_results_do_not_depend_on_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    train_teacher(&teacher);
+    let mut runs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("t{threads}"));
+        run_ok(
+            distill(&teacher, &out)
+                .args(["--transfer", "300", "--student-seed", "3"])
+                .env("RAYON_NUM_THREADS", threads),
+        );
+        let r = read_json(&out.join("results.json"));
+        assert_eq!(r["threads"].as_u64().unwrap().to_string(), threads);
+        runs.push((r, epochs_without_timing(&out)));
+    }
+    for key in [
+        "test_error",
+        "agreement",
+        "kl",
+        "copy_agreement",
+        "copy_kl",
+        "scratch_agreement",
+        "scratch_kl",
+        "teacher_test_error",
+    ] {
+        assert_eq!(runs[0].0[key], runs[1].0[key], "{key}");
+    }
+    assert_eq!(runs[0].1, runs[1].1);
+}
