@@ -293,6 +293,24 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
     })
 }
 
+/// The GEMMs of one backprop step (forward, weight gradient and, above the first layer,
+/// input gradient) for a batch, and the FLOPs per sample they do.
+fn bp_step_gemms(widths: &[usize], batch: usize) -> (Vec<(usize, usize, usize, Op)>, f64) {
+    let mut shapes = Vec::new();
+    let mut flops_per_sample = 0.0;
+    for (l, w) in widths.windows(2).enumerate() {
+        let (i, o) = (w[0], w[1]);
+        shapes.push((o, i, batch, Op::N));
+        shapes.push((o, batch, i, Op::T));
+        flops_per_sample += 4.0 * (i * o) as f64;
+        if l > 0 {
+            shapes.push((i, o, batch, Op::N));
+            flops_per_sample += 2.0 * (i * o) as f64;
+        }
+    }
+    (shapes, flops_per_sample)
+}
+
 fn bp_training(
     hidden: &[usize],
     batch: usize,
@@ -314,19 +332,7 @@ fn bp_training(
         return Err(e);
     }
     let widths = learner.mlp.topology().widths().to_vec();
-    // Forward, weight gradient and (above the first layer) input gradient.
-    let mut shapes = Vec::new();
-    let mut flops_per_sample = 0.0;
-    for (l, w) in widths.windows(2).enumerate() {
-        let (i, o) = (w[0], w[1]);
-        shapes.push((o, i, batch, Op::N));
-        shapes.push((o, batch, i, Op::T));
-        flops_per_sample += 4.0 * (i * o) as f64;
-        if l > 0 {
-            shapes.push((i, o, batch, Op::N));
-            flops_per_sample += 2.0 * (i * o) as f64;
-        }
-    }
+    let (shapes, flops_per_sample) = bp_step_gemms(&widths, batch);
     let samples_per_s = (batches * batch) as f64 / t;
     let gflops = samples_per_s * flops_per_sample / 1e9;
     let gemm_gflops = gemm_rate(&shapes, repeats);
@@ -406,18 +412,7 @@ fn bp_analog_training(
         return Err(e);
     }
     let (t, t_digital) = (median(tc), median(td));
-    let mut shapes = Vec::new();
-    let mut flops_per_sample = 0.0;
-    for (l, w) in widths.windows(2).enumerate() {
-        let (i, o) = (w[0], w[1]);
-        shapes.push((o, i, batch, Op::N));
-        shapes.push((o, batch, i, Op::T));
-        flops_per_sample += 4.0 * (i * o) as f64;
-        if l > 0 {
-            shapes.push((i, o, batch, Op::N));
-            flops_per_sample += 2.0 * (i * o) as f64;
-        }
-    }
+    let (shapes, flops_per_sample) = bp_step_gemms(&widths, batch);
     let samples_per_s = (batches * batch) as f64 / t;
     let gflops = samples_per_s * flops_per_sample / 1e9;
     let gemm_gflops = pool.install(|| gemm_rate(&shapes, repeats));

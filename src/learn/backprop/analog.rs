@@ -21,7 +21,7 @@ use crate::linalg::Mat;
 use crate::rng::Rng;
 use crate::substrate::{Substrate, Topology, Update};
 
-use super::{BpBatchStats, BpConfig, Trace, backward_deltas, onchip, softmax_cross_entropy};
+use super::{BpBatchStats, BpConfig, Trace, backward_deltas, onchip};
 
 /// Checks that `cfg` asks for what analog SGD can do: SGD without momentum.
 pub fn check_config(cfg: &BpConfig) -> Result<()> {
@@ -85,21 +85,16 @@ impl AnalogLearner {
         gain: f32,
         noise: &mut Rng,
     ) -> Result<BpBatchStats> {
-        if sub.topology() != &self.topology {
-            return Err(Error::param(
-                "chip",
-                sub.describe(),
-                "its topology differs from the learner's",
-            ));
-        }
-        onchip::forward(sub, images, &mut self.trace, noise);
-        let (loss_sum, errors) =
-            softmax_cross_entropy(self.trace.logits(), labels, &mut self.dlogits);
-        if !loss_sum.is_finite() {
-            return Err(Error::Diverged(format!(
-                "analog backprop loss is {loss_sum}; lower the learning rate"
-            )));
-        }
+        let (loss_sum, errors) = onchip::forward_loss(
+            "analog backprop",
+            &self.topology,
+            sub,
+            images,
+            labels,
+            &mut self.trace,
+            &mut self.dlogits,
+            noise,
+        )?;
         // Backward by transposed reads of the chip's own arrays (before any update).
         backward_deltas(
             &self.topology,

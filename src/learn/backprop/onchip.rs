@@ -27,6 +27,38 @@ pub fn check_classifier(topology: &Topology) -> Result<()> {
     Ok(())
 }
 
+/// A chip-side step's forward pass and loss: checks that `sub` has the learner's
+/// `topology`, runs the batch through it (filling `trace`), and returns the summed
+/// softmax cross-entropy and error count with `dlogits` filled; a non-finite loss is a
+/// divergence of `method`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_loss(
+    method: &str,
+    topology: &Topology,
+    sub: &mut dyn Substrate,
+    images: &Mat,
+    labels: &[usize],
+    trace: &mut Trace,
+    dlogits: &mut Mat,
+    noise: &mut Rng,
+) -> Result<(f64, usize)> {
+    if sub.topology() != topology {
+        return Err(Error::param(
+            "chip",
+            sub.describe(),
+            "its topology differs from the learner's",
+        ));
+    }
+    forward(sub, images, trace, noise);
+    let (loss_sum, errors) = super::softmax_cross_entropy(trace.logits(), labels, dlogits);
+    if !loss_sum.is_finite() {
+        return Err(Error::Diverged(format!(
+            "{method} loss is {loss_sum}; lower the learning rate"
+        )));
+    }
+    Ok((loss_sum, errors))
+}
+
 /// Runs `x` (inputs × batch) through every layer of `sub`, driving layer l + 1 with the
 /// activities measured at layer l. `trace.inputs[l]` receives what layer l's input lines
 /// received (after converters and any black box on a chip) and `trace.outputs[l]` the

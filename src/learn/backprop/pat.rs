@@ -22,13 +22,13 @@
 //! bounds and stuck devices make them differ), its neurons follow the nominal curve at the
 //! measured output, and its black box is the identity.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::learn::optim::OptState;
 use crate::linalg::{Mat, ensure_shape};
 use crate::rng::Rng;
 use crate::substrate::{Substrate, Update};
 
-use super::{BpBatchStats, BpConfig, LayerGrad, Mlp, Trace, onchip, softmax_cross_entropy};
+use super::{BpBatchStats, BpConfig, LayerGrad, Mlp, Trace, onchip};
 
 /// The physics-aware learner: the host's nominal twin, its optimiser state and buffers.
 /// The trained weights live on the chip.
@@ -91,21 +91,16 @@ impl PatLearner {
         gain: f32,
         noise: &mut Rng,
     ) -> Result<BpBatchStats> {
-        if sub.topology() != self.host.topology() {
-            return Err(Error::param(
-                "chip",
-                sub.describe(),
-                "its topology differs from the host model's",
-            ));
-        }
-        onchip::forward(sub, images, &mut self.trace, noise);
-        let (loss_sum, errors) =
-            softmax_cross_entropy(self.trace.logits(), labels, &mut self.dlogits);
-        if !loss_sum.is_finite() {
-            return Err(Error::Diverged(format!(
-                "physics-aware backprop loss is {loss_sum}; lower the learning rate"
-            )));
-        }
+        let (loss_sum, errors) = onchip::forward_loss(
+            "physics-aware backprop",
+            self.host.topology(),
+            sub,
+            images,
+            labels,
+            &mut self.trace,
+            &mut self.dlogits,
+            noise,
+        )?;
         // Backward through the twin, at the chip's measured activities.
         self.host
             .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
