@@ -53,7 +53,7 @@ use crate::error::{Error, Result};
 use crate::linalg::{Mat, Op, ensure_shape, gemm};
 use crate::rng::{Rng, derive, indexed};
 use crate::substrate::Activation;
-use crate::substrate::device::{HardwareSpec, InputScaling, PairMapping, ProgrammingNoise};
+use crate::substrate::device::{HardwareSpec, InputScaling, Physics};
 
 use super::{BpBatchStats, BpLearner, LayerGrad, Mlp, Trace, softmax_cross_entropy};
 
@@ -63,20 +63,11 @@ const CHUNK: usize = 1 << 14;
 const COLS_PER_TASK: usize = 8;
 
 /// The noise HWA injects, derived from a nominal spec (see the module documentation).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct HwaNoise {
-    range_per_sqrt_fanin: f32,
-    omega: f32,
-    g_min: f32,
-    g_max: f32,
-    range: f32,
-    levels: u32,
-    mapping: PairMapping,
-    prog: ProgrammingNoise,
-    /// Constant programming σ, µS.
-    prog_sigma: f32,
-    /// `pcm` polynomial, µS, already scaled.
-    prog_poly: [f32; 3],
+    /// The nominal array physics: pair mapping, levels, programming σ, gain (shared
+    /// with the chip, so HWA programs weights exactly as the chip's write-verify does).
+    phys: Physics,
     stuck_min: f32,
     stuck_max: f32,
     /// DAC level spacing in normalised units (0 = continuous).
@@ -117,21 +108,9 @@ fn normal(rng: &mut Rng) -> f32 {
 impl HwaNoise {
     /// The noise model of a (nominal) spec.
     pub fn from_spec(spec: &HardwareSpec) -> Self {
-        let c = &spec.crossbar;
-        let p = &spec.programming;
-        let scale = (c.g_max / p.pcm_reference_g_max * p.pcm_scale) as f32;
         let bb = &spec.black_box;
         Self {
-            range_per_sqrt_fanin: c.weight_range_per_sqrt_fanin as f32,
-            omega: c.weight_scaling_omega as f32,
-            g_min: c.g_min as f32,
-            g_max: c.g_max as f32,
-            range: (c.g_max - c.g_min) as f32,
-            levels: c.levels,
-            mapping: c.mapping,
-            prog: p.noise,
-            prog_sigma: (p.sigma * c.g_max) as f32,
-            prog_poly: p.pcm_coefficients.map(|v| v as f32 * scale),
+            phys: Physics::new(spec),
             stuck_min: spec.faults.stuck_min as f32,
             stuck_max: spec.faults.stuck_max as f32,
             dac_step: if spec.dac.bits == 0 {
@@ -161,63 +140,22 @@ impl HwaNoise {
     /// Whether programming leaves the weights exactly as they are (no levels, no noise,
     /// no faults).
     fn weights_exact(&self) -> bool {
-        let noiseless = match self.prog {
-            ProgrammingNoise::Constant => self.prog_sigma == 0.0,
-            ProgrammingNoise::Pcm => self.prog_poly.iter().all(|c| *c == 0.0),
-        };
-        noiseless && self.levels < 2 && self.stuck_min == 0.0 && self.stuck_max == 0.0
-    }
-
-    fn level(&self, g: f32) -> f32 {
-        if self.levels < 2 {
-            return g;
-        }
-        let steps = (self.levels - 1) as f32;
-        let k = ((g - self.g_min) / self.range * steps).round_ties_even();
-        self.g_min + k / steps * self.range
-    }
-
-    /// Nominal target conductances of a normalised weight.
-    fn targets(&self, w_norm: f32) -> (f32, f32) {
-        let w = w_norm.clamp(-1.0, 1.0);
-        let (p, m) = match self.mapping {
-            PairMapping::Centered => {
-                let c = 0.5 * (self.g_min + self.g_max);
-                let h = 0.5 * w * self.range;
-                (c + h, c - h)
-            }
-            PairMapping::OneSided => {
-                let a = w.abs() * self.range;
-                if w >= 0.0 {
-                    (self.g_min + a, self.g_min)
-                } else {
-                    (self.g_min, self.g_min + a)
-                }
-            }
-        };
-        (self.level(p), self.level(m))
-    }
-
-    fn prog_sd(&self, target: f32) -> f32 {
-        match self.prog {
-            ProgrammingNoise::Constant => self.prog_sigma,
-            ProgrammingNoise::Pcm => {
-                let x = target / self.g_max;
-                let [c0, c1, c2] = self.prog_poly;
-                (c0 + c1 * x + c2 * x * x).max(0.0)
-            }
-        }
+        self.phys.prog_is_exact()
+            && self.phys.levels < 2
+            && self.stuck_min == 0.0
+            && self.stuck_max == 0.0
     }
 
     /// One device written to `target` on a nominal chip.
     fn write(&self, target: f32, rng: &mut Rng) -> f32 {
-        let g = target + self.prog_sd(target) * normal(rng);
-        let g = g.clamp(self.g_min, self.g_max).max(0.0);
+        let ph = &self.phys;
+        let g = target + ph.prog_sigma(target) * normal(rng);
+        let g = g.clamp(ph.g_min, ph.g_max).max(0.0);
         let u: f32 = rng.random();
         if u < self.stuck_min {
-            self.g_min
+            ph.g_min
         } else if u < self.stuck_min + self.stuck_max {
-            self.g_max
+            ph.g_max
         } else {
             g
         }
@@ -225,7 +163,9 @@ impl HwaNoise {
 
     /// The digital gain a layer with this fan-in and these targets is programmed with.
     pub fn gain(&self, fan_in: usize, max_abs: f32) -> f32 {
-        (self.range_per_sqrt_fanin / (fan_in as f32).sqrt()).max(max_abs / self.omega)
+        self.phys
+            .nominal_gain(fan_in)
+            .max(max_abs / self.phys.omega)
     }
 
     /// Samples the weights `w` (out × in) and biases `b` as programmed on a nominal chip
@@ -253,9 +193,10 @@ impl HwaNoise {
             b_out.copy_from_slice(b);
             return gain;
         }
-        let (inv_gain, k, inv_range) = (1.0 / gain, gain / self.range, 1.0 / self.range);
+        let range = self.phys.range;
+        let (inv_gain, k, inv_range) = (1.0 / gain, gain / range, 1.0 / range);
         let one = |v: f32, rng: &mut Rng| -> (f32, f32) {
-            let (tp, tm) = self.targets(v * inv_gain);
+            let (tp, tm) = self.phys.targets(v * inv_gain);
             let (gp, gm) = (self.write(tp, rng), self.write(tm, rng));
             (k * (gp - gm), (gp + gm) * inv_range)
         };

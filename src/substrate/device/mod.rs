@@ -39,6 +39,7 @@ use rand::RngExt;
 use rayon::prelude::*;
 use serde_json::json;
 
+pub(crate) use crossbar::Physics;
 pub use spec::{
     AdcSpec, BlackBoxSpec, CrossbarSpec, DacSpec, DeviceSpec, DriftSpec, FaultSpec, HardwareSpec,
     InputScaling, NeuronSpec, PairMapping, PairScheme, ProgrammingNoise, ProgrammingSpec, ReadSpec,
@@ -47,7 +48,7 @@ pub use spec::{
 
 use blackbox::BlackBox;
 use converters::Quantizer;
-use crossbar::{Crossbar, Physics};
+use crossbar::Crossbar;
 use neuron::Neurons;
 use normal::Normals;
 use update::{IdealUpdate, PulseTrains, Request};
