@@ -31,6 +31,8 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Write the measurements as JSON here.
     pub json: Option<PathBuf>,
+    /// Only the measurement with exactly this name, or else those whose name contains it.
+    pub only: Option<String>,
 }
 
 /// One measured configuration.
@@ -53,6 +55,9 @@ pub struct Measurement {
     pub fraction_of_gemm: f64,
     /// Median wall time per repeat, seconds.
     pub seconds: f64,
+    /// Update measurements: wall time per device pair, nanoseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_per_pair: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -220,6 +225,7 @@ fn ff_chip_training(
         gemm_gflops,
         fraction_of_gemm: gflops / gemm_gflops,
         seconds: tc,
+        ns_per_pair: None,
     })
 }
 
@@ -247,6 +253,7 @@ fn ff_training(
         gemm_gflops,
         fraction_of_gemm: gflops / gemm_gflops,
         seconds: t,
+        ns_per_pair: None,
     })
 }
 
@@ -290,6 +297,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         gemm_gflops,
         fraction_of_gemm: gflops / gemm_gflops,
         seconds: t,
+        ns_per_pair: None,
     })
 }
 
@@ -345,6 +353,7 @@ fn bp_training(
         gemm_gflops,
         fraction_of_gemm: gflops / gemm_gflops,
         seconds: t,
+        ns_per_pair: None,
     })
 }
 
@@ -425,6 +434,54 @@ fn bp_analog_training(
         gemm_gflops,
         fraction_of_gemm: gflops / gemm_gflops,
         seconds: 60_000.0 / samples_per_s,
+        ns_per_pair: None,
+    })
+}
+
+/// One `update` of every layer of an FF network on a chip (dense request, the FF
+/// learner's form, with about a third of the pairs receiving a pulse at `reram`'s step),
+/// timed alternately with the same update on the digital substrate.
+fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<Measurement> {
+    let topo = ff_topology(hidden)?;
+    let widths = topo.widths().to_vec();
+    let mut chip = Chip::new(spec, topo.clone(), 1, 1)?;
+    let mut net = DigitalNet::new(topo, 1);
+    let dws: Vec<Mat> = widths
+        .windows(2)
+        .enumerate()
+        .map(|(l, w)| random(w[1], w[0], 11 + l as u64).map(|v| 0.008 * v - 0.004))
+        .collect();
+    let db: Vec<f32> = vec![0.001; widths[1..].iter().copied().max().unwrap_or(0)];
+    let mut noise = stream(1, "noise");
+    let mut step = |sub: &mut dyn Substrate| {
+        for (l, dw) in dws.iter().enumerate() {
+            let db = &db[..dw.nrows()];
+            let u = crate::substrate::Update::Dense {
+                dw,
+                db,
+                scale: 1.0,
+                decay: 0.0,
+            };
+            sub.update(l, u, &mut noise);
+        }
+    };
+    let (mut tc, mut td) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        tc.push(time_median(1, || step(&mut chip)));
+        td.push(time_median(1, || step(&mut net)));
+    }
+    let (tc, td) = (median(tc), median(td));
+    let pairs: usize = widths.windows(2).map(|w| (w[0] + 1) * w[1]).sum();
+    Ok(Measurement {
+        name: format!("chip-update {} {}", label(hidden), spec.name),
+        cost_vs_digital: Some(tc / td),
+        samples_per_s: None,
+        images_per_s: None,
+        gflops: 0.0,
+        gemm_gflops: 0.0,
+        fraction_of_gemm: 0.0,
+        seconds: tc,
+        ns_per_pair: Some(tc * 1e9 / pairs as f64),
     })
 }
 
@@ -449,37 +506,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     } else {
         (vec![1000, 1000, 1000], vec![2000, 2000, 2000, 2000], 10)
     };
-    let mut ms = vec![
-        ff_training(&small, 100, batches * 2, r)?,
-        ff_training(&big, 100, batches, r)?,
-        ff_evaluation(&small, if opts.quick { 200 } else { 1000 }, r)?,
-        bp_training(&big, 100, batches, r)?,
-    ];
-    if !opts.quick {
-        ms.push(ff_evaluation(&big, 500, r)?);
-    }
-    let reram = presets::reram();
+    let (reram, harsh) = (presets::reram(), presets::harsh());
     let mut stochastic = reram.clone();
     stochastic.update.mode = UpdateMode::StochasticPulse;
     let ff = ff_config(&small);
-    ms.push(ff_chip_training(
-        &reram,
-        "chip reram",
-        &ff,
-        &small,
-        100,
-        batches,
-        r,
-    )?);
-    ms.push(ff_chip_training(
-        &presets::harsh(),
-        "chip harsh",
-        &ff,
-        &small,
-        100,
-        batches,
-        r,
-    )?);
     // Rank-1 pulse trains need the outer-product form of the update, i.e. plain SGD
     // (momentum 0); both sides of the ratio use it.
     let sgd = FfConfig {
@@ -491,21 +521,81 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         ..ff.clone()
     };
     let few = (batches / 4).max(1);
-    ms.push(ff_chip_training(
-        &stochastic,
-        "chip reram stochastic-pulse sgd",
-        &sgd,
-        &small,
-        100,
-        few,
-        r,
-    )?);
-    ms.push(bp_analog_training(
-        &[256, 128],
-        64,
-        if opts.quick { 5 } else { 100 },
-        r,
-    )?);
+    let (eval_small, eval_big) = (if opts.quick { 200 } else { 1000 }, 500);
+    let analog_batches = if opts.quick { 5 } else { 100 };
+    type Case<'a> = (String, Box<dyn Fn() -> Result<Measurement> + 'a>);
+    let mut cases: Vec<Case<'_>> = vec![
+        (
+            format!("ff-train {} b100", label(&small)),
+            Box::new(|| ff_training(&small, 100, batches * 2, r)),
+        ),
+        (
+            format!("ff-train {} b100", label(&big)),
+            Box::new(|| ff_training(&big, 100, batches, r)),
+        ),
+        (
+            format!("ff-eval-goodness {}", label(&small)),
+            Box::new(|| ff_evaluation(&small, eval_small, r)),
+        ),
+        (
+            format!("bp-train {} b100", label(&big)),
+            Box::new(|| bp_training(&big, 100, batches, r)),
+        ),
+    ];
+    if !opts.quick {
+        cases.push((
+            format!("ff-eval-goodness {}", label(&big)),
+            Box::new(|| ff_evaluation(&big, eval_big, r)),
+        ));
+    }
+    let chip_cases: [(&str, &HardwareSpec, &FfConfig, usize); 3] = [
+        ("chip reram", &reram, &ff, batches),
+        ("chip harsh", &harsh, &ff, batches),
+        ("chip reram stochastic-pulse sgd", &stochastic, &sgd, few),
+    ];
+    for (name, spec, cfg, n) in chip_cases {
+        let small = &small;
+        cases.push((
+            format!("ff-train {} b100 {name}", label(small)),
+            Box::new(move || ff_chip_training(spec, name, cfg, small, 100, n, r)),
+        ));
+    }
+    for spec in [&reram, &harsh] {
+        let small = &small;
+        cases.push((
+            format!("chip-update {} {}", label(small), spec.name),
+            Box::new(move || chip_update(spec, small, r)),
+        ));
+    }
+    cases.push((
+        "bp-analog 256-128 sigmoid b64 1 core".into(),
+        Box::new(|| bp_analog_training(&[256, 128], 64, analog_batches, r)),
+    ));
+    // An exact name selects that measurement alone; otherwise every name containing it.
+    let exact = |o: &String| cases.iter().any(|(n, _)| n == o);
+    let wanted = |name: &str| {
+        opts.only.as_ref().is_none_or(|o| {
+            if exact(o) {
+                name == o
+            } else {
+                name.contains(o.as_str())
+            }
+        })
+    };
+    let mut ms = Vec::new();
+    for (name, case) in &cases {
+        if wanted(name) {
+            ms.push(case()?);
+        }
+    }
+    if ms.is_empty() {
+        let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(crate::error::Error::param(
+            "--only",
+            opts.only.as_deref().unwrap_or(""),
+            format!("matches no measurement; they are: {}", names.join("; ")),
+        ));
+    }
     let report = BenchReport {
         mortal_version: env!("CARGO_PKG_VERSION").to_string(),
         threads: rayon::current_num_threads(),
@@ -528,6 +618,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             100.0 * m.fraction_of_gemm,
             m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x"))
         );
+    }
+    for m in &report.measurements {
+        if let Some(ns) = m.ns_per_pair {
+            println!(
+                "{}: {:.2} ms per update of every layer, {ns:.2} ns per device pair",
+                m.name,
+                1e3 * m.seconds
+            );
+        }
     }
     for m in report
         .measurements

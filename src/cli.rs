@@ -312,6 +312,10 @@ pub struct BenchArgs {
     /// Fewer and smaller measurements (a smoke test of the benchmark itself).
     #[arg(long)]
     pub quick: bool,
+    /// Run only the measurement with exactly this name, or else those whose name contains
+    /// it (e.g. "chip")
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
 }
 
 /// `mortal data` subcommands.
@@ -493,6 +497,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 repeats: args.repeats.max(1),
                 quick: args.quick,
                 json: args.json.clone(),
+                only: args.only.clone(),
             })?;
             Ok(())
         }

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 pub type Rng = rand_xoshiro::Xoshiro256PlusPlus;
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -30,6 +30,14 @@ pub fn derive(seed: u64, label: &str) -> u64 {
 /// Derives a child seed from a parent seed and an index (for per-item parallel streams).
 pub fn derive_index(seed: u64, index: u64) -> u64 {
     mix(seed ^ mix(index.wrapping_add(0xA076_1D64_78BD_642F)))
+}
+
+/// Word `e` of the counter-based stream `seed`: SplitMix64's e-th output (Steele, Lea &
+/// Flood, OOPSLA 2014). It depends on (seed, e) only, so per-element draws do not depend
+/// on chunking or thread count, and a loop of them vectorises.
+#[inline(always)]
+pub fn counter_word(seed: u64, e: u64) -> u64 {
+    mix(seed.wrapping_add(e.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
 }
 
 /// A generator for the stream named `label` under `seed`.

@@ -57,8 +57,9 @@ impl Quantizer {
     /// Quantises one value.
     #[inline(always)]
     pub fn apply(&self, v: f32) -> f32 {
-        let v = if self.bound > 0.0 {
-            v.clamp(-self.bound, self.bound)
+        // max/min rather than clamp (whose assertion stops vectorisation); NaN stays NaN.
+        let v = if self.bound > 0.0 && !v.is_nan() {
+            v.max(-self.bound).min(self.bound)
         } else {
             v
         };

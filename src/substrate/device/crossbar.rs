@@ -70,6 +70,16 @@ impl Devices {
         Self { packed, unit }
     }
 
+    /// The packed fields (lo, hi, up, down) of every device, in units of [`Self::unit`].
+    pub fn packed(&self) -> &[[u16; 4]] {
+        &self.packed
+    }
+
+    /// Value of one unit of each packed field.
+    pub fn unit(&self) -> [f32; 4] {
+        self.unit
+    }
+
     /// Device `e`.
     #[inline(always)]
     pub fn get(&self, e: usize) -> Device {

@@ -26,9 +26,12 @@
 mod blackbox;
 mod converters;
 mod crossbar;
+mod fastmath;
 mod neuron;
 mod normal;
+mod outstage;
 pub mod presets;
+mod pulsed;
 pub mod spec;
 mod update;
 
@@ -51,12 +54,13 @@ use converters::Quantizer;
 use crossbar::Crossbar;
 use neuron::Neurons;
 use normal::Normals;
+use outstage::OutStage;
 use update::{IdealUpdate, PulseTrains, Request};
 
 use super::{Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
 use crate::linalg::{Mat, Op, ensure_shape, gemm, row_sums};
-use crate::rng::{Rng, derive, indexed};
+use crate::rng::{Rng, derive, derive_index, indexed};
 use crate::tensor::{self, Tensor};
 
 /// Columns per parallel task in the elementwise passes (streams stay per column).
@@ -262,10 +266,7 @@ fn input_column(
     let mut norm2 = ubias * ubias;
     if passthrough {
         r.copy_from_slice(x);
-        for v in x {
-            let u = v * inv;
-            norm2 += u * u;
-        }
+        norm2 += scaled_sum_sq(x, inv);
         if !u2.is_empty() {
             for (o, v) in u2.iter_mut().zip(x) {
                 *o = (v * inv) * (v * inv);
@@ -275,10 +276,10 @@ fn input_column(
     }
     match bb {
         None => {
-            for (o, v) in r.iter_mut().zip(x) {
-                let u = dac.apply(v * inv);
-                norm2 += u * u;
-                *o = u * alpha;
+            dac_column(x, r, *dac, inv);
+            norm2 += scaled_sum_sq(r, 1.0);
+            for o in r.iter_mut() {
+                *o *= alpha;
             }
             if !u2.is_empty() {
                 for (o, v) in u2.iter_mut().zip(r.iter()) {
@@ -305,6 +306,37 @@ fn input_column(
     (alpha, ubias * alpha, norm2)
 }
 
+/// `r = DAC(x·inv)` (normalised units), elementwise.
+#[multiversion::multiversion(targets = "simd")]
+fn dac_column(x: &[f32], r: &mut [f32], dac: Quantizer, inv: f32) {
+    for (o, v) in r.iter_mut().zip(x) {
+        *o = dac.apply(v * inv);
+    }
+}
+
+/// Σ (v·s)² in a fixed order (eight interleaved partial sums, then added in order), so the
+/// result does not depend on the instruction set.
+#[multiversion::multiversion(targets = "simd")]
+fn scaled_sum_sq(v: &[f32], s: f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            let u = c[k] * s;
+            acc[k] += u * u;
+        }
+    }
+    let mut total = 0.0;
+    for a in acc {
+        total += a;
+    }
+    for x in chunks.remainder() {
+        let u = x * s;
+        total += u * u;
+    }
+    total
+}
+
 /// Splits an optional scratch matrix into per-column slices (empty slices if unused).
 fn column_slices(m: &mut Mat, rows: usize, cols: usize, used: bool) -> Vec<&mut [f32]> {
     if used {
@@ -312,82 +344,6 @@ fn column_slices(m: &mut Mat, rows: usize, cols: usize, used: bool) -> Vec<&mut 
         m.as_mut_slice().chunks_mut(rows.max(1)).collect()
     } else {
         (0..cols).map(|_| <&mut [f32]>::default()).collect()
-    }
-}
-
-/// Output-stage settings of one MVM.
-struct OutStage<'a> {
-    gain: f32,
-    out_noise: f32,
-    w_noise: f32,
-    g_noise: f32,
-    adc: &'a Quantizer,
-    /// Bias column of the effective weights (empty for transposed reads).
-    bias: &'a [f32],
-    /// Conductance sums of the bias pairs (g-noise, forward only).
-    gsum_bias: &'a [f32],
-    neurons: Option<&'a Neurons>,
-}
-
-impl OutStage<'_> {
-    fn needs_stream(&self) -> bool {
-        self.out_noise > 0.0
-            || self.w_noise > 0.0
-            || self.g_noise > 0.0
-            || self.neurons.is_some_and(|n| n.noise > 0.0)
-    }
-
-    /// Finishes column `y` (MVM result, network units) in place.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn column(
-        &self,
-        y: &mut [f32],
-        gx2: &[f32],
-        alpha: f32,
-        vbias: f32,
-        unorm2: f32,
-        ubias: f32,
-        rng: Option<&mut Normals>,
-    ) {
-        let scale = self.gain * alpha;
-        let sig =
-            scale * (self.out_noise * self.out_noise + self.w_noise * self.w_noise * unorm2).sqrt();
-        let mut rng = rng;
-        let adc_ideal = self.adc.is_ideal();
-        let inv_scale = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        let neuron_noise = self.neurons.map_or(0.0, |n| n.noise);
-        for (i, v) in y.iter_mut().enumerate() {
-            let mut a = *v;
-            if !self.bias.is_empty() {
-                a += self.bias[i] * vbias;
-            }
-            if let Some(r) = rng.as_deref_mut() {
-                if sig > 0.0 {
-                    a += sig * r.next();
-                }
-                if self.g_noise > 0.0 {
-                    let extra = if self.gsum_bias.is_empty() {
-                        0.0
-                    } else {
-                        self.gsum_bias[i] * ubias * ubias
-                    };
-                    a += scale * self.g_noise * (gx2[i] + extra).max(0.0).sqrt() * r.next();
-                }
-            }
-            if !adc_ideal && scale > 0.0 {
-                a = self.adc.apply(a * inv_scale) * scale;
-            }
-            if let Some(n) = self.neurons {
-                a = n.apply(i, a);
-                if neuron_noise > 0.0
-                    && let Some(r) = rng.as_deref_mut()
-                {
-                    a += neuron_noise * r.next();
-                }
-            }
-            *v = a;
-        }
     }
 }
 
@@ -406,6 +362,7 @@ impl Substrate for Chip {
     ) {
         let seed: u64 = noise.random();
         let (seed_in, seed_out) = (derive(seed, "input"), derive(seed, "output"));
+        let seed_read = derive(seed, "read");
         let ly = &mut self.layers[layer];
         let (inp, out) = (ly.xb.inp, ly.xb.out);
         assert_eq!(x.nrows(), inp, "forward: input rows");
@@ -496,13 +453,23 @@ impl Substrate for Chip {
                     &gx2[j * out..(j + 1) * out]
                 };
                 let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
-                stage.column(y, g, alpha[j], vbias[j], unorm2[j], ubias, rng.as_mut());
+                let seed_j = derive_index(seed_read, j as u64);
+                stage.column(
+                    y,
+                    g,
+                    alpha[j],
+                    vbias[j],
+                    unorm2[j],
+                    ubias,
+                    seed_j,
+                    rng.as_mut(),
+                );
             });
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out_m: &mut Mat, noise: &mut Rng) {
         let seed: u64 = noise.random();
-        let seed_out = derive(seed, "output");
+        let (seed_out, seed_read) = (derive(seed, "output"), derive(seed, "read"));
         let ly = &mut self.layers[layer];
         let (inp, out) = (ly.xb.inp, ly.xb.out);
         assert_eq!(d.nrows(), out, "transpose_read: error rows");
@@ -599,7 +566,8 @@ impl Substrate for Chip {
                 } else {
                     &gx2[j * inp..(j + 1) * inp]
                 };
-                stage.column(y, g, alpha[j], 0.0, unorm2[j], 0.0, rng.as_mut());
+                let seed_j = derive_index(seed_read, j as u64);
+                stage.column(y, g, alpha[j], 0.0, unorm2[j], 0.0, seed_j, rng.as_mut());
             });
     }
 
@@ -679,7 +647,7 @@ impl Substrate for Chip {
                     scale,
                     decay,
                 };
-                update::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
+                pulsed::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
             }
             (_, Update::Outer { x, d, scale, decay }) => {
                 ensure_shape(&mut ly.dw, ly.xb.out, ly.xb.inp);
@@ -692,7 +660,7 @@ impl Substrate for Chip {
                     scale,
                     decay,
                 };
-                update::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
+                pulsed::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
             }
         }
         ly.gsum_dirty = true;

@@ -80,6 +80,11 @@ impl Neurons {
         self.nominal && self.noise == 0.0
     }
 
+    /// Whether every neuron is exactly `max(0, a)`.
+    pub fn is_nominal_relu(&self) -> bool {
+        self.nominal && self.act == Activation::Relu
+    }
+
     /// Neuron `i`'s response to activity `a` (no noise).
     #[inline]
     pub fn apply(&self, i: usize, a: f32) -> f32 {

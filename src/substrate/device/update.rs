@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use super::crossbar::{CHUNK, Crossbar, Device, Devices, Physics, STUCK_M, STUCK_P, write};
 use super::normal::Normals;
-use super::spec::{PairScheme, Response, UpdateMode};
+use super::spec::{PairScheme, Response};
 use crate::linalg::{Mat, Op, gemm, row_sums};
 use crate::rng::{Rng, derive, indexed};
 
@@ -155,14 +155,14 @@ struct Ctx<'a> {
 }
 
 /// Mutable views of one chunk of pairs.
-struct Part<'a> {
-    base: usize,
-    gp: &'a mut [f32],
-    gm: &'a mut [f32],
-    w: &'a mut [f32],
-    chi: &'a mut [f32],
-    twp: &'a mut [f32],
-    twm: &'a mut [f32],
+pub(super) struct Part<'a> {
+    pub base: usize,
+    pub gp: &'a mut [f32],
+    pub gm: &'a mut [f32],
+    pub w: &'a mut [f32],
+    pub chi: &'a mut [f32],
+    pub twp: &'a mut [f32],
+    pub twm: &'a mut [f32],
 }
 
 /// Splits `v` into chunks of `len`, or yields `count` empty slices when `v` is empty.
@@ -174,7 +174,7 @@ fn split<T>(v: &mut [T], len: usize, count: usize) -> Vec<&mut [T]> {
     }
 }
 
-fn parts(xb: &mut Crossbar, len: usize) -> (Vec<Part<'_>>, Ctx0<'_>) {
+pub(super) fn parts(xb: &mut Crossbar, len: usize) -> (Vec<Part<'_>>, Ctx0<'_>) {
     let n = xb.gp.len();
     let count = n.div_ceil(len);
     let gp = xb.gp.chunks_mut(len);
@@ -210,10 +210,10 @@ fn parts(xb: &mut Crossbar, len: usize) -> (Vec<Part<'_>>, Ctx0<'_>) {
 }
 
 /// The immutable fields borrowed alongside the parts.
-struct Ctx0<'a> {
-    dp: &'a Devices,
-    dm: &'a Devices,
-    stuck: &'a [u8],
+pub(super) struct Ctx0<'a> {
+    pub dp: &'a Devices,
+    pub dm: &'a Devices,
+    pub stuck: &'a [u8],
 }
 
 impl Part<'_> {
@@ -284,7 +284,7 @@ impl Part<'_> {
 
     /// The decay relaxation of local pair `k` (no write-back of `w`).
     #[inline(always)]
-    fn decay(&mut self, stuck: &[u8], k: usize, decay: f32) {
+    pub(super) fn decay(&mut self, stuck: &[u8], k: usize, decay: f32) {
         let s = if stuck.is_empty() {
             0
         } else {
@@ -308,105 +308,6 @@ pub(crate) struct Request<'a> {
     pub scale: f32,
     pub decay: f32,
 }
-
-/// Pulsed or mixed-precision update of every pair: one parallel pass over fixed chunks, in
-/// blocks whose pulse counts are computed branch-free (one 24-bit uniform per pair for the
-/// stochastic rounding, so P(round up) is the fraction to within 2⁻²⁴), then only the
-/// pulsed pairs are touched (normals only where pulses happen).
-pub(crate) fn pulsed(
-    xb: &mut Crossbar,
-    phys: &Physics,
-    scheme: PairScheme,
-    pair_step: f32,
-    req: &Request<'_>,
-    clock: f64,
-    seed: u64,
-) {
-    let nw = xb.out * xb.inp;
-    assert_eq!(req.dw.len(), nw, "update: dw shape");
-    assert_eq!(req.db.len(), xb.out, "update: db length");
-    let mixed = phys.mode == UpdateMode::MixedPrecision;
-    let decay = xb.take_decay(phys, req.decay);
-    // Normalised change per unit of request, and pulses per normalised unit.
-    let to_norm = req.scale / xb.gain;
-    let inv_step = 1.0 / pair_step;
-    let k = xb.k(phys);
-    let (parts, c0) = parts(xb, CHUNK);
-    let ctx = Ctx {
-        phys,
-        dp: c0.dp,
-        dm: c0.dm,
-        stuck: c0.stuck,
-        scheme,
-        k,
-        clock: clock as f32,
-        prog_exact: phys.prog_is_exact(),
-    };
-    parts.into_par_iter().for_each(|mut part| {
-        let mut r = Draws::new(indexed(seed, (part.base / CHUNK) as u64));
-        let len = part.gp.len();
-        // The decay relaxation (rare: see `take_decay`), weights only.
-        if decay > 0.0 {
-            for kk in 0..len.min(nw.saturating_sub(part.base)) {
-                part.decay(ctx.stuck, kk, decay);
-                part.w[kk] = k * (part.gp[kk] - part.gm[kk]);
-            }
-        }
-        // Requests of this chunk as one slice (weights then biases).
-        let mut src = [0.0f32; BLOCK];
-        let mut n = [0i32; BLOCK];
-        let mut hit = [0u16; BLOCK];
-        let mut rnd = [0u32; BLOCK];
-        for b0 in (0..len).step_by(BLOCK) {
-            let m = BLOCK.min(len - b0);
-            for (i, s) in src[..m].iter_mut().enumerate() {
-                let e = part.base + b0 + i;
-                *s = if e < nw { req.dw[e] } else { req.db[e - nw] };
-            }
-            // Signed pulse counts, branch-free so the compiler vectorises it.
-            if mixed {
-                for i in 0..m {
-                    let chi = part.chi[b0 + i] + src[i] * to_norm;
-                    let c = (chi * inv_step) as i32;
-                    part.chi[b0 + i] = chi - c as f32 * pair_step;
-                    n[i] = c;
-                }
-            } else {
-                for v in rnd[..m].chunks_mut(2) {
-                    let w = r.normals.rng.next_u64();
-                    v[0] = w as u32;
-                    if v.len() > 1 {
-                        v[1] = (w >> 32) as u32;
-                    }
-                }
-                for i in 0..m {
-                    let q = src[i] * to_norm * inv_step;
-                    let a = q.abs();
-                    // Truncation is floor for a ≥ 0; the fraction rounds up with its
-                    // probability (24-bit uniform).
-                    let whole = a as i32;
-                    let frac = a - whole as f32;
-                    let up = i32::from(((rnd[i] >> 8) as i32 as f32) < frac * 16_777_216.0);
-                    let c = whole + up;
-                    n[i] = if q < 0.0 { -c } else { c };
-                }
-            }
-            // Compact the pulsed pairs, then apply their physics.
-            let mut hits = 0;
-            for (i, c) in n[..m].iter().enumerate() {
-                hit[hits] = i as u16;
-                hits += usize::from(*c != 0);
-            }
-            for &i in &hit[..hits] {
-                let i = usize::from(i);
-                part.pair_pulses(&ctx, b0 + i, n[i], &mut r);
-            }
-        }
-    });
-}
-
-/// Pairs per block of the pulsed kernel.
-const BLOCK: usize = 256;
 
 /// Exact float update (`ideal` mode): `W ← (1 − δ)W + s·dW`, `b ← b + s·db`, with the
 /// effective weights as the primary copy (bit-identical to the digital network), then the

@@ -1,0 +1,521 @@
+//! The `pulsed` and `mixed-precision` update kernel: the host's requested change of every
+//! pair becomes a signed pair-pulse count (stochastically rounded, or whole pulses out of
+//! a digital accumulator), and each device responds in closed form (see the `update`
+//! module for the physics).
+//!
+//! **Vectorised.** Pairs are processed in blocks of [`BLOCK`] as structure-of-arrays
+//! stages (counts, normals, per-device response, write-back) with no data-dependent
+//! branches, so each stage compiles to SIMD; the stages are multiversioned (AVX-512 /
+//! AVX2 / SSE4 chosen at run time). Rust never contracts `a·b + c` into an FMA and every
+//! operation used is exactly rounded, so every instruction set gives bit-identical
+//! results. A block whose counts are all zero is skipped.
+//!
+//! **Counter-based randomness.** The stochastic rounding of pair `e` and its two
+//! cycle-to-cycle normals come from word `e` of a SplitMix64 stream (Steele, Lea & Flood,
+//! OOPSLA 2014) seeded per update and purpose, so they depend on the pair index only: not
+//! on chunking, block size or thread count.
+//!
+//! **Variance without cancellation.** For soft bounds the closed-form variance
+//! `D₀²((r² + β²c²)ⁿ − r²ⁿ)` is a difference of nearly equal numbers when β·c is small
+//! (ReRAM-like β ~ 10⁻³); it is computed as `D₀²·r²ⁿ·((1 + q)ⁿ − 1)`, q = β²c²/r², with
+//! the binomial series when n·q < 0.01 and the direct difference otherwise.
+
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::crossbar::{CHUNK, Crossbar, Device, Physics, STUCK_M, STUCK_P, write};
+use super::fastmath::{exp, expm1, ln1p};
+use super::normal;
+use super::spec::{PairScheme, Response, UpdateMode};
+use super::update::{Request, parts};
+use crate::rng::{counter_word as word, derive, indexed};
+
+/// Pairs per block of the kernel.
+const BLOCK: usize = 256;
+
+/// One stochastically rounded signed count: the whole part of |q|, plus one more with
+/// probability equal to the fraction (`u` is a 24-bit uniform).
+#[inline(always)]
+fn round_one(s: f32, per_pulse: f32, u: u32) -> i32 {
+    let q = s * per_pulse;
+    let a = q.abs();
+    // Truncation is floor for a ≥ 0.
+    let whole = a as i32;
+    let frac = a - whole as f32;
+    let k = whole + i32::from((u as i32 as f32) < frac * 16_777_216.0);
+    if q < 0.0 { -k } else { k }
+}
+
+/// Signed pulse counts of a block by stochastic rounding of `src·per_pulse`. Pair `e`
+/// (`e0` even) takes 24 bits of one half of word ⌊e/2⌋.
+#[multiversion(targets = "simd")]
+fn round_counts(src: &[f32], per_pulse: f32, seed: u64, e0: u64, n: &mut [i32]) {
+    debug_assert!(e0.is_multiple_of(2), "blocks start at even pairs");
+    let len = src.len();
+    let n = &mut n[..len];
+    let mut pairs = src.chunks_exact(2).zip(n.chunks_exact_mut(2));
+    for (k, (s, c)) in (&mut pairs).enumerate() {
+        let w = word(seed, e0 / 2 + k as u64);
+        c[0] = round_one(s[0], per_pulse, (w as u32) >> 8);
+        c[1] = round_one(s[1], per_pulse, ((w >> 32) as u32) >> 8);
+    }
+    if len % 2 == 1 {
+        let w = word(seed, e0 / 2 + (len / 2) as u64);
+        n[len - 1] = round_one(src[len - 1], per_pulse, (w as u32) >> 8);
+    }
+}
+
+/// Whole pulses out of the digital accumulators `chi` (mixed precision).
+fn accumulate_counts(src: &[f32], to_norm: f32, pair_step: f32, chi: &mut [f32], n: &mut [i32]) {
+    let inv_step = 1.0 / pair_step;
+    for ((s, x), c) in src.iter().zip(chi.iter_mut()).zip(n.iter_mut()) {
+        let acc = *x + s * to_norm;
+        let k = (acc * inv_step) as i32;
+        *x = acc - k as f32 * pair_step;
+        *c = k;
+    }
+}
+
+/// One device: `cnt` pulses up (`up`) or down from conductance `g`, with standard normal
+/// `z` for the cycle-to-cycle noise; `dev` are its packed fields (lo, hi, up, down) and
+/// `unit` their units. `SOFT`: soft-bounds response, else constant step; `FEW` promises
+/// `cnt` < 16 (cheaper powers). No pulse: `g` unchanged. Branch-free, so loops over it
+/// vectorise; the choices are compile-time so each loop computes only its own form.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn respond<const SOFT: bool, const FEW: bool>(
+    c2c: f32,
+    g: f32,
+    dev: [u16; 4],
+    unit: [f32; 4],
+    cnt: u32,
+    up: bool,
+    z: f32,
+) -> f32 {
+    let lo = f32::from(dev[0]) * unit[0];
+    let hi = f32::from(dev[1]) * unit[1];
+    let par = if up {
+        f32::from(dev[2]) * unit[2]
+    } else {
+        f32::from(dev[3]) * unit[3]
+    };
+    let n = cnt as f32;
+    let sgn = if up { 1.0 } else { -1.0 };
+    let (mean, var) = if SOFT {
+        {
+            // D = distance to the bound approached; E[D] = D₀rⁿ, excess variance
+            // D₀²r²ⁿ((1 + q)ⁿ − 1) with q = β²c²/r² (see the module docs).
+            let bound = if up { hi } else { lo };
+            let dist = sgn * (bound - g);
+            let (r, b) = (1.0 - par, par * c2c);
+            let (rr, bb) = (r * r, b * b);
+            let q = if rr > 0.0 { bb / rr } else { f32::INFINITY };
+            let (rn, excess) = if FEW {
+                // Fewer than 16 pulses: rⁿ and (r² + b²)ⁿ by four squarings.
+                let (rn, p1) = pow4(r, rr + bb, cnt);
+                let nq = n * q;
+                let series = nq * (1.0 + 0.5 * (n - 1.0) * q * (1.0 + (n - 2.0) * q / 3.0));
+                let rn2 = rn * rn;
+                (rn, if nq < 0.01 { rn2 * series } else { p1 - rn2 })
+            } else {
+                let rn = exp(n * ln1p(-par));
+                (rn, (rn * rn) * expm1(n * ln1p(q)))
+            };
+            (bound - sgn * dist * rn, dist * dist * excess)
+        }
+    } else {
+        let cs = c2c * par;
+        (g + sgn * n * par, n * cs * cs)
+    };
+    // max/min, not clamp: clamp's assertion would stop vectorisation. A NaN variance
+    // (β = 1: r = 0) counts as 0.
+    let moved = (mean + var.max(0.0).sqrt() * z).max(lo).min(hi);
+    if cnt > 0 { moved } else { g }
+}
+
+/// (xⁿ, yⁿ) for n < 16, branch-free.
+#[inline(always)]
+fn pow4(mut x: f32, mut y: f32, n: u32) -> (f32, f32) {
+    let (mut xn, mut yn) = (1.0f32, 1.0f32);
+    for bit in 0..4 {
+        let on = (n >> bit) & 1 != 0;
+        xn = if on { xn * x } else { xn };
+        yn = if on { yn * y } else { yn };
+        x *= x;
+        y *= y;
+    }
+    (xn, yn)
+}
+
+/// Block-local views for the device pass.
+struct BlockIo<'a> {
+    n: &'a [i32],
+    stuck: &'a [u8],
+    dp: &'a [[u16; 4]],
+    dm: &'a [[u16; 4]],
+    gp: &'a mut [f32],
+    gm: &'a mut [f32],
+    w: &'a mut [f32],
+}
+
+/// The device pass of one block: each pair's signed count becomes per-device pulses
+/// (scheme, stuck devices), each device responds, and conductances and weights are
+/// written back. Pair `e0 + i` draws its two normals from word `e0 + i` of `seed_c2c`.
+#[multiversion(targets = "simd")]
+#[allow(clippy::too_many_arguments)]
+fn device_pass(
+    io: BlockIo<'_>,
+    scheme: PairScheme,
+    response: Response,
+    c2c: f32,
+    units: ([f32; 4], [f32; 4]),
+    k: f32,
+    seed_c2c: u64,
+    e0: u64,
+) {
+    let few = io.n.iter().all(|v| v.unsigned_abs() < 16);
+    let args = PassArgs {
+        scheme,
+        c2c,
+        units,
+        k,
+        seed_c2c,
+        e0,
+    };
+    match (response, few) {
+        (Response::SoftBounds, true) => pass::<true, true>(io, args),
+        (Response::SoftBounds, false) => pass::<true, false>(io, args),
+        (Response::ConstantStep, _) => pass::<false, true>(io, args),
+    }
+}
+
+/// The block-invariant arguments of [`pass`].
+#[derive(Clone, Copy)]
+struct PassArgs {
+    scheme: PairScheme,
+    c2c: f32,
+    units: ([f32; 4], [f32; 4]),
+    k: f32,
+    seed_c2c: u64,
+    e0: u64,
+}
+
+/// The loop of [`device_pass`] for one response form.
+#[inline(always)]
+fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
+    let PassArgs {
+        scheme,
+        c2c,
+        units,
+        k,
+        seed_c2c,
+        e0,
+    } = a;
+    let m = io.n.len();
+    let (stuck, dp, dm) = (&io.stuck[..m], &io.dp[..m], &io.dm[..m]);
+    let (gp, gm, w) = (&mut io.gp[..m], &mut io.gm[..m], &mut io.w[..m]);
+    let noisy = c2c > 0.0;
+    for i in 0..m {
+        let nk = io.n[i];
+        let (cnt, pos) = (nk.unsigned_abs(), nk > 0);
+        let (cp, up_p, cm, up_m) = match scheme {
+            PairScheme::Split => (cnt, pos, cnt, !pos),
+            PairScheme::Potentiate => (
+                if pos { cnt } else { 0 },
+                true,
+                if pos { 0 } else { cnt },
+                true,
+            ),
+        };
+        let s = stuck[i];
+        let cp = if s & STUCK_P == 0 { cp } else { 0 };
+        let cm = if s & STUCK_M == 0 { cm } else { 0 };
+        let (zp, zm) = if noisy {
+            normal::pair(word(seed_c2c, e0 + i as u64))
+        } else {
+            (0.0, 0.0)
+        };
+        let p = respond::<SOFT, FEW>(c2c, gp[i], dp[i], units.0, cp, up_p, zp);
+        let q = respond::<SOFT, FEW>(c2c, gm[i], dm[i], units.1, cm, up_m, zm);
+        let hit = nk != 0;
+        w[i] = if hit { k * (p - q) } else { w[i] };
+        gp[i] = p;
+        gm[i] = q;
+    }
+}
+
+/// Pulsed or mixed-precision update of every pair: one parallel pass over fixed chunks of
+/// [`CHUNK`] pairs, in blocks (see the module docs).
+pub(crate) fn pulsed(
+    xb: &mut Crossbar,
+    phys: &Physics,
+    scheme: PairScheme,
+    pair_step: f32,
+    req: &Request<'_>,
+    clock: f64,
+    seed: u64,
+) {
+    let nw = xb.out * xb.inp;
+    assert_eq!(req.dw.len(), nw, "update: dw shape");
+    assert_eq!(req.db.len(), xb.out, "update: db length");
+    let mixed = phys.mode == UpdateMode::MixedPrecision;
+    let decay = xb.take_decay(phys, req.decay);
+    // Normalised change per unit of request, and pulses per normalised unit.
+    let to_norm = req.scale / xb.gain;
+    let per_pulse = to_norm / pair_step;
+    let k = xb.k(phys);
+    let (s_round, s_c2c, s_refresh) = (
+        derive(seed, "round"),
+        derive(seed, "c2c"),
+        derive(seed, "refresh"),
+    );
+    let prog_exact = phys.prog_is_exact();
+    let clock = clock as f32;
+    let (parts, c0) = parts(xb, CHUNK);
+    let (dp, dm, stuck_all) = (c0.dp, c0.dm, c0.stuck);
+    parts.into_par_iter().for_each(|mut part| {
+        let len = part.gp.len();
+        // The decay relaxation (rare: see `take_decay`), weights only.
+        if decay > 0.0 {
+            for kk in 0..len.min(nw.saturating_sub(part.base)) {
+                part.decay(stuck_all, kk, decay);
+                part.w[kk] = k * (part.gp[kk] - part.gm[kk]);
+            }
+        }
+        let mut seam = [0.0f32; BLOCK];
+        let mut n = [0i32; BLOCK];
+        for b0 in (0..len).step_by(BLOCK) {
+            let m = BLOCK.min(len - b0);
+            let e0 = part.base + b0;
+            // Requests of this block (weights then biases; copied only across the seam).
+            let src: &[f32] = if e0 + m <= nw {
+                &req.dw[e0..e0 + m]
+            } else if e0 >= nw {
+                &req.db[e0 - nw..e0 - nw + m]
+            } else {
+                for (i, s) in seam[..m].iter_mut().enumerate() {
+                    let e = e0 + i;
+                    *s = if e < nw { req.dw[e] } else { req.db[e - nw] };
+                }
+                &seam[..m]
+            };
+            if mixed {
+                let chi = &mut part.chi[b0..b0 + m];
+                accumulate_counts(src, to_norm, pair_step, chi, &mut n[..m]);
+            } else {
+                round_counts(src, per_pulse, s_round, e0 as u64, &mut n[..m]);
+            }
+            if n[..m].iter().all(|v| *v == 0) {
+                continue;
+            }
+            let stuck = if stuck_all.is_empty() {
+                &[][..]
+            } else {
+                &stuck_all[e0..e0 + m]
+            };
+            let zeros = [0u8; BLOCK];
+            let stuck = if stuck.is_empty() { &zeros[..m] } else { stuck };
+            let r = e0..e0 + m;
+            let io = BlockIo {
+                n: &n[..m],
+                stuck,
+                dp: &dp.packed()[r.clone()],
+                dm: &dm.packed()[r],
+                gp: &mut part.gp[b0..b0 + m],
+                gm: &mut part.gm[b0..b0 + m],
+                w: &mut part.w[b0..b0 + m],
+            };
+            let (resp, c2c) = (phys.response, phys.c2c);
+            let units = (dp.unit(), dm.unit());
+            device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+            // Write times (drift clocks) of devices that received pulses.
+            let free = |i: usize, bit: u8| stuck[i] & bit == 0;
+            let written = |i: usize, bit: u8| {
+                n[i] != 0
+                    && free(i, bit)
+                    && match scheme {
+                        PairScheme::Split => true,
+                        PairScheme::Potentiate => (n[i] > 0) == (bit == STUCK_P),
+                    }
+            };
+            if !part.twp.is_empty() {
+                for i in (0..m).filter(|&i| written(i, STUCK_P)) {
+                    part.twp[b0 + i] = clock;
+                }
+            }
+            if !part.twm.is_empty() {
+                for i in (0..m).filter(|&i| written(i, STUCK_M)) {
+                    part.twm[b0 + i] = clock;
+                }
+            }
+            // Refresh: a pulsed pair with a free device beyond the threshold is read and
+            // rewritten from the mapping's start (rare; scalar).
+            if phys.refresh > 0.0 {
+                let thr = phys.refresh;
+                for i in (0..m).filter(|&i| n[i] != 0) {
+                    let e = e0 + i;
+                    let (devp, devm) = (dp.get(e), dm.get(e));
+                    let (p, q) = (part.gp[b0 + i], part.gm[b0 + i]);
+                    let high = |g: f32, d: &Device| (g - d.lo) > thr * (d.hi - d.lo);
+                    let (fp, fm) = (free(i, STUCK_P), free(i, STUCK_M));
+                    if !((fp && high(p, &devp)) || (fm && high(q, &devm))) {
+                        continue;
+                    }
+                    let mut rng = indexed(s_refresh, e as u64);
+                    let (tp, tm) = phys.targets((p - q) / phys.range);
+                    if fp {
+                        part.gp[b0 + i] = write(phys, tp, &devp, prog_exact, &mut rng);
+                        if !part.twp.is_empty() {
+                            part.twp[b0 + i] = clock;
+                        }
+                    }
+                    if fm {
+                        part.gm[b0 + i] = write(phys, tm, &devm, prog_exact, &mut rng);
+                        if !part.twm.is_empty() {
+                            part.twm[b0 + i] = clock;
+                        }
+                    }
+                    part.w[b0 + i] = k * (part.gp[b0 + i] - part.gm[b0 + i]);
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::crossbar::Device;
+    use super::super::update::pulses;
+    use super::*;
+
+    /// Packs devices as the crossbar does (unit = max / 65535), returning the packed
+    /// fields, the units and the devices as the kernel will see them.
+    fn packed(devs: &[Device]) -> (Vec<[u16; 4]>, [f32; 4], Vec<Device>) {
+        let f = |d: &Device, k: usize| [d.lo, d.hi, d.up, d.down][k];
+        let unit: [f32; 4] =
+            std::array::from_fn(|k| devs.iter().fold(0.0f32, |m, d| m.max(f(d, k))) / 65535.0);
+        let p: Vec<[u16; 4]> = devs
+            .iter()
+            .map(|d| std::array::from_fn(|k| (f(d, k) / unit[k]).round() as u16))
+            .collect();
+        let seen = p
+            .iter()
+            .map(|q| Device {
+                lo: f32::from(q[0]) * unit[0],
+                hi: f32::from(q[1]) * unit[1],
+                up: f32::from(q[2]) * unit[2],
+                down: f32::from(q[3]) * unit[3],
+            })
+            .collect();
+        (p, unit, seen)
+    }
+
+    #[test]
+    fn block_response_matches_the_scalar_closed_form() {
+        // Random states, counts 0..40 and directions; both responses. Large β·c keeps the
+        // scalar form's variance free of cancellation, so both must agree closely.
+        let m = 200;
+        let mut rng = crate::rng::stream(3, "kernel");
+        use rand::RngExt;
+        let devs: Vec<Device> = (0..m)
+            .map(|_| Device {
+                lo: rng.random_range(0.0..1.0),
+                hi: rng.random_range(9.0..10.0),
+                up: rng.random_range(0.01..0.1),
+                down: rng.random_range(0.01..0.1),
+            })
+            .collect();
+        let (p, unit, seen) = packed(&devs);
+        let g: Vec<f32> = (0..m).map(|_| rng.random_range(1.0..9.0)).collect();
+        let cnt: Vec<u32> = (0..m).map(|_| rng.random_range(0..40)).collect();
+        let up: Vec<bool> = (0..m).map(|_| rng.random()).collect();
+        let z: Vec<f32> = (0..m).map(|_| rng.random_range(-2.0..2.0)).collect();
+        for (response, few) in [
+            (Response::SoftBounds, true),
+            (Response::SoftBounds, false),
+            (Response::ConstantStep, true),
+        ] {
+            for i in 0..m {
+                let out = [match (response, few && cnt[i] < 16) {
+                    (Response::SoftBounds, true) => {
+                        respond::<true, true>(0.5, g[i], p[i], unit, cnt[i], up[i], z[i])
+                    }
+                    (Response::SoftBounds, false) => {
+                        respond::<true, false>(0.5, g[i], p[i], unit, cnt[i], up[i], z[i])
+                    }
+                    (Response::ConstantStep, _) => {
+                        respond::<false, true>(0.5, g[i], p[i], unit, cnt[i], up[i], z[i])
+                    }
+                }];
+                let i0 = 0;
+                let want = pulses(g[i], &seen[i], up[i], cnt[i], response, 0.5, || z[i]);
+                assert!(
+                    (out[i0] - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{response:?} (few {few}) lane {i}: {} vs {want} (n = {})",
+                    out[i0],
+                    cnt[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_step_variance_is_free_of_cancellation() {
+        // β = 1e-3, c = 0.3: one pulse has sd β·c·D exactly; n pulses about √n of it.
+        // Both the few-pulse (series) and many-pulse (exp/ln) paths.
+        let d = Device {
+            lo: 0.0,
+            hi: 100.0,
+            up: 1e-3,
+            down: 1e-3,
+        };
+        let (p, unit, seen) = packed(&[d]);
+        for (n, few) in [(1u32, true), (7, true), (7, false), (40, false)] {
+            let at = |z| {
+                if few {
+                    respond::<true, true>(0.3, 40.0, p[0], unit, n, true, z)
+                } else {
+                    respond::<true, false>(0.3, 40.0, p[0], unit, n, true, z)
+                }
+            };
+            let (lo, hi) = (at(0.0), at(1.0));
+            let sd = f64::from(hi - lo);
+            let dist = f64::from(seen[0].hi - 40.0);
+            let beta = f64::from(seen[0].up);
+            let r = 1.0 - beta;
+            let want = dist
+                * ((r * r + (beta * 0.3).powi(2)).powi(n as i32) - r.powi(2 * n as i32)).sqrt();
+            assert!(
+                (sd / want - 1.0).abs() < 2e-3,
+                "n {n} (few {few}): sd {sd} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_round_stochastically_and_do_not_depend_on_the_block_start() {
+        // 0.3 pulses per pair: P(1) = 0.3; signs follow the request.
+        let src = vec![0.3f32; BLOCK];
+        let neg = vec![-2.5f32; BLOCK];
+        let mut total = 0i64;
+        let mut n = [0i32; BLOCK];
+        for b in 0..100u64 {
+            round_counts(&src, 1.0, 9, b * BLOCK as u64, &mut n);
+            total += n.iter().map(|v| i64::from(*v)).sum::<i64>();
+        }
+        let mean = total as f64 / (100 * BLOCK) as f64;
+        // sd of the mean: √(0.21 / 25600) ≈ 0.003.
+        assert!((mean - 0.3).abs() < 0.012, "mean pulses {mean}");
+        round_counts(&neg, 1.0, 9, 0, &mut n);
+        assert!(n.iter().all(|v| *v == -2 || *v == -3));
+        // Pair e draws the same word whatever block it falls in.
+        let mut a = [0i32; BLOCK];
+        let mut b = [0i32; 8];
+        round_counts(&src, 1.0, 9, 0, &mut a);
+        round_counts(&src[..8], 1.0, 9, 100, &mut b);
+        assert_eq!(&a[100..108], &b[..]);
+        // An odd-length block too.
+        round_counts(&src[..7], 1.0, 9, 100, &mut b[..7]);
+        assert_eq!(&a[100..107], &b[..7]);
+    }
+}
