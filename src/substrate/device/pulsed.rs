@@ -518,4 +518,71 @@ mod tests {
         round_counts(&src[..7], 1.0, 9, 100, &mut b[..7]);
         assert_eq!(&a[100..107], &b[..7]);
     }
+
+    #[test]
+    fn dispatched_kernel_equals_the_baseline_build_bit_for_bit() {
+        // `device_pass` runs the best instruction set of this CPU; the loop below is the
+        // same arithmetic compiled for the baseline target. Their bits must agree.
+        use rand::RngExt;
+        let m = BLOCK;
+        let mut rng = crate::rng::stream(5, "isa");
+        let devs: Vec<Device> = (0..m)
+            .map(|_| Device {
+                lo: rng.random_range(0.0..1.0),
+                hi: rng.random_range(9.0..10.0),
+                up: rng.random_range(0.001..0.05),
+                down: rng.random_range(0.001..0.05),
+            })
+            .collect();
+        let (p, unit, _) = packed(&devs);
+        let n: Vec<i32> = (0..m).map(|_| rng.random_range(-20..20)).collect();
+        let stuck: Vec<u8> = (0..m)
+            .map(|i| if i % 17 == 0 { STUCK_P } else { 0 })
+            .collect();
+        let g0: Vec<f32> = (0..m).map(|_| rng.random_range(1.0..9.0)).collect();
+        for response in [Response::SoftBounds, Response::ConstantStep] {
+            let (mut gp, mut gm, mut w) = (g0.clone(), g0.clone(), vec![0.5f32; m]);
+            let io = BlockIo {
+                n: &n,
+                stuck: &stuck,
+                dp: &p,
+                dm: &p,
+                gp: &mut gp,
+                gm: &mut gm,
+                w: &mut w,
+            };
+            device_pass(
+                io,
+                PairScheme::Split,
+                response,
+                0.7,
+                (unit, unit),
+                0.3,
+                77,
+                1000,
+            );
+            for i in 0..m {
+                let (cnt, pos) = (n[i].unsigned_abs(), n[i] > 0);
+                let cp = if stuck[i] & STUCK_P == 0 { cnt } else { 0 };
+                let (zp, zm) = normal::pair(word(77, 1000 + i as u64));
+                let soft = response == Response::SoftBounds;
+                let f = |g, c, up, z| match soft {
+                    true => respond::<true, false>(0.7, g, p[i], unit, c, up, z),
+                    false => respond::<false, true>(0.7, g, p[i], unit, c, up, z),
+                };
+                let want_p = f(g0[i], cp, pos, zp);
+                let want_m = f(g0[i], cnt, !pos, zm);
+                assert_eq!(
+                    gp[i].to_bits(),
+                    want_p.to_bits(),
+                    "{response:?} G+ lane {i}"
+                );
+                assert_eq!(
+                    gm[i].to_bits(),
+                    want_m.to_bits(),
+                    "{response:?} G- lane {i}"
+                );
+            }
+        }
+    }
 }
