@@ -149,6 +149,8 @@ fn pow4(mut x: f32, mut y: f32, n: u32) -> (f32, f32) {
 
 /// Block-local views for the device pass.
 struct BlockIo<'a> {
+    /// Index of each lane's pair within the block (lanes may be a compacted subset).
+    e: &'a [u32],
     n: &'a [i32],
     stuck: &'a [u8],
     dp: &'a [[u16; 4]],
@@ -156,6 +158,28 @@ struct BlockIo<'a> {
     gp: &'a mut [f32],
     gm: &'a mut [f32],
     w: &'a mut [f32],
+}
+
+/// Lane indices 0, 1, … of a dense block.
+static IOTA: [u32; BLOCK] = {
+    let mut a = [0u32; BLOCK];
+    let mut i = 0;
+    while i < BLOCK {
+        a[i] = i as u32;
+        i += 1;
+    }
+    a
+};
+
+/// The pulsed pairs of a sparse block, gathered.
+struct Compact {
+    n: [i32; BLOCK],
+    stuck: [u8; BLOCK],
+    dp: [[u16; 4]; BLOCK],
+    dm: [[u16; 4]; BLOCK],
+    gp: [f32; BLOCK],
+    gm: [f32; BLOCK],
+    w: [f32; BLOCK],
 }
 
 /// The device pass of one block: each pair's signed count becomes per-device pulses
@@ -212,7 +236,7 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
         e0,
     } = a;
     let m = io.n.len();
-    let (stuck, dp, dm) = (&io.stuck[..m], &io.dp[..m], &io.dm[..m]);
+    let (lane, stuck, dp, dm) = (&io.e[..m], &io.stuck[..m], &io.dp[..m], &io.dm[..m]);
     let (gp, gm, w) = (&mut io.gp[..m], &mut io.gm[..m], &mut io.w[..m]);
     let noisy = c2c > 0.0;
     for i in 0..m {
@@ -231,7 +255,7 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
         let cp = if s & STUCK_P == 0 { cp } else { 0 };
         let cm = if s & STUCK_M == 0 { cm } else { 0 };
         let (zp, zm) = if noisy {
-            normal::pair(word(seed_c2c, e0 + i as u64))
+            normal::pair(word(seed_c2c, e0 + u64::from(lane[i])))
         } else {
             (0.0, 0.0)
         };
@@ -283,6 +307,16 @@ pub(crate) fn pulsed(
             }
         }
         let mut seam = [0.0f32; BLOCK];
+        let mut idx = [0u32; BLOCK];
+        let mut c = Compact {
+            n: [0; BLOCK],
+            stuck: [0; BLOCK],
+            dp: [[0; 4]; BLOCK],
+            dm: [[0; 4]; BLOCK],
+            gp: [0.0; BLOCK],
+            gm: [0.0; BLOCK],
+            w: [0.0; BLOCK],
+        };
         let mut n = [0i32; BLOCK];
         for b0 in (0..len).step_by(BLOCK) {
             let m = BLOCK.min(len - b0);
@@ -315,19 +349,57 @@ pub(crate) fn pulsed(
             };
             let zeros = [0u8; BLOCK];
             let stuck = if stuck.is_empty() { &zeros[..m] } else { stuck };
-            let r = e0..e0 + m;
-            let io = BlockIo {
-                n: &n[..m],
-                stuck,
-                dp: &dp.packed()[r.clone()],
-                dm: &dm.packed()[r],
-                gp: &mut part.gp[b0..b0 + m],
-                gm: &mut part.gm[b0..b0 + m],
-                w: &mut part.w[b0..b0 + m],
-            };
+            let (pp, pm) = (&dp.packed()[e0..e0 + m], &dm.packed()[e0..e0 + m]);
             let (resp, c2c) = (phys.response, phys.c2c);
             let units = (dp.unit(), dm.unit());
-            device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+            // Pulsed pairs of the block; a sparse block is compacted first so the device
+            // pass computes only those (same per-pair draws either way).
+            let mut h = 0;
+            for (i, v) in n[..m].iter().enumerate() {
+                idx[h] = i as u32;
+                h += usize::from(*v != 0);
+            }
+            if 4 * h >= 3 * m {
+                let io = BlockIo {
+                    e: &IOTA[..m],
+                    n: &n[..m],
+                    stuck,
+                    dp: pp,
+                    dm: pm,
+                    gp: &mut part.gp[b0..b0 + m],
+                    gm: &mut part.gm[b0..b0 + m],
+                    w: &mut part.w[b0..b0 + m],
+                };
+                device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+            } else {
+                for (j, &i) in idx[..h].iter().enumerate() {
+                    let i = i as usize;
+                    c.n[j] = n[i];
+                    c.stuck[j] = stuck[i];
+                    c.dp[j] = pp[i];
+                    c.dm[j] = pm[i];
+                    c.gp[j] = part.gp[b0 + i];
+                    c.gm[j] = part.gm[b0 + i];
+                    c.w[j] = part.w[b0 + i];
+                }
+                let io = BlockIo {
+                    e: &idx[..h],
+                    n: &c.n[..h],
+                    stuck: &c.stuck[..h],
+                    dp: &c.dp[..h],
+                    dm: &c.dm[..h],
+                    gp: &mut c.gp[..h],
+                    gm: &mut c.gm[..h],
+                    w: &mut c.w[..h],
+                };
+                device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+                for (j, &i) in idx[..h].iter().enumerate() {
+                    let i = i as usize;
+                    part.gp[b0 + i] = c.gp[j];
+                    part.gm[b0 + i] = c.gm[j];
+                    part.w[b0 + i] = c.w[j];
+                }
+            }
             // Write times (drift clocks) of devices that received pulses.
             let free = |i: usize, bit: u8| stuck[i] & bit == 0;
             let written = |i: usize, bit: u8| {
@@ -543,6 +615,7 @@ mod tests {
         for response in [Response::SoftBounds, Response::ConstantStep] {
             let (mut gp, mut gm, mut w) = (g0.clone(), g0.clone(), vec![0.5f32; m]);
             let io = BlockIo {
+                e: &IOTA,
                 n: &n,
                 stuck: &stuck,
                 dp: &p,
