@@ -257,7 +257,7 @@ fn input_column(
     rng: Option<&mut Normals>,
 ) -> (f32, f32, f32) {
     let alpha = match spec.scaling {
-        InputScaling::AbsMax => x.iter().fold(1.0f32, |m, v| m.max(v.abs())),
+        InputScaling::AbsMax => abs_max(x).max(1.0),
         InputScaling::Fixed => spec.fixed_range as f32,
     };
     let inv = 1.0 / alpha;
@@ -312,6 +312,20 @@ fn dac_column(x: &[f32], r: &mut [f32], dac: Quantizer, inv: f32) {
     for (o, v) in r.iter_mut().zip(x) {
         *o = dac.apply(v * inv);
     }
+}
+
+/// max |v| (0 for an empty slice; exact in any order).
+#[multiversion::multiversion(targets = "simd")]
+fn abs_max(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            acc[k] = acc[k].max(c[k].abs());
+        }
+    }
+    let m = acc.iter().fold(0.0f32, |m, a| m.max(*a));
+    chunks.remainder().iter().fold(m, |m, x| m.max(x.abs()))
 }
 
 /// Σ (v·s)² in a fixed order (eight interleaved partial sums, then added in order), so the
@@ -493,27 +507,34 @@ impl Substrate for Chip {
             .for_each(|(((t, dc), (a, n2)), u2c)| {
                 let alpha = match dspec.scaling {
                     InputScaling::AbsMax => {
-                        let m = dc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                        let m = abs_max(dc);
                         if m > 0.0 { m } else { 1.0 }
                     }
                     InputScaling::Fixed => dspec.fixed_range as f32,
                 };
                 let inv = 1.0 / alpha;
-                let mut s = 0.0;
-                for (k, (o, v)) in t.iter_mut().zip(dc).enumerate() {
-                    let u = if ideal_dac {
-                        v * inv
-                    } else {
-                        dac.apply(v * inv)
-                    };
-                    s += u * u;
-                    if !u2c.is_empty() {
-                        u2c[k] = u * u;
+                // t holds the DAC's normalised output first, then network units.
+                if ideal_dac {
+                    for (o, v) in t.iter_mut().zip(dc) {
+                        *o = v * inv;
                     }
-                    *o = if ideal_dac { *v } else { u * alpha };
+                } else {
+                    dac_column(dc, t, *dac, inv);
+                }
+                *n2 = scaled_sum_sq(t, 1.0);
+                if !u2c.is_empty() {
+                    for (o, u) in u2c.iter_mut().zip(t.iter()) {
+                        *o = u * u;
+                    }
+                }
+                if ideal_dac {
+                    t.copy_from_slice(dc);
+                } else {
+                    for o in t.iter_mut() {
+                        *o *= alpha;
+                    }
                 }
                 *a = alpha;
-                *n2 = s;
             });
         gemm(
             1.0,
