@@ -47,12 +47,16 @@ pub struct Measurement {
     pub samples_per_s: Option<f64>,
     /// Evaluation throughput (images per second), if an evaluation measurement.
     pub images_per_s: Option<f64>,
-    /// Achieved GFLOP/s counting every pass's GEMM FLOPs.
-    pub gflops: f64,
+    /// Achieved GFLOP/s counting every pass's GEMM FLOPs (not for update measurements,
+    /// which do no GEMM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
     /// GEMM rate of the same shapes measured in this run, GFLOP/s.
-    pub gemm_gflops: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gemm_gflops: Option<f64>,
     /// gflops / gemm_gflops.
-    pub fraction_of_gemm: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_gemm: Option<f64>,
     /// Median wall time per repeat, seconds.
     pub seconds: f64,
     /// Update measurements: wall time per device pair, nanoseconds.
@@ -221,9 +225,9 @@ fn ff_chip_training(
         cost_vs_digital: Some(tc / td),
         samples_per_s: Some(samples_per_s),
         images_per_s: None,
-        gflops,
-        gemm_gflops,
-        fraction_of_gemm: gflops / gemm_gflops,
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: tc,
         ns_per_pair: None,
     })
@@ -249,9 +253,9 @@ fn ff_training(
         cost_vs_digital: None,
         samples_per_s: Some(samples_per_s),
         images_per_s: None,
-        gflops,
-        gemm_gflops,
-        fraction_of_gemm: gflops / gemm_gflops,
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
         ns_per_pair: None,
     })
@@ -293,9 +297,9 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         name: format!("ff-eval-goodness {}", label(hidden)),
         samples_per_s: None,
         images_per_s: Some(images_per_s),
-        gflops,
-        gemm_gflops,
-        fraction_of_gemm: gflops / gemm_gflops,
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
         ns_per_pair: None,
     })
@@ -349,9 +353,9 @@ fn bp_training(
         name: format!("bp-train {} b{batch}", label(hidden)),
         samples_per_s: Some(samples_per_s),
         images_per_s: None,
-        gflops,
-        gemm_gflops,
-        fraction_of_gemm: gflops / gemm_gflops,
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
         ns_per_pair: None,
     })
@@ -430,9 +434,9 @@ fn bp_analog_training(
         name: format!("bp-analog {} sigmoid b{batch} 1 core", label(hidden)),
         samples_per_s: Some(samples_per_s),
         images_per_s: None,
-        gflops,
-        gemm_gflops,
-        fraction_of_gemm: gflops / gemm_gflops,
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: 60_000.0 / samples_per_s,
         ns_per_pair: None,
     })
@@ -477,9 +481,9 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         cost_vs_digital: Some(tc / td),
         samples_per_s: None,
         images_per_s: None,
-        gflops: 0.0,
-        gemm_gflops: 0.0,
-        fraction_of_gemm: 0.0,
+        gflops: None,
+        gemm_gflops: None,
+        fraction_of_gemm: None,
         seconds: tc,
         ns_per_pair: Some(tc * 1e9 / pairs as f64),
     })
@@ -608,14 +612,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     );
     for m in &report.measurements {
         let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
+        let g = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.1}"));
         println!(
-            "{:<52} {:>10} {:>10} {:>9.1} {:>9.1} {:>8.0}% {:>10}",
+            "{:<52} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
             m.name,
             f(m.samples_per_s),
             f(m.images_per_s),
-            m.gflops,
-            m.gemm_gflops,
-            100.0 * m.fraction_of_gemm,
+            g(m.gflops),
+            g(m.gemm_gflops),
+            m.fraction_of_gemm
+                .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
             m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x"))
         );
     }
