@@ -317,6 +317,47 @@ fn pulsed_soft_bounds_update_follows_the_closed_form_per_device() {
 }
 
 #[test]
+fn sparse_pulsed_update_moves_only_the_requested_pairs() {
+    // Every 7th weight asks for 5 pair pulses, the rest nothing: a sparse block, which
+    // the kernel compacts. The pulsed pairs follow the closed form; the others keep
+    // their conductances bit for bit.
+    let mut s = quiet();
+    s.device.response = Response::SoftBounds;
+    let mut c = chip(&s, vec![16, 3], Activation::Linear, 4);
+    let (p0, m0) = (c.conductances(0).0.to_vec(), c.conductances(0).1.to_vec());
+    let dw = Mat::from_fn(3, 16, |i, j| {
+        if (j * 3 + i) % 7 == 0 {
+            5.0 * 2.0 / 128.0
+        } else {
+            0.0
+        }
+    });
+    let u = Update::Dense {
+        dw: &dw,
+        db: &[0.0; 3],
+        scale: 1.0,
+        decay: 0.0,
+    };
+    c.update(0, u, &mut stream(0, "u"));
+    let (p1, m1) = c.conductances(0);
+    let beta = 2.0f32 / 128.0;
+    for e in 0..51 {
+        if e < 48 && e % 7 == 0 {
+            let (mut gp, mut gm) = (p0[e], m0[e]);
+            for _ in 0..5 {
+                gp += beta * (25.0 - gp);
+                gm -= beta * (gm - 0.1);
+            }
+            assert!((p1[e] - gp).abs() < 1e-4, "G+ {e}: {} vs {gp}", p1[e]);
+            assert!((m1[e] - gm).abs() < 1e-4, "G- {e}: {} vs {gm}", m1[e]);
+        } else {
+            assert_eq!(p1[e].to_bits(), p0[e].to_bits(), "G+ {e} moved");
+            assert_eq!(m1[e].to_bits(), m0[e].to_bits(), "G- {e} moved");
+        }
+    }
+}
+
+#[test]
 fn device_to_device_spread_of_dw_min_is_recovered_from_one_pulse() {
     let mut s = quiet();
     s.device.dw_min_dtod = 0.3;
