@@ -109,9 +109,7 @@ impl OutStage<'_> {
         adc_and_relu(y, *self.adc, scale, relu);
         let Some(n) = self.neurons else { return };
         if !relu {
-            for (i, v) in y.iter_mut().enumerate() {
-                *v = n.apply(i, *v);
-            }
+            n.apply_all(y);
         }
         if n.noise > 0.0
             && let Some(r) = rng
