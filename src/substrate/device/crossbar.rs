@@ -55,7 +55,7 @@ pub(crate) struct Devices {
 }
 
 impl Devices {
-    fn pack(devs: &[Device]) -> Self {
+    pub(super) fn pack(devs: &[Device]) -> Self {
         let field = |d: &Device, k: usize| [d.lo, d.hi, d.up, d.down][k];
         let unit: [f32; 4] = std::array::from_fn(|k| {
             let max = devs.iter().fold(0.0f32, |m, d| m.max(field(d, k)));

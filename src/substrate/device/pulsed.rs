@@ -456,30 +456,33 @@ pub(crate) fn pulsed(
 
 #[cfg(test)]
 mod tests {
-    use super::super::crossbar::Device;
+    use super::super::crossbar::{Device, Devices};
     use super::super::update::pulses;
     use super::*;
 
-    /// Packs devices as the crossbar does (unit = max / 65535), returning the packed
-    /// fields, the units and the devices as the kernel will see them.
+    /// Packs devices as the crossbar does; returns the packed fields, their units and the
+    /// devices as the kernel will see them.
     fn packed(devs: &[Device]) -> (Vec<[u16; 4]>, [f32; 4], Vec<Device>) {
-        let f = |d: &Device, k: usize| [d.lo, d.hi, d.up, d.down][k];
-        let unit: [f32; 4] =
-            std::array::from_fn(|k| devs.iter().fold(0.0f32, |m, d| m.max(f(d, k))) / 65535.0);
-        let p: Vec<[u16; 4]> = devs
-            .iter()
-            .map(|d| std::array::from_fn(|k| (f(d, k) / unit[k]).round() as u16))
-            .collect();
-        let seen = p
-            .iter()
-            .map(|q| Device {
-                lo: f32::from(q[0]) * unit[0],
-                hi: f32::from(q[1]) * unit[1],
-                up: f32::from(q[2]) * unit[2],
-                down: f32::from(q[3]) * unit[3],
+        let d = Devices::pack(devs);
+        let seen = (0..devs.len()).map(|e| d.get(e)).collect();
+        (d.packed().to_vec(), d.unit(), seen)
+    }
+
+    /// `m` devices with bounds near [0, 10] µS and up/down steps drawn from `steps`.
+    fn random_devices(
+        rng: &mut crate::rng::Rng,
+        m: usize,
+        steps: std::ops::Range<f32>,
+    ) -> Vec<Device> {
+        use rand::RngExt;
+        (0..m)
+            .map(|_| Device {
+                lo: rng.random_range(0.0..1.0),
+                hi: rng.random_range(9.0..10.0),
+                up: rng.random_range(steps.clone()),
+                down: rng.random_range(steps.clone()),
             })
-            .collect();
-        (p, unit, seen)
+            .collect()
     }
 
     #[test]
@@ -489,14 +492,7 @@ mod tests {
         let m = 200;
         let mut rng = crate::rng::stream(3, "kernel");
         use rand::RngExt;
-        let devs: Vec<Device> = (0..m)
-            .map(|_| Device {
-                lo: rng.random_range(0.0..1.0),
-                hi: rng.random_range(9.0..10.0),
-                up: rng.random_range(0.01..0.1),
-                down: rng.random_range(0.01..0.1),
-            })
-            .collect();
+        let devs = random_devices(&mut rng, m, 0.01..0.1);
         let (p, unit, seen) = packed(&devs);
         let g: Vec<f32> = (0..m).map(|_| rng.random_range(1.0..9.0)).collect();
         let cnt: Vec<u32> = (0..m).map(|_| rng.random_range(0..40)).collect();
@@ -598,14 +594,7 @@ mod tests {
         use rand::RngExt;
         let m = BLOCK;
         let mut rng = crate::rng::stream(5, "isa");
-        let devs: Vec<Device> = (0..m)
-            .map(|_| Device {
-                lo: rng.random_range(0.0..1.0),
-                hi: rng.random_range(9.0..10.0),
-                up: rng.random_range(0.001..0.05),
-                down: rng.random_range(0.001..0.05),
-            })
-            .collect();
+        let devs = random_devices(&mut rng, m, 0.001..0.05);
         let (p, unit, _) = packed(&devs);
         let n: Vec<i32> = (0..m).map(|_| rng.random_range(-20..20)).collect();
         let stuck: Vec<u8> = (0..m)

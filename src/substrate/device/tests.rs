@@ -281,6 +281,18 @@ fn conductance_dependent_read_noise_follows_the_conductances() {
     }
 }
 
+/// Pair `e` went from `before` to `after` (G⁺, G⁻, µS) by 5 split pair pulses on
+/// soft-bounds devices with step β and bounds [0.1, 25] µS, pulse by pulse.
+fn assert_five_pair_pulses(e: usize, before: (f32, f32), after: (f32, f32), beta: f32) {
+    let (mut gp, mut gm) = before;
+    for _ in 0..5 {
+        gp += beta * (25.0 - gp);
+        gm -= beta * (gm - 0.1);
+    }
+    assert!((after.0 - gp).abs() < 1e-4, "G+ {e}: {} vs {gp}", after.0);
+    assert!((after.1 - gm).abs() < 1e-4, "G- {e}: {} vs {gm}", after.1);
+}
+
 #[test]
 fn pulsed_soft_bounds_update_follows_the_closed_form_per_device() {
     let mut s = quiet();
@@ -304,13 +316,7 @@ fn pulsed_soft_bounds_update_follows_the_closed_form_per_device() {
     // β = 2·dw_min·range/(g_max − g_min) = 2/128 for every device (no spread).
     let beta = 2.0f32 / 128.0;
     for e in 0..48 {
-        let (mut gp, mut gm) = (p0[e], m0[e]);
-        for _ in 0..5 {
-            gp += beta * (25.0 - gp);
-            gm -= beta * (gm - 0.1);
-        }
-        assert!((p1[e] - gp).abs() < 1e-4, "G+ {e}: {} vs {gp}", p1[e]);
-        assert!((m1[e] - gm).abs() < 1e-4, "G- {e}: {} vs {gm}", m1[e]);
+        assert_five_pair_pulses(e, (p0[e], m0[e]), (p1[e], m1[e]), beta);
     }
     // Bias pairs got no request.
     assert_eq!(&p1[48..], &p0[48..]);
@@ -343,13 +349,7 @@ fn sparse_pulsed_update_moves_only_the_requested_pairs() {
     let beta = 2.0f32 / 128.0;
     for e in 0..51 {
         if e < 48 && e % 7 == 0 {
-            let (mut gp, mut gm) = (p0[e], m0[e]);
-            for _ in 0..5 {
-                gp += beta * (25.0 - gp);
-                gm -= beta * (gm - 0.1);
-            }
-            assert!((p1[e] - gp).abs() < 1e-4, "G+ {e}: {} vs {gp}", p1[e]);
-            assert!((m1[e] - gm).abs() < 1e-4, "G- {e}: {} vs {gm}", m1[e]);
+            assert_five_pair_pulses(e, (p0[e], m0[e]), (p1[e], m1[e]), beta);
         } else {
             assert_eq!(p1[e].to_bits(), p0[e].to_bits(), "G+ {e} moved");
             assert_eq!(m1[e].to_bits(), m0[e].to_bits(), "G- {e} moved");
