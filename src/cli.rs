@@ -105,7 +105,8 @@ pub struct DistillArgs {
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Sweep figures: <STEM>-error.png and <STEM>-agreement.png (default <out>/distill).
+    /// Sweep figures: <STEM>-error.png and <STEM>-agreement.png (default
+    /// <out>/plots/distill; `mortal plot <out>` redraws them there).
     #[arg(long, value_name = "STEM")]
     pub plot: Option<PathBuf>,
     /// Title of the sweep figures.
@@ -668,12 +669,30 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             100.0 * r.teacher_test_error
         );
     } else {
-        let rows = d::sweep(&transfers, &seeds, &make, &teacher, &data, &args.out, rep)?;
+        use crate::train::distill_sweep as ds;
+        let mut students = Vec::new();
+        for &n in &transfers {
+            for &seed in &seeds {
+                students.push(ds::Student {
+                    name: format!("t{n}-s{seed}"),
+                    settings: make(n, seed)?,
+                });
+            }
+        }
+        let tc = teacher.meta.config.chip.as_ref();
+        let info = ds::SweepInfo {
+            title: args.title.clone(),
+            teacher: args.teacher.clone(),
+            teacher_seed: teacher.meta.config.seed,
+            teacher_chip_seed: tc.map(|c| c.chip_seed),
+            students: students.iter().map(|s| s.name.clone()).collect(),
+        };
+        let rows = ds::sweep(&students, &info, &teacher, &data, &args.out, rep)?;
         let stem = args
             .plot
             .clone()
-            .unwrap_or_else(|| args.out.join("distill"));
-        let figs = d::plot_sweep(&rows, &args.title, &stem)?;
+            .unwrap_or_else(|| args.out.join(ds::PLOTS).join("distill"));
+        let figs = ds::figures(&rows, &args.title, &stem)?;
         println!("transfer  seed  distill err/agree   copy err/agree   scratch err/agree");
         for r in &rows {
             println!(

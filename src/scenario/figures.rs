@@ -12,6 +12,9 @@
 //!   point (weights of the first units as 28×28 images);
 //! * `conductance/<run>.{png,svg}`: histogram of a chip's conductances before and after
 //!   training (first replicate of each chip run).
+//!
+//! A distillation sweep (`mortal distill` with several students, or a `[distill]`
+//! scenario) is drawn by [`crate::train::distill_sweep::draw`] instead.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,7 +83,11 @@ fn column_axes(m: &Manifest) -> Vec<(usize, bool)> {
 }
 
 /// Draws every figure the scenario asks for; returns the files written.
+/// A distillation sweep's directory (`distill.json`) gets its own figures.
 pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
+    if crate::train::distill_sweep::is_sweep(dir) {
+        return crate::train::distill_sweep::draw(dir);
+    }
     let m = Manifest::read(dir)?;
     let header = m.header();
     let (rows, _) = read_rows(&dir.join(RESULTS), &header)?;

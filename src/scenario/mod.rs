@@ -11,6 +11,7 @@
 //! * [`store`]: the output directory (`scenario.json`, `results.csv`, `runs/`), resume
 //!   and merge;
 //! * [`runner`]: `mortal run`;
+//! * [`distill`]: `mortal run` of a distillation scenario (`[distill]`);
 //! * [`figures`]: `mortal plot`;
 //! * [`command`]: the subcommands' arguments.
 
@@ -24,6 +25,7 @@ macro_rules! say {
 }
 
 pub mod command;
+pub mod distill;
 pub mod figures;
 pub mod paths;
 pub mod resolve;

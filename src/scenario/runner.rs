@@ -219,6 +219,9 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         data_dir: data::resolve_data_dir(req.data_dir.as_deref()),
     });
     let p = Prepared::load(&req.file, smoke.as_ref())?;
+    if let Some(sec) = &p.scenario.file.distill {
+        return super::distill::run(req, &p, sec, smoke.as_ref(), reporter);
+    }
     let name = p.scenario.file.name.clone();
     let base_dataset = p.scenario.base["data"]["dataset"].clone();
     if let Some(s) = &smoke

@@ -39,6 +39,9 @@
 //! title = "MNIST, 2×256: test error vs device variation"
 //! ```
 //!
+//! A distillation scenario has `[distill]` ([`DistillSection`]) instead of `[sweep]`: the
+//! run the sections describe is the teacher, and `[distill]` lists the students.
+//!
 //! `[data]`, `[model]`, `[train]` and `[hardware]` may be partial: they are merged over the
 //! defaults (those of [`crate::train::TrainConfig`], and of the hardware preset), then
 //! deserialised into the typed sections below, so every key and type is checked.
@@ -50,6 +53,7 @@ use serde_json::Value;
 
 use crate::data::DatasetKind;
 use crate::data::synthetic::SyntheticConfig;
+use crate::learn::distill::ScoreSource;
 use crate::substrate::device::HardwareSpec;
 use crate::train::Algo;
 
@@ -86,9 +90,90 @@ pub struct ScenarioFile {
     /// `[sweep]`; absent = a single run.
     #[serde(default)]
     pub sweep: Option<SweepSection>,
+    /// `[distill]`: makes this a distillation scenario, see [`DistillSection`].
+    #[serde(default)]
+    pub distill: Option<DistillSection>,
     /// `[output]`.
     #[serde(default)]
     pub output: OutputSection,
+}
+
+/// `[distill]`: the scenario's run (its `[data]`, `[model]`, `[train]`, `[hardware]`) is
+/// the teacher, a Forward-Forward network trained once into `<out>/teacher/`; each
+/// student (every combination of `student_chips`, `variations`, `transfer` and
+/// `student_seeds`, in that order) is a fresh chip trained in situ by FF to match the
+/// teacher's probabilities, compared with copying the teacher's conductances and with FF
+/// from scratch on the transfer images' labels (as `mortal distill`). A distillation
+/// scenario has no `[sweep]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillSection {
+    /// Student chips: presets (`ideal`, `reram`, `pcm`, `harsh`) or spec TOML files
+    /// (relative to the scenario file). Default: the teacher's chip, its `[hardware]`
+    /// spec overrides included.
+    pub student_chips: Option<Vec<String>>,
+    /// Student chip instances (seeds; default `[2]`).
+    #[serde(default = "default_student_seeds")]
+    pub student_seeds: Vec<u64>,
+    /// Variation multipliers of the student chips' spreads and noises (dimensionless;
+    /// default `[1]`).
+    #[serde(default = "default_variations")]
+    pub variations: Vec<f64>,
+    /// Transfer-set sizes: the first N training images (images; required).
+    pub transfer: Vec<usize>,
+    /// Never read the transfer images' true labels (the scratch baseline still does).
+    #[serde(default)]
+    pub unlabelled: bool,
+    /// Temperature T of the soft targets and of the negatives' distribution
+    /// (dimensionless, default 2).
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+    /// Teacher scores that define its distribution: `softmax` (default) or `goodness`.
+    #[serde(default = "default_source")]
+    pub source: ScoreSource,
+    /// Weight of the true label mixed into targets and positives, in [0, 1] (default 0).
+    #[serde(default)]
+    pub hard_weight: f32,
+    /// Temperature of the teacher distribution positives are drawn from (dimensionless;
+    /// 0 = its top-1; default 1).
+    #[serde(default = "default_positive_temperature")]
+    pub positive_temperature: f32,
+    /// Student epochs, distillation and scratch alike (default 10).
+    #[serde(default = "default_student_epochs")]
+    pub epochs: usize,
+    /// Each student sees at least this many samples: epochs = max(epochs, ⌈S / N⌉)
+    /// (samples; default 0).
+    #[serde(default)]
+    pub min_samples: usize,
+    /// Students' training master seed (initial weights, data order, label draws, noise;
+    /// default 1).
+    #[serde(default = "default_student_master_seed")]
+    pub seed: u64,
+    /// Also measure error and agreement by goodness per label (11 passes per test image).
+    #[serde(default)]
+    pub goodness: bool,
+}
+
+fn default_student_seeds() -> Vec<u64> {
+    vec![2]
+}
+fn default_variations() -> Vec<f64> {
+    vec![1.0]
+}
+fn default_temperature() -> f32 {
+    2.0
+}
+fn default_source() -> ScoreSource {
+    ScoreSource::Softmax
+}
+fn default_positive_temperature() -> f32 {
+    1.0
+}
+fn default_student_epochs() -> usize {
+    10
+}
+fn default_student_master_seed() -> u64 {
+    1
 }
 
 /// `[data]`, resolved.

@@ -201,10 +201,10 @@ pub fn summarise(changes: &[String]) -> String {
 }
 
 /// An exclusive lock on a directory's results (held until dropped).
-struct DirLock(File);
+pub(crate) struct DirLock(File);
 
 impl DirLock {
-    fn take(dir: &Path) -> Result<Self> {
+    pub(crate) fn take(dir: &Path) -> Result<Self> {
         let p = dir.join(LOCK);
         let f = OpenOptions::new()
             .create(true)

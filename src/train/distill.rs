@@ -9,8 +9,7 @@
 //! Writes `results.json` (student `test_error`, `agreement`, `kl`, the same for `copy_*` and
 //! `scratch_*`, the teacher's error, seeds and the full configuration), `epochs.csv` (the
 //! distilled student, one row per epoch), `scratch/` (the scratch baseline's own run files)
-//! and the student's checkpoint. A sweep over transfer sizes and student seeds writes one
-//! such directory per student and `results.csv` with one row per student.
+//! and the student's checkpoint. Sweeps of students are in [`super::distill_sweep`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,7 +22,7 @@ use super::trainers::{FfTrainer, SubstrateId, Trainer};
 use super::{batches, epoch_order};
 use crate::data::{CLASSES, PIXELS, Splits};
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir, read_json, write_atomic, write_json};
+use crate::fsutil::{create_dir, write_atomic, write_json};
 use crate::learn::distill::{
     self, DistillConfig, Fidelity, ScoreSource, fidelity, mix_hard, sample_label, sample_wrong,
     softmax_t,
@@ -278,7 +277,7 @@ fn evaluate_against(
     Ok(fidelity(&logits, g, teacher_out, data.labels()))
 }
 
-fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r).map_err(|e| {
@@ -659,173 +658,6 @@ impl Lesson<'_> {
             targets.column_mut(j).copy_from_slice(&pt);
         }
     }
-}
-
-/// One row of a sweep's `results.csv` (errors and agreements are fractions, KL in nats).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepRow {
-    pub transfer: usize,
-    pub student_seed: u64,
-    pub epochs: usize,
-    pub seed: u64,
-    pub teacher_test_error: f64,
-    pub test_error: f64,
-    pub agreement: f64,
-    pub kl: f64,
-    pub copy_test_error: f64,
-    pub copy_agreement: f64,
-    pub copy_kl: f64,
-    pub scratch_test_error: f64,
-    pub scratch_agreement: f64,
-    pub scratch_kl: f64,
-    pub dir: String,
-}
-
-impl SweepRow {
-    fn of(r: &DistillResults, dir: &str) -> Self {
-        Self {
-            transfer: r.transfer,
-            student_seed: r.student_seed,
-            epochs: r.epochs,
-            seed: r.seed,
-            teacher_test_error: r.teacher_test_error,
-            test_error: r.test_error,
-            agreement: r.agreement,
-            kl: r.kl,
-            copy_test_error: r.copy_test_error,
-            copy_agreement: r.copy_agreement,
-            copy_kl: r.copy_kl,
-            scratch_test_error: r.scratch_test_error,
-            scratch_agreement: r.scratch_agreement,
-            scratch_kl: r.scratch_kl,
-            dir: dir.into(),
-        }
-    }
-}
-
-/// Runs every (transfer size, student seed) pair into `out/t<N>-s<seed>/` (a student
-/// whose `results.json` exists and matches its settings is not re-run), writing
-/// `out/results.csv` after each. `make` builds the settings of one pair.
-pub fn sweep(
-    transfers: &[usize],
-    student_seeds: &[u64],
-    make: &dyn Fn(usize, u64) -> Result<DistillSettings>,
-    teacher: &TeacherCheckpoint,
-    data: &Splits,
-    out: &Path,
-    rep: &Reporter,
-) -> Result<Vec<SweepRow>> {
-    create_dir(out)?;
-    let mut rows = Vec::new();
-    for &n in transfers {
-        for &seed in student_seeds {
-            let name = format!("t{n}-s{seed}");
-            let dir = out.join(&name);
-            let s = make(n, seed)?;
-            let done = dir.join("results.json");
-            let previous: Option<DistillResults> = if done.exists() {
-                read_json(&done).ok()
-            } else {
-                None
-            };
-            let r = match previous.filter(|r| r.config == s) {
-                Some(r) => {
-                    rep.line(&format!("{name}: already done, reusing {}", done.display()));
-                    r
-                }
-                None => {
-                    rep.line(&format!(
-                        "{name}: transfer {n} images, student chip seed {seed}"
-                    ));
-                    run(&s, teacher, data, &dir, rep)?
-                }
-            };
-            rows.push(SweepRow::of(&r, &name));
-            write_csv(&out.join("results.csv"), &rows)?;
-        }
-    }
-    Ok(rows)
-}
-
-/// Draws `<stem>-error` and `<stem>-agreement` (PNG + SVG) from sweep rows: mean over
-/// student seeds, band from the lowest to the highest seed, vs transfer-set size.
-pub fn plot_sweep(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBuf>> {
-    use crate::plot::{LineChart, Series, line_chart};
-    let mut sizes: Vec<usize> = rows.iter().map(|r| r.transfer).collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    type Get = fn(&SweepRow) -> f64;
-    let series = |label: &str, get: Get, dashed: bool| -> Series {
-        let mut s = Series {
-            label: label.into(),
-            dashed,
-            ..Default::default()
-        };
-        for &n in &sizes {
-            let v: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.transfer == n)
-                .map(|r| 100.0 * get(r))
-                .collect();
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            s.points.push((n as f64, mean));
-            if v.len() > 1 {
-                s.band.push((n as f64, lo, hi));
-            }
-        }
-        s
-    };
-    let seeds = {
-        let mut v: Vec<u64> = rows.iter().map(|r| r.student_seed).collect();
-        v.sort_unstable();
-        v.dedup();
-        v.len()
-    };
-    let error = LineChart {
-        title: format!("{title}: student test error"),
-        x_label: "transfer-set size (images)".into(),
-        y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
-        series: vec![
-            series("copy conductances", |r| r.copy_test_error, false),
-            series("FF from scratch (labels)", |r| r.scratch_test_error, false),
-            series(
-                "distilled (FF, teacher's probabilities)",
-                |r| r.test_error,
-                false,
-            ),
-            series("teacher (its own chip)", |r| r.teacher_test_error, true),
-        ],
-        log_x: true,
-        log_y: true,
-        ..Default::default()
-    };
-    let agreement = LineChart {
-        title: format!("{title}: agreement with the teacher's top-1"),
-        x_label: "transfer-set size (images)".into(),
-        y_label: format!("test agreement (%), mean of {seeds} student chips"),
-        series: vec![
-            series("copy conductances", |r| r.copy_agreement, false),
-            series("FF from scratch (labels)", |r| r.scratch_agreement, false),
-            series(
-                "distilled (FF, teacher's probabilities)",
-                |r| r.agreement,
-                false,
-            ),
-        ],
-        log_x: true,
-        ..Default::default()
-    };
-    let name = stem
-        .file_name()
-        .map_or("distill".into(), |s| s.to_string_lossy().into_owned());
-    let a = line_chart(&error, &stem.with_file_name(format!("{name}-error")))?;
-    let b = line_chart(
-        &agreement,
-        &stem.with_file_name(format!("{name}-agreement")),
-    )?;
-    Ok(vec![a, b])
 }
 
 #[cfg(test)]

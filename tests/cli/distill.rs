@@ -112,10 +112,14 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
     run_ok(distill(&teacher, &sweep).args(args));
     let csv = std::fs::read_to_string(sweep.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    assert!(csv.starts_with("transfer,student_seed,"), "{csv}");
+    assert!(
+        csv.starts_with("student_chip,variation,transfer,student_seed,"),
+        "{csv}"
+    );
     for f in [
-        "distill-error.png",
-        "distill-agreement.png",
+        "plots/distill-error.png",
+        "plots/distill-agreement.png",
+        "distill.json",
         "t400-s2/results.json",
     ] {
         assert!(sweep.join(f).exists(), "{f}");
@@ -137,6 +141,11 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
         }
     }
     assert!(String::from_utf8_lossy(&again.stdout).contains("results written"));
+    // `mortal plot` redraws the sweep's figures from its files.
+    std::fs::remove_file(sweep.join("plots/distill-error.png")).unwrap();
+    let drawn = run_ok(mortal().arg("plot").arg(&sweep));
+    assert_eq!(String::from_utf8_lossy(&drawn.stdout).lines().count(), 2);
+    assert!(sweep.join("plots/distill-error.png").exists());
 }
 
 #[test]

@@ -116,6 +116,10 @@ fn every_shipped_scenario_runs_in_smoke_mode() {
         let stem = f.file_stem().unwrap().to_string_lossy().to_string();
         let out = tmp.path().join(&stem);
         run_ok(run_scenario(&f, &out).args(["--smoke", "--no-plot"]));
+        if out.join("distill.json").exists() {
+            check_distill_results(&stem, &out);
+            continue;
+        }
         let (header, rows) = results(&out);
         assert!(!rows.is_empty(), "{stem}: no rows");
         let status = header.iter().position(|h| h == "status").unwrap();
@@ -128,6 +132,91 @@ fn every_shipped_scenario_runs_in_smoke_mode() {
         let m = read_json(&out.join("scenario.json"));
         assert_eq!(m["runs"].as_array().unwrap().len(), rows.len(), "{stem}");
     }
+}
+
+/// A distillation scenario's `results.csv`: one row per student, fractions in [0, 1].
+fn check_distill_results(stem: &str, out: &Path) {
+    let (header, rows) = results(out);
+    assert!(!rows.is_empty(), "{stem}: no students");
+    let info = read_json(&out.join("distill.json"));
+    assert_eq!(
+        info["students"].as_array().unwrap().len(),
+        rows.len(),
+        "{stem}"
+    );
+    for key in [
+        "test_error",
+        "agreement",
+        "copy_agreement",
+        "scratch_test_error",
+    ] {
+        let c = header.iter().position(|h| h == key).unwrap();
+        for r in &rows {
+            let v: f64 = r[c].parse().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{stem}: {key} = {v}");
+        }
+    }
+    assert!(out.join("teacher/checkpoint.json").exists(), "{stem}");
+}
+
+/// A distillation scenario trains its teacher once; a re-run reuses the teacher and the
+/// students; `mortal plot` redraws the figures from the files; a changed teacher is
+/// refused rather than mixed with the old one's students.
+#[test]
+fn distill_scenario_reuses_its_teacher_and_students_and_plot_redraws() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("d.toml");
+    let text = |epochs: usize| {
+        format!(
+            "version = 1\nname = \"d\"\n[data]\ndataset = \"synthetic\"\ntrain_limit = 400\n\
+             eval_limit = 100\n[model]\nlayers = [32]\n[train]\nepochs = {epochs}\n\
+             [hardware]\npreset = \"harsh\"\n[distill]\nvariations = [0.5, 1.0]\n\
+             student_seeds = [2, 3]\ntransfer = [100, 200]\nepochs = 1\nunlabelled = true\n"
+        )
+    };
+    std::fs::write(&file, text(1)).unwrap();
+    let out = tmp.path().join("out");
+    run_ok(mortal().arg("run").arg(&file).arg("--out").arg(&out));
+    check_distill_results("d", &out);
+    let (_, rows) = results(&out);
+    assert_eq!(rows.len(), 2 * 2 * 2);
+    let plots = files_with_ext(&out.join("plots"), "png");
+    assert_eq!(plots.len(), 2 * 2 + 2, "{plots:?}");
+    let teacher = std::fs::read(out.join("teacher/results.json")).unwrap();
+
+    let again = run_ok(mortal().arg("run").arg(&file).arg("--out").arg(&out));
+    let said = String::from_utf8_lossy(&again.stdout).to_string()
+        + &String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("teacher: already trained"), "{said}");
+    assert_eq!(said.matches("already done").count(), 8, "{said}");
+    assert_eq!(
+        std::fs::read(out.join("teacher/results.json")).unwrap(),
+        teacher
+    );
+    assert_eq!(results(&out).1, rows);
+
+    for p in &plots {
+        std::fs::remove_file(p).unwrap();
+    }
+    let drawn = run_ok(mortal().arg("plot").arg(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&drawn.stdout).lines().count(),
+        plots.len()
+    );
+    assert!(plots.iter().all(|p| p.exists()));
+
+    std::fs::write(&file, text(2)).unwrap();
+    let (code, stderr) = run_err(mortal().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("teacher trained with other settings"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(
+        std::fs::read(out.join("teacher/results.json")).unwrap(),
+        teacher
+    );
 }
 
 #[test]

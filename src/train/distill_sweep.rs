@@ -1,0 +1,440 @@
+//! Sweeps of distillation students (`mortal distill` with several transfer sizes or
+//! student seeds, and distillation scenarios, `mortal run` with `[distill]`): one
+//! directory per student (what a single `mortal distill` writes), `results.csv` with one
+//! row per student, `distill.json` describing the sweep, and its figures, which
+//! `mortal plot DIR` redraws from those files alone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::distill::{DistillResults, DistillSettings, TeacherCheckpoint, run, write_csv};
+use crate::data::Splits;
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir, read_json, write_json};
+use crate::plot::{LineChart, Series, line_chart};
+use crate::progress::Reporter;
+
+/// The file that marks a directory as a distillation sweep.
+pub const SWEEP_FILE: &str = "distill.json";
+/// The sweep's table, one row per student.
+pub const RESULTS: &str = "results.csv";
+/// Directory of a sweep's figures.
+pub const PLOTS: &str = "plots";
+
+/// What `distill.json` records about a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepInfo {
+    /// Title of the figures.
+    pub title: String,
+    /// The teacher's checkpoint directory.
+    pub teacher: PathBuf,
+    /// The teacher's training master seed.
+    pub teacher_seed: u64,
+    /// The teacher's chip instance (seed), if it is on a chip.
+    pub teacher_chip_seed: Option<u64>,
+    /// Names of the students (their directories), in order.
+    pub students: Vec<String>,
+}
+
+/// One student of a sweep: its directory name and settings.
+#[derive(Clone, Debug)]
+pub struct Student {
+    pub name: String,
+    pub settings: DistillSettings,
+}
+
+/// One row of a sweep's `results.csv` (errors and agreements are fractions, KL in nats).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    /// Student chip: preset name or spec file.
+    pub student_chip: String,
+    /// Variation multiplier of the student chip (dimensionless).
+    pub variation: f64,
+    /// Transfer-set size, images.
+    pub transfer: usize,
+    /// Student chip instance (seed).
+    pub student_seed: u64,
+    pub epochs: usize,
+    /// Student training master seed.
+    pub seed: u64,
+    pub teacher_test_error: f64,
+    pub test_error: f64,
+    pub agreement: f64,
+    pub kl: f64,
+    pub copy_test_error: f64,
+    pub copy_agreement: f64,
+    pub copy_kl: f64,
+    pub scratch_test_error: f64,
+    pub scratch_agreement: f64,
+    pub scratch_kl: f64,
+    /// The student's directory, relative to the sweep's.
+    pub dir: String,
+}
+
+impl SweepRow {
+    fn of(r: &DistillResults, dir: &str) -> Self {
+        Self {
+            student_chip: r.student_chip.clone(),
+            variation: r.variation,
+            transfer: r.transfer,
+            student_seed: r.student_seed,
+            epochs: r.epochs,
+            seed: r.seed,
+            teacher_test_error: r.teacher_test_error,
+            test_error: r.test_error,
+            agreement: r.agreement,
+            kl: r.kl,
+            copy_test_error: r.copy_test_error,
+            copy_agreement: r.copy_agreement,
+            copy_kl: r.copy_kl,
+            scratch_test_error: r.scratch_test_error,
+            scratch_agreement: r.scratch_agreement,
+            scratch_kl: r.scratch_kl,
+            dir: dir.into(),
+        }
+    }
+}
+
+/// Runs every student into `out/<name>/` (a student whose `results.json` exists and
+/// matches its settings is not re-run), writing `out/distill.json` first and
+/// `out/results.csv` after each student.
+pub fn sweep(
+    students: &[Student],
+    info: &SweepInfo,
+    teacher: &TeacherCheckpoint,
+    data: &Splits,
+    out: &Path,
+    rep: &Reporter,
+) -> Result<Vec<SweepRow>> {
+    create_dir(out)?;
+    write_json(&out.join(SWEEP_FILE), info)?;
+    let mut rows = Vec::new();
+    for (k, st) in students.iter().enumerate() {
+        let dir = out.join(&st.name);
+        let done = dir.join("results.json");
+        let previous: Option<DistillResults> = if done.exists() {
+            read_json(&done).ok()
+        } else {
+            None
+        };
+        let r = match previous.filter(|r| r.config == st.settings) {
+            Some(r) => {
+                rep.line(&format!(
+                    "[{}/{}] {}: already done, reusing {}",
+                    k + 1,
+                    students.len(),
+                    st.name,
+                    done.display()
+                ));
+                r
+            }
+            None => {
+                rep.line(&format!(
+                    "[{}/{}] {}: {} transfer images",
+                    k + 1,
+                    students.len(),
+                    st.name,
+                    st.settings.transfer
+                ));
+                run(&st.settings, teacher, data, &dir, rep)?
+            }
+        };
+        rows.push(SweepRow::of(&r, &st.name));
+        write_csv(&out.join(RESULTS), &rows)?;
+    }
+    Ok(rows)
+}
+
+/// Whether `dir` holds a distillation sweep.
+pub fn is_sweep(dir: &Path) -> bool {
+    dir.join(SWEEP_FILE).is_file()
+}
+
+/// Reads a sweep's `results.csv`.
+pub fn read_rows(path: &Path) -> Result<Vec<SweepRow>> {
+    let mut rd = csv::Reader::from_path(path)
+        .map_err(|e| Error::artifact(path, format!("cannot read: {e}")))?;
+    rd.deserialize()
+        .collect::<std::result::Result<Vec<SweepRow>, _>>()
+        .map_err(|e| Error::artifact(path, format!("not a distillation results.csv: {e}")))
+}
+
+/// Redraws a sweep's figures from its files into `dir/plots/`.
+pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
+    let info: SweepInfo = read_json(&dir.join(SWEEP_FILE))?;
+    let path = dir.join(RESULTS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    figures(
+        &read_rows(&path)?,
+        &info.title,
+        &dir.join(PLOTS).join("distill"),
+    )
+}
+
+/// (x, mean, min, max) of `y` (in %) over the rows at each distinct `x`.
+fn stats(rows: &[&SweepRow], x: fn(&SweepRow) -> f64, y: fn(&SweepRow) -> f64) -> Series {
+    let mut at: BTreeMap<u64, (f64, Vec<f64>)> = BTreeMap::new();
+    for r in rows {
+        let xv = x(r);
+        at.entry(xv.to_bits())
+            .or_insert((xv, Vec::new()))
+            .1
+            .push(100.0 * y(r));
+    }
+    let mut pts: Vec<(f64, Vec<f64>)> = at.into_values().collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut s = Series::default();
+    for (xv, v) in pts {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        s.points.push((xv, mean));
+        if v.len() > 1 {
+            s.band.push((xv, lo, hi));
+        }
+    }
+    s
+}
+
+type Get = fn(&SweepRow) -> f64;
+
+/// The three students' series (and the teacher's, for errors) of one figure.
+fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
+    let mut defs: Vec<(&str, Get, bool)> = if error {
+        vec![
+            ("copy conductances", |r| r.copy_test_error, false),
+            ("FF from scratch (labels)", |r| r.scratch_test_error, false),
+            (
+                "distilled (FF, teacher's probabilities)",
+                |r| r.test_error,
+                false,
+            ),
+            ("teacher (its own chip)", |r| r.teacher_test_error, true),
+        ]
+    } else {
+        vec![
+            ("copy conductances", |r| r.copy_agreement, false),
+            ("FF from scratch (labels)", |r| r.scratch_agreement, false),
+            (
+                "distilled (FF, teacher's probabilities)",
+                |r| r.agreement,
+                false,
+            ),
+        ]
+    };
+    defs.drain(..)
+        .map(|(label, get, dashed)| Series {
+            label: label.into(),
+            dashed,
+            ..stats(rows, x, get)
+        })
+        .collect()
+}
+
+fn count<T: Ord>(v: impl Iterator<Item = T>) -> usize {
+    v.collect::<std::collections::BTreeSet<T>>().len()
+}
+
+/// Draws the figures of a sweep (PNG + SVG), `<stem>-error` and `<stem>-agreement` vs
+/// transfer-set size for each (student chip, variation) group (suffixed `_<chip>_v<var>`
+/// when there are several groups), and `<stem>-variation-error` / `-agreement` vs the
+/// student chips' variation at the largest transfer size when variation was swept. Lines
+/// are means over student chips, bands their min–max.
+pub fn figures(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBuf>> {
+    let name = stem
+        .file_name()
+        .map_or("distill".into(), |s| s.to_string_lossy().into_owned());
+    let file = |suffix: &str| stem.with_file_name(format!("{name}{suffix}"));
+    let mut groups: BTreeMap<(String, u64), Vec<&SweepRow>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry((r.student_chip.clone(), r.variation.to_bits()))
+            .or_default()
+            .push(r);
+    }
+    let chips = count(rows.iter().map(|r| r.student_chip.clone()));
+    let mut files = Vec::new();
+    for ((chip, var), g) in &groups {
+        let var = f64::from_bits(*var);
+        let seeds = count(g.iter().map(|r| r.student_seed));
+        let (suffix, what) = if groups.len() == 1 {
+            (String::new(), String::new())
+        } else {
+            (
+                format!("_{}_v{var}", file_tag(chip)),
+                format!(" ({chip}, variation {var})"),
+            )
+        };
+        let transfer: Get = |r| r.transfer as f64;
+        let error = LineChart {
+            title: format!("{title}{what}: student test error"),
+            x_label: "transfer-set size (images)".into(),
+            y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
+            series: lines(g, transfer, true),
+            log_x: true,
+            log_y: true,
+            ..Default::default()
+        };
+        files.push(line_chart(&error, &file(&format!("-error{suffix}")))?);
+        let agreement = LineChart {
+            title: format!("{title}{what}: agreement with the teacher's top-1"),
+            x_label: "transfer-set size (images)".into(),
+            y_label: format!("test agreement (%), mean of {seeds} student chips"),
+            series: lines(g, transfer, false),
+            log_x: true,
+            ..Default::default()
+        };
+        files.push(line_chart(
+            &agreement,
+            &file(&format!("-agreement{suffix}")),
+        )?);
+    }
+    let mut by_chip: BTreeMap<&str, Vec<&SweepRow>> = BTreeMap::new();
+    for r in rows {
+        by_chip.entry(&r.student_chip).or_default().push(r);
+    }
+    for (chip, g) in by_chip {
+        if count(g.iter().map(|r| r.variation.to_bits())) < 2 {
+            continue;
+        }
+        let largest = g.iter().map(|r| r.transfer).max().expect("non-empty");
+        let at: Vec<&SweepRow> = g.into_iter().filter(|r| r.transfer == largest).collect();
+        let seeds = count(at.iter().map(|r| r.student_seed));
+        let suffix = if chips == 1 {
+            String::new()
+        } else {
+            format!("_{}", file_tag(chip))
+        };
+        let variation: Get = |r| r.variation;
+        let x_label = format!("student chip variation (× the {chip} spreads and noises)");
+        let error = LineChart {
+            title: format!("{title}: student test error, {largest} transfer images"),
+            x_label: x_label.clone(),
+            y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
+            series: lines(&at, variation, true),
+            log_y: true,
+            ..Default::default()
+        };
+        files.push(line_chart(
+            &error,
+            &file(&format!("-variation-error{suffix}")),
+        )?);
+        let agreement = LineChart {
+            title: format!("{title}: agreement with the teacher, {largest} transfer images"),
+            x_label,
+            y_label: format!("test agreement (%), mean of {seeds} student chips"),
+            series: lines(&at, variation, false),
+            ..Default::default()
+        };
+        files.push(line_chart(
+            &agreement,
+            &file(&format!("-variation-agreement{suffix}")),
+        )?);
+    }
+    Ok(files)
+}
+
+/// A chip source as part of a file name (`specs/my chip.toml` → `my_chip`).
+fn file_tag(source: &str) -> String {
+    Path::new(source)
+        .file_stem()
+        .map_or_else(|| source.to_string(), |s| s.to_string_lossy().into_owned())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(chip: &str, variation: f64, transfer: usize, seed: u64, err: f64) -> SweepRow {
+        SweepRow {
+            student_chip: chip.into(),
+            variation,
+            transfer,
+            student_seed: seed,
+            epochs: 1,
+            seed: 1,
+            teacher_test_error: 0.05,
+            test_error: err,
+            agreement: 1.0 - err,
+            kl: 0.1,
+            copy_test_error: 0.5,
+            copy_agreement: 0.5,
+            copy_kl: 1.0,
+            scratch_test_error: 0.2,
+            scratch_agreement: 0.8,
+            scratch_kl: 0.5,
+            dir: format!("{chip}-v{variation}-t{transfer}-s{seed}"),
+        }
+    }
+
+    #[test]
+    fn stats_average_over_seeds_at_each_x_in_order() {
+        let rows = [
+            row("harsh", 1.0, 5000, 2, 0.10),
+            row("harsh", 1.0, 1000, 2, 0.30),
+            row("harsh", 1.0, 1000, 3, 0.20),
+        ];
+        let refs: Vec<&SweepRow> = rows.iter().collect();
+        let s = stats(&refs, |r| r.transfer as f64, |r| r.test_error);
+        assert_eq!(s.points.len(), 2);
+        assert_eq!(s.points[0].0, 1000.0);
+        approx::assert_relative_eq!(s.points[0].1, 25.0, epsilon = 1e-9);
+        approx::assert_relative_eq!(s.points[1].1, 10.0, epsilon = 1e-9);
+        assert_eq!(s.band.len(), 1, "a band only where there are several seeds");
+        approx::assert_relative_eq!(s.band[0].1, 20.0, epsilon = 1e-9);
+        approx::assert_relative_eq!(s.band[0].2, 30.0, epsilon = 1e-9);
+    }
+
+    #[test]
+    fn figures_per_group_and_vs_variation_round_trip_through_the_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = Vec::new();
+        for v in [0.5, 1.0, 2.0] {
+            for t in [100, 1000] {
+                for s in [2, 3] {
+                    rows.push(row("harsh", v, t, s, 0.1 * v / t as f64 * 100.0));
+                }
+            }
+        }
+        write_csv(&dir.path().join(RESULTS), &rows).unwrap();
+        assert_eq!(read_rows(&dir.path().join(RESULTS)).unwrap(), rows);
+        let info = SweepInfo {
+            title: "t".into(),
+            teacher: "teacher".into(),
+            teacher_seed: 1,
+            teacher_chip_seed: Some(1),
+            students: rows.iter().map(|r| r.dir.clone()).collect(),
+        };
+        write_json(&dir.path().join(SWEEP_FILE), &info).unwrap();
+        assert!(is_sweep(dir.path()));
+        let files = draw(dir.path()).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3 * 2 + 2, "{names:?}");
+        assert!(names.contains(&"distill-error_harsh_v0.5.png".to_string()));
+        assert!(names.contains(&"distill-variation-agreement.png".to_string()));
+        for f in files {
+            assert!(
+                std::fs::metadata(&f).unwrap().len() > 1000,
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
