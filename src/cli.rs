@@ -48,15 +48,15 @@ pub enum Command {
     Plot(crate::scenario::command::PlotArgs),
     /// Combine the output directories of shards of one scenario.
     Merge(crate::scenario::command::MergeArgs),
-    /// Distil a trained FF teacher into FF students on other chips; compare with copying
-    /// its conductances and with FF from scratch.
+    /// Distil a trained teacher (any algorithm) into FF students on other chips; compare
+    /// with copying its conductances and with FF from scratch.
     Distill(DistillArgs),
 }
 
 /// `mortal distill` arguments.
 #[derive(Debug, Args)]
 pub struct DistillArgs {
-    /// Teacher checkpoint directory (the --out of a `mortal train --algo ff` run).
+    /// Teacher checkpoint directory (the --out of a `mortal train` run, any --algo).
     #[arg(long, value_name = "DIR")]
     pub teacher: PathBuf,
     /// Student chip: a preset (ideal, reram, pcm, harsh) or a spec TOML file.
@@ -626,6 +626,7 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
     dcfg.validate()?;
     ChipConfig::from_source(&args.student_chip, 0, args.variation)?.validate()?;
     let teacher = d::load_teacher(&args.teacher)?;
+    d::check_source(teacher.meta.config.algo, dcfg.source)?;
     let mut data_cfg = teacher.meta.config.clone();
     data_cfg.train_limit = transfers.iter().copied().max();
     data_cfg.eval_limit = args.eval_limit.or(data_cfg.eval_limit);

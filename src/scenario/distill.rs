@@ -20,7 +20,7 @@ use crate::learn::distill::DistillConfig;
 use crate::progress::Reporter;
 use crate::train::distill::{self as d, DistillSettings};
 use crate::train::distill_sweep::{self as ds, Student, SweepInfo};
-use crate::train::{self, Algo, ChipConfig, RunOptions, RunResults, TrainConfig};
+use crate::train::{self, ChipConfig, RunOptions, RunResults, TrainConfig};
 
 /// Where the teacher is trained inside the output directory.
 pub const TEACHER: &str = "teacher";
@@ -88,13 +88,8 @@ impl DistillPlan {
             ));
         }
         let teacher = p.runs[0].config.clone();
-        if teacher.algo != Algo::Ff {
-            return Err(Error::param(
-                "train.algo",
-                teacher.algo,
-                "the teacher of a distillation scenario must be trained with ff",
-            ));
-        }
+        d::check_source(teacher.algo, sec.source)
+            .map_err(|e| rekey(e, |_| "distill.source".into()))?;
         no_duplicates("distill.student_seeds", &sec.student_seeds)?;
         no_duplicates("distill.transfer", &sec.transfer)?;
         let vars: Vec<String> = sec.variations.iter().map(|v| v.to_string()).collect();

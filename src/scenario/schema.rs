@@ -99,7 +99,7 @@ pub struct ScenarioFile {
 }
 
 /// `[distill]`: the scenario's run (its `[data]`, `[model]`, `[train]`, `[hardware]`) is
-/// the teacher, a Forward-Forward network trained once into `<out>/teacher/`; each
+/// the teacher (any algorithm), trained once into `<out>/teacher/`; each
 /// student (every combination of `student_chips`, `variations`, `transfer` and
 /// `student_seeds`, in that order) is a fresh chip trained in situ by FF to match the
 /// teacher's probabilities, compared with copying the teacher's conductances and with FF

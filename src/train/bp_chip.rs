@@ -220,6 +220,17 @@ impl Trainer for DeployTrainer {
         })
     }
 
+    fn logits(&mut self, data: &Dataset, noise: &mut Rng) -> Result<Mat> {
+        self.deployer
+            .ensure(self.learner.mlp(), self.chip.as_mut())?;
+        Ok(onchip::logits(
+            self.chip.as_mut(),
+            data,
+            &mut self.trace,
+            noise,
+        ))
+    }
+
     fn evaluate_digital(&mut self, data: &Dataset) -> Result<Option<f64>> {
         Ok(Some(evaluate_mlp(
             self.learner.mlp(),
@@ -320,6 +331,15 @@ impl Trainer for InSituTrainer {
             goodness: None,
             softmax: Some(e),
         })
+    }
+
+    fn logits(&mut self, data: &Dataset, noise: &mut Rng) -> Result<Mat> {
+        Ok(onchip::logits(
+            self.chip.as_mut(),
+            data,
+            &mut self.trace,
+            noise,
+        ))
     }
 
     /// `bp-pat`: the host's nominal twin, evaluated digitally.

@@ -1,5 +1,6 @@
-//! `mortal distill`: move a trained Forward-Forward network (the teacher, on its chip) to
-//! another chip (the student), and compare with the two baselines, in one run:
+//! `mortal distill`: move a trained network (the teacher, on its chip; Forward-Forward or
+//! any backprop variant) to another chip (the student, trained in situ by FF), and compare
+//! with the two baselines, in one run:
 //! * **copy**: the teacher's conductances (or, for a digital teacher, its weights,
 //!   programmed) put onto the student chip, evaluated as they are;
 //! * **scratch**: FF from scratch on the student chip with the transfer images' true labels;
@@ -142,7 +143,7 @@ pub struct TeacherCheckpoint {
     pub tensors: Vec<tensor::Tensor>,
 }
 
-/// Reads a teacher checkpoint; it must be a Forward-Forward network.
+/// Reads a teacher checkpoint (a network trained by any algorithm, on a chip or not).
 pub fn load_teacher(dir: &Path) -> Result<TeacherCheckpoint> {
     if !dir.is_dir() {
         return Err(Error::artifact(
@@ -151,19 +152,73 @@ pub fn load_teacher(dir: &Path) -> Result<TeacherCheckpoint> {
         ));
     }
     let (meta, tensors) = checkpoint::load(dir)?;
-    if meta.config.algo != Algo::Ff {
+    meta.config.validate()?;
+    Ok(TeacherCheckpoint { meta, tensors })
+}
+
+/// Checks that a teacher trained by `algo` has the scores `source` names: goodness
+/// exists only for Forward-Forward teachers.
+pub fn check_source(algo: Algo, source: ScoreSource) -> Result<()> {
+    if algo != Algo::Ff && source == ScoreSource::Goodness {
         return Err(Error::param(
-            "teacher",
-            dir.display(),
+            "source",
+            source.name(),
             format!(
-                "the teacher was trained with {}; distillation needs an FF teacher \
-                 (--algo ff)",
-                meta.config.algo
+                "only a Forward-Forward teacher has goodness scores (this one is {algo}); use softmax"
             ),
         ));
     }
-    meta.config.validate()?;
-    Ok(TeacherCheckpoint { meta, tensors })
+    Ok(())
+}
+
+/// A trained network whose outputs are compared with the teacher's: a Forward-Forward
+/// network (softmax-head logits, and goodness per label on request) or a network of
+/// another algorithm (its output layer).
+pub enum Net {
+    Ff(Box<FfTrainer>),
+    Other(Box<dyn Trainer>),
+}
+
+impl Net {
+    /// (output logits, goodness log-odds when `goodness` is asked for and the network is
+    /// FF), each classes × n, for every image of `data`.
+    pub fn scores(
+        &mut self,
+        data: &crate::data::Dataset,
+        goodness: bool,
+        noise: &mut crate::rng::Rng,
+    ) -> Result<(Mat, Option<Mat>)> {
+        match self {
+            Net::Ff(t) => ff_scores(t, data, goodness, noise),
+            Net::Other(t) => Ok((t.logits(data, noise)?, None)),
+        }
+    }
+
+    /// The teacher's output distribution's scores by `source` (goodness: FF only).
+    fn output(
+        &mut self,
+        data: &crate::data::Dataset,
+        source: ScoreSource,
+        noise: &mut crate::rng::Rng,
+    ) -> Result<Mat> {
+        match self {
+            Net::Ff(t) => Ok(distill::pick(
+                distill::scores_of(&mut t.learner, t.substrate.as_mut(), data, source, noise)?,
+                source,
+            )),
+            Net::Other(t) => {
+                check_source(Algo::Bp, source)?;
+                t.logits(data, noise)
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Net::Ff(t) => t.substrate.describe(),
+            Net::Other(t) => t.substrate(),
+        }
+    }
 }
 
 /// A Forward-Forward trainer for `cfg` (the learner and its substrate, built as
@@ -190,16 +245,69 @@ impl TeacherCheckpoint {
     }
 
     /// The teacher on its own substrate.
-    pub fn restore(&self) -> Result<FfTrainer> {
-        let mut t = ff_trainer(&self.meta.config)?;
+    pub fn restore(&self) -> Result<Net> {
+        if self.meta.config.algo == Algo::Ff {
+            let mut t = ff_trainer(&self.meta.config)?;
+            t.restore(&self.tensors, &self.saved_id())?;
+            return Ok(Net::Ff(Box::new(t)));
+        }
+        let mut t = super::trainers::build(&self.meta.config)?;
         t.restore(&self.tensors, &self.saved_id())?;
-        Ok(t)
+        Ok(Net::Other(t))
     }
 
-    /// The copy baseline: the teacher's state put onto the substrate of `cfg` (a chip
+    /// The copy baseline: the teacher's state put onto the student chip of `cfg` (a chip
     /// teacher's conductances are loaded into the student chip, whose own devices then
-    /// apply; a digital teacher's weights are programmed, write-and-verify).
+    /// apply; a digital teacher's weights are programmed, write-and-verify; a `bp-deploy`
+    /// or `bp-hwa` teacher's digital weights are deployed afresh, as that algorithm does).
+    /// The network keeps the teacher's algorithm.
     pub fn copy_onto(
+        &self,
+        cfg: &TrainConfig,
+        noise: &mut crate::rng::Rng,
+    ) -> Result<(Net, Option<String>)> {
+        let chip = cfg.chip.clone();
+        match self.meta.config.algo {
+            Algo::Ff => {
+                let (t, note) = self.copy_ff(cfg, noise)?;
+                Ok((Net::Ff(Box::new(t)), note))
+            }
+            Algo::Bp => {
+                // A digitally trained network goes onto a chip the bp-deploy way.
+                let deploy = TrainConfig {
+                    algo: Algo::BpDeploy,
+                    chip,
+                    ..self.meta.config.clone()
+                };
+                let mut t = super::trainers::build(&deploy)?;
+                let mut tensors = self.tensors.clone();
+                tensors.extend(
+                    t.tensors()
+                        .into_iter()
+                        .filter(|x| x.0.starts_with("substrate/")),
+                );
+                tensors.push(tensor::from_vec("deploy/current", &[0.0]));
+                let own = t.substrate_id();
+                t.restore(&tensors, &own)?;
+                let note = format!(
+                    "the digital backprop teacher's weights deployed (write-and-verify) onto {}",
+                    t.substrate()
+                );
+                Ok((Net::Other(t), Some(note)))
+            }
+            _ => {
+                let onto = TrainConfig {
+                    chip,
+                    ..self.meta.config.clone()
+                };
+                let mut t = super::trainers::build(&onto)?;
+                let note = t.restore(&self.tensors, &self.saved_id())?;
+                Ok((Net::Other(t), note))
+            }
+        }
+    }
+
+    fn copy_ff(
         &self,
         cfg: &TrainConfig,
         noise: &mut crate::rng::Rng,
@@ -241,13 +349,19 @@ pub fn student_config(
     seed: u64,
     transfer: usize,
 ) -> TrainConfig {
-    TrainConfig {
+    let mut c = TrainConfig {
+        algo: Algo::Ff,
         epochs,
         seed,
         train_limit: Some(transfer),
         chip: Some(chip),
         ..teacher.clone()
+    };
+    if teacher.algo != Algo::Ff {
+        c.ff = crate::learn::FfConfig::default();
+        c.bp = crate::learn::BpConfig::default();
     }
+    c
 }
 
 /// Epochs of a student with `transfer` images.
@@ -255,26 +369,25 @@ pub fn student_epochs(epochs: usize, min_samples: usize, transfer: usize) -> usi
     epochs.max(min_samples.div_ceil(transfer.max(1)))
 }
 
-fn evaluate_against(
+/// An FF network's (head logits, goodness log-odds if `goodness`) for `data`.
+fn ff_scores(
     t: &mut FfTrainer,
-    with_goodness: bool,
     data: &crate::data::Dataset,
-    teacher_out: &Mat,
+    goodness: bool,
     noise: &mut crate::rng::Rng,
-) -> Result<Fidelity> {
-    let (logits, goodness) = distill::scores_of(
-        &mut t.learner,
-        t.substrate.as_mut(),
-        data,
-        if with_goodness {
-            ScoreSource::Goodness
-        } else {
-            ScoreSource::Softmax
-        },
-        noise,
-    )?;
-    let g = with_goodness.then_some(&goodness);
-    Ok(fidelity(&logits, g, teacher_out, data.labels()))
+) -> Result<(Mat, Option<Mat>)> {
+    let source = if goodness {
+        ScoreSource::Goodness
+    } else {
+        ScoreSource::Softmax
+    };
+    let (l, g) = distill::scores_of(&mut t.learner, t.substrate.as_mut(), data, source, noise)?;
+    Ok((l, goodness.then_some(g)))
+}
+
+/// How scores from [`Net::scores`] compare with the teacher's outputs and the labels.
+fn against(scores: (Mat, Option<Mat>), data: &crate::data::Dataset, teacher_out: &Mat) -> Fidelity {
+    fidelity(&scores.0, scores.1.as_ref(), teacher_out, data.labels())
 }
 
 pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
@@ -336,25 +449,17 @@ pub fn run(
     let transfer = data.train.slice(0..s.transfer);
 
     // Teacher outputs: transfer, validation and test sets.
-    let mut teacher_t = teacher.restore()?;
+    let mut teacher_net = teacher.restore()?;
     let mut tnoise = stream(derive(seeds.noise, "teacher"), "scores");
-    let mut teacher_out = |d: &crate::data::Dataset| -> Result<Mat> {
-        let pair = distill::scores_of(
-            &mut teacher_t.learner,
-            teacher_t.substrate.as_mut(),
-            d,
-            source,
-            &mut tnoise,
-        )?;
-        Ok(distill::pick(pair, source))
-    };
+    let mut teacher_out =
+        |d: &crate::data::Dataset| -> Result<Mat> { teacher_net.output(d, source, &mut tnoise) };
     let t_transfer = teacher_out(&transfer)?;
     let t_valid = teacher_out(&data.valid)?;
     let t_test = teacher_out(&data.test)?;
     let teacher_test_error = distill::error_of(&t_test, data.test.labels());
     rep.line(&format!(
         "teacher ({}): test error {:.2}% by {}",
-        teacher_t.substrate.describe(),
+        teacher_net.describe(),
         100.0 * teacher_test_error,
         source.name()
     ));
@@ -362,13 +467,11 @@ pub fn run(
     // Baseline (a): copy.
     let mut copy_noise = stream(derive(seeds.noise, "copy"), "program");
     let (mut copy, copy_note) = teacher.copy_onto(cfg, &mut copy_noise)?;
-    let copy_f = evaluate_against(
-        &mut copy,
-        s.goodness,
+    let copy_f = against(
+        copy.scores(&data.test, s.goodness, &mut indexed(eval_seed, 1))?,
         &data.test,
         &t_test,
-        &mut indexed(eval_seed, 1),
-    )?;
+    );
     rep.line(&format!(
         "copy: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
         100.0 * copy_f.error,
@@ -389,13 +492,16 @@ pub fn run(
         eval_seed,
     };
     lesson.train(&mut scratch, cfg, None, &scratch_dir, rep)?;
-    let scratch_f = evaluate_against(
-        &mut scratch,
-        s.goodness,
+    let scratch_f = against(
+        ff_scores(
+            &mut scratch,
+            &data.test,
+            s.goodness,
+            &mut indexed(eval_seed, 2),
+        )?,
         &data.test,
         &t_test,
-        &mut indexed(eval_seed, 2),
-    )?;
+    );
     rep.line(&format!(
         "scratch: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
         100.0 * scratch_f.error,
@@ -410,13 +516,16 @@ pub fn run(
     let rows = lesson.train(&mut student, cfg, Some(&s.distill), out, rep)?;
     let train_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let valid_error = rows.last().map_or(f64::NAN, |r| r.valid_error);
-    let f = evaluate_against(
-        &mut student,
-        s.goodness,
+    let f = against(
+        ff_scores(
+            &mut student,
+            &data.test,
+            s.goodness,
+            &mut indexed(eval_seed, 3),
+        )?,
         &data.test,
         &t_test,
-        &mut indexed(eval_seed, 3),
-    )?;
+    );
     rep.line(&format!(
         "distill: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
         100.0 * f.error,
@@ -685,20 +794,30 @@ mod tests {
 
     /// A small FF teacher trained on `preset` #1, as a checkpoint held in memory.
     fn teacher(preset: &str, data: &Splits, epochs: usize) -> TeacherCheckpoint {
+        teacher_of(Algo::Ff, Some(preset), data, epochs)
+    }
+
+    /// A small teacher trained by `algo` on `preset` #1 (None: digital).
+    fn teacher_of(
+        algo: Algo,
+        preset: Option<&str>,
+        data: &Splits,
+        epochs: usize,
+    ) -> TeacherCheckpoint {
         let mut cfg = TrainConfig {
             layers: vec![64, 64],
             epochs,
             eval_every: 0,
-            chip: Some(ChipConfig::from_source(preset, 1, 1.0).unwrap()),
-            ..TrainConfig::default()
+            chip: preset.map(|p| ChipConfig::from_source(p, 1, 1.0).unwrap()),
+            ..TrainConfig::for_algo(algo)
         };
         if let crate::learn::OptimizerConfig::Sgd { lr, .. } = &mut cfg.ff.optimizer {
             *lr = 3e-3;
         }
-        let mut t = ff_trainer(&cfg).unwrap();
+        let mut t = crate::train::trainers::build(&cfg).unwrap();
         crate::train::run_with(
             &cfg,
-            &mut t,
+            t.as_mut(),
             data,
             &RunOptions {
                 out: None,
@@ -742,41 +861,69 @@ mod tests {
     }
 
     /// On the ideal preset, the teacher's conductances put onto another ideal chip compute
-    /// exactly what the teacher computed.
+    /// exactly what the teacher computed, whatever trained it (a digital backprop teacher
+    /// is deployed onto the ideal chip, which is exact too).
     #[test]
     fn copying_onto_an_ideal_chip_reproduces_the_teacher_exactly() {
         let data = tiny_data();
-        let t = teacher("ideal", &data, 1);
-        let s = settings(&t, "ideal", 2, 500);
-        let mut teach = t.restore().unwrap();
-        let (mut copy, _) = t.copy_onto(&s.student, &mut stream(1, "program")).unwrap();
-        let mut n1 = stream(5, "eval");
-        let mut n2 = stream(5, "eval");
-        let a = distill::scores_of(
-            &mut teach.learner,
-            teach.substrate.as_mut(),
-            &data.test,
-            ScoreSource::Goodness,
-            &mut n1,
-        )
-        .unwrap();
-        let b = distill::scores_of(
-            &mut copy.learner,
-            copy.substrate.as_mut(),
-            &data.test,
-            ScoreSource::Goodness,
-            &mut n2,
-        )
-        .unwrap();
-        let diff =
-            a.0.iter()
-                .zip(b.0.iter())
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-        assert!(diff < 1e-4, "max logit difference {diff}");
-        let f = fidelity(&b.0, Some(&b.1), &a.0, data.test.labels());
-        assert_eq!(f.agreement, 1.0);
-        assert!(f.kl < 1e-6, "KL {}", f.kl);
+        for (algo, preset) in [
+            (Algo::Ff, Some("ideal")),
+            (Algo::BpAnalog, Some("ideal")),
+            (Algo::BpDeploy, Some("ideal")),
+            (Algo::Bp, None),
+        ] {
+            let t = teacher_of(algo, preset, &data, 1);
+            let s = settings(&t, "ideal", 2, 500);
+            let mut teach = t.restore().unwrap();
+            let (mut copy, _) = t.copy_onto(&s.student, &mut stream(1, "program")).unwrap();
+            let ff = algo == Algo::Ff;
+            let a = teach
+                .scores(&data.test, ff, &mut stream(5, "eval"))
+                .unwrap();
+            let b = copy.scores(&data.test, ff, &mut stream(5, "eval")).unwrap();
+            let diff =
+                a.0.iter()
+                    .zip(b.0.iter())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+            assert!(diff < 1e-4, "{algo}: max logit difference {diff}");
+            assert_eq!(b.1.is_some(), ff, "{algo}: goodness only for FF");
+            let f = against(b, &data.test, &a.0);
+            assert_eq!(f.agreement, 1.0, "{algo}");
+            assert!(f.kl < 1e-6, "{algo}: KL {}", f.kl);
+        }
+    }
+
+    /// A backprop teacher (analog SGD on a ReRAM chip) is distilled into an FF student on
+    /// another ReRAM chip; only the softmax source exists for it.
+    #[test]
+    fn a_backprop_teacher_is_distilled_into_an_ff_student() {
+        let data = tiny_data();
+        let t = teacher_of(Algo::BpAnalog, Some("reram"), &data, 3);
+        let mut s = settings(&t, "reram", 2, 3000);
+        if let crate::learn::OptimizerConfig::Sgd { lr, .. } = &mut s.student.ff.optimizer {
+            *lr = 3e-3;
+        }
+        assert_eq!(s.student.algo, Algo::Ff);
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet()).unwrap();
+        for v in [
+            r.test_error,
+            r.agreement,
+            r.copy_agreement,
+            r.scratch_agreement,
+        ] {
+            assert!((0.0..=1.0).contains(&v), "{r:?}");
+        }
+        eprintln!("{r:?}");
+        assert!(r.agreement > 0.5, "agreement {}", r.agreement);
+        assert!(r.copy_test_error_goodness.is_none());
+        s.distill.source = ScoreSource::Goodness;
+        let e = run(&s, &t, &data, dir.path(), &Reporter::quiet()).unwrap_err();
+        assert!(
+            e.to_string().contains("only a Forward-Forward teacher"),
+            "{e}"
+        );
     }
 
     /// Distilling a harsh-chip teacher into a harsh chip with another seed beats copying

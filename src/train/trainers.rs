@@ -53,6 +53,10 @@ pub trait Trainer: Send {
     ) -> Result<BatchOutcome>;
     /// Errors on `data`; `full` adds the expensive methods.
     fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors>;
+    /// The network's output scores (classes × n) for every image of `data`, as it is
+    /// evaluated: FF the softmax head after a neutral-label pass; backprop the output
+    /// layer (measured on the chip for the `bp-*` algorithms).
+    fn logits(&mut self, data: &Dataset, noise: &mut Rng) -> Result<Mat>;
     /// Error on `data` of a digital model the trainer keeps next to its substrate (the
     /// network before deployment, or a digital twin), if it has one.
     fn evaluate_digital(&mut self, _data: &Dataset) -> Result<Option<f64>> {
@@ -135,6 +139,17 @@ impl Trainer for FfTrainer {
         })
     }
 
+    fn logits(&mut self, data: &Dataset, noise: &mut Rng) -> Result<Mat> {
+        let (logits, _) = crate::learn::distill::scores_of(
+            &mut self.learner,
+            self.substrate.as_mut(),
+            data,
+            crate::learn::distill::ScoreSource::Softmax,
+            noise,
+        )?;
+        Ok(logits)
+    }
+
     fn substrate(&self) -> String {
         self.substrate.describe()
     }
@@ -198,6 +213,15 @@ impl Trainer for BpTrainer {
             goodness: None,
             softmax: Some(self.learner.evaluate(data)),
         })
+    }
+
+    fn logits(&mut self, data: &Dataset, _noise: &mut Rng) -> Result<Mat> {
+        let mut trace = crate::learn::backprop::Trace::default();
+        Ok(crate::learn::backprop::mlp_logits(
+            &self.learner.mlp,
+            data,
+            &mut trace,
+        ))
     }
 
     fn substrate(&self) -> String {

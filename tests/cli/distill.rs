@@ -7,10 +7,17 @@ use crate::common::*;
 
 /// Trains a small FF teacher on harsh chip #1 into `dir`.
 fn train_teacher(dir: &Path) {
+    train_teacher_with(dir, "ff", "harsh");
+}
+
+/// Trains a small teacher with `algo` on `chip` #1 into `dir`.
+fn train_teacher_with(dir: &Path, algo: &str, chip: &str) {
     run_ok(
         mortal()
             .args([
                 "train",
+                "--algo",
+                algo,
                 "--dataset",
                 "synthetic",
                 "--layers",
@@ -24,7 +31,7 @@ fn train_teacher(dir: &Path) {
                 "--eval-every",
                 "0",
                 "--chip",
-                "harsh",
+                chip,
                 "--chip-seed",
                 "1",
                 "-q",
@@ -146,6 +153,37 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
     let drawn = run_ok(mortal().arg("plot").arg(&sweep));
     assert_eq!(String::from_utf8_lossy(&drawn.stdout).lines().count(), 2);
     assert!(sweep.join("plots/distill-error.png").exists());
+}
+
+/// A backprop teacher (physics-aware training on a ReRAM chip): its copy keeps its
+/// algorithm on the student chip; the student is FF; goodness is refused as its source.
+#[test]
+fn distill_takes_a_backprop_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    train_teacher_with(&teacher, "bp-pat", "reram");
+    let out = dir.path().join("out");
+    run_ok(distill_to(&teacher, &out, "reram").args(["--transfer", "300"]));
+    let r = read_json(&out.join("results.json"));
+    assert_eq!(r["config"]["student"]["algo"], "ff");
+    assert!(r["copy_note"].as_str().unwrap().contains("reram #2"), "{r}");
+    for key in [
+        "test_error",
+        "agreement",
+        "copy_agreement",
+        "scratch_agreement",
+    ] {
+        let v = r[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    let (code, err) = run_err(distill_to(&teacher, &dir.path().join("g"), "reram").args([
+        "--transfer",
+        "300",
+        "--source",
+        "goodness",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("only a Forward-Forward teacher"), "{err}");
 }
 
 #[test]

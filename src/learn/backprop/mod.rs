@@ -201,18 +201,43 @@ impl BpLearner {
 
 /// Fraction of `data` that `mlp` misclassifies (batches of 100).
 pub fn evaluate_mlp(mlp: &Mlp, data: &Dataset, trace: &mut Trace) -> f64 {
+    error_of(&mlp_logits(mlp, data, trace), data)
+}
+
+/// The output logits (classes × n) of `mlp` for every image of `data` (batches of 100).
+pub fn mlp_logits(mlp: &Mlp, data: &Dataset, trace: &mut Trace) -> Mat {
+    batched_logits(data, |x| {
+        mlp.forward(x, trace);
+        trace.logits().clone()
+    })
+}
+
+/// Runs `forward` (inputs × batch → classes × batch) over `data` in batches of 100, in
+/// order; the logits of every image (classes × n).
+pub fn batched_logits(data: &Dataset, mut forward: impl FnMut(&Mat) -> Mat) -> Mat {
+    let mut out = Mat::zeros(0, data.len());
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut x = Mat::zeros(0, 0);
-    let mut wrong = 0usize;
     for chunk in idx.chunks(100) {
         if x.ncols() != chunk.len() {
             x = Mat::zeros(PIXELS, chunk.len());
         }
         data.gather(chunk, &mut x);
-        mlp.forward(&x, trace);
+        let logits = forward(&x);
+        if out.nrows() != logits.nrows() {
+            out = Mat::zeros(logits.nrows(), data.len());
+        }
         for (j, &i) in chunk.iter().enumerate() {
-            wrong += usize::from(trace.logits().column(j).argmax().0 != data.label(i));
+            out.column_mut(i).copy_from(&logits.column(j));
         }
     }
+    out
+}
+
+/// Fraction of `data` whose largest logit is not at the true label.
+pub fn error_of(logits: &Mat, data: &Dataset) -> f64 {
+    let wrong = (0..data.len())
+        .filter(|&i| logits.column(i).argmax().0 != data.label(i))
+        .count();
     wrong as f64 / data.len().max(1) as f64
 }

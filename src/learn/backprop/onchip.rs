@@ -82,20 +82,16 @@ pub fn evaluate(
     trace: &mut Trace,
     noise: &mut Rng,
 ) -> f64 {
-    let idx: Vec<usize> = (0..data.len()).collect();
-    let mut x = Mat::zeros(0, 0);
-    let mut wrong = 0usize;
-    for chunk in idx.chunks(100) {
-        if x.ncols() != chunk.len() {
-            x = Mat::zeros(PIXELS, chunk.len());
-        }
-        data.gather(chunk, &mut x);
-        forward(sub, &x, trace, noise);
-        for (j, &i) in chunk.iter().enumerate() {
-            wrong += usize::from(trace.logits().column(j).argmax().0 != data.label(i));
-        }
-    }
-    wrong as f64 / data.len().max(1) as f64
+    super::error_of(&logits(sub, data, trace, noise), data)
+}
+
+/// The logits measured on `sub` (classes × n) for every image of `data` (batches of 100,
+/// each with fresh per-call noise from `noise`).
+pub fn logits(sub: &mut dyn Substrate, data: &Dataset, trace: &mut Trace, noise: &mut Rng) -> Mat {
+    super::batched_logits(data, |x| {
+        forward(sub, x, trace, noise);
+        trace.logits().clone()
+    })
 }
 
 #[cfg(test)]
