@@ -87,6 +87,14 @@ pub struct DistillArgs {
     /// Temperature of the teacher distribution positives are drawn from (0 = its top-1).
     #[arg(long, default_value_t = 1.0)]
     pub positive_temperature: f32,
+    /// The student layers' loss: FF's own with teacher-drawn positives and negatives, or
+    /// a per-layer KL of each layer's per-label goodness softmax to the teacher.
+    #[arg(long, value_enum, default_value = "contrastive")]
+    pub loss: LossArg,
+    /// Temperature τ of each layer's per-label goodness softmax (--loss layer-kl), in
+    /// squared-activity units of goodness.
+    #[arg(long, default_value_t = 20.0)]
+    pub layer_temperature: f32,
     /// Student epochs (distillation and scratch alike).
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -112,6 +120,13 @@ pub struct DistillArgs {
     /// Title of the sweep figures.
     #[arg(long, default_value = "Distillation between chips")]
     pub title: String,
+}
+
+/// Student layer losses.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LossArg {
+    Contrastive,
+    LayerKl,
 }
 
 /// Teacher score sources.
@@ -603,7 +618,7 @@ fn parse_list<T: std::str::FromStr>(key: &str, s: &str) -> Result<Vec<T>, Error>
 }
 
 fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) -> Result<()> {
-    use crate::learn::distill::{DistillConfig, ScoreSource};
+    use crate::learn::distill::{DistillConfig, DistillLoss, ScoreSource};
     use crate::train::distill as d;
     let transfers: Vec<usize> = parse_list("transfer", &args.transfer)?;
     if let Some(n) = transfers.iter().find(|n| **n == 0) {
@@ -622,6 +637,11 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
         hard_weight: args.hard_weight,
         unlabelled: args.unlabelled,
         positive_temperature: args.positive_temperature,
+        loss: match args.loss {
+            LossArg::Contrastive => DistillLoss::Contrastive,
+            LossArg::LayerKl => DistillLoss::LayerKl,
+        },
+        layer_temperature: args.layer_temperature,
     };
     dcfg.validate()?;
     ChipConfig::from_source(&args.student_chip, 0, args.variation)?.validate()?;

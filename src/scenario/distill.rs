@@ -115,6 +115,8 @@ impl DistillPlan {
             hard_weight: sec.hard_weight,
             unlabelled: sec.unlabelled,
             positive_temperature: sec.positive_temperature,
+            loss: sec.loss,
+            layer_temperature: sec.layer_temperature,
         };
         cfg.validate()
             .map_err(|e| rekey(e, |k| format!("distill.{}", k.replace('-', "_"))))?;

@@ -53,7 +53,7 @@ use serde_json::Value;
 
 use crate::data::DatasetKind;
 use crate::data::synthetic::SyntheticConfig;
-use crate::learn::distill::ScoreSource;
+use crate::learn::distill::{DistillLoss, ScoreSource};
 use crate::substrate::device::HardwareSpec;
 use crate::train::Algo;
 
@@ -138,6 +138,15 @@ pub struct DistillSection {
     /// 0 = its top-1; default 1).
     #[serde(default = "default_positive_temperature")]
     pub positive_temperature: f32,
+    /// The student layers' loss: `contrastive` (default: FF's own, positives and hard
+    /// negatives drawn from the teacher) or `layer-kl` (each layer's per-label goodness
+    /// softmax matched to the teacher; 11 passes per image).
+    #[serde(default)]
+    pub loss: DistillLoss,
+    /// Temperature τ of each layer's per-label goodness softmax for `layer-kl`
+    /// (squared-activity units of goodness, default 20).
+    #[serde(default = "default_layer_temperature")]
+    pub layer_temperature: f32,
     /// Student epochs, distillation and scratch alike (default 10).
     #[serde(default = "default_student_epochs")]
     pub epochs: usize,
@@ -168,6 +177,9 @@ fn default_source() -> ScoreSource {
 }
 fn default_positive_temperature() -> f32 {
     1.0
+}
+fn default_layer_temperature() -> f32 {
+    20.0
 }
 fn default_student_epochs() -> usize {
     10

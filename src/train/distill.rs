@@ -25,10 +25,10 @@ use crate::data::{CLASSES, PIXELS, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_atomic, write_json};
 use crate::learn::distill::{
-    self, DistillConfig, Fidelity, ScoreSource, fidelity, mix_hard, sample_label, sample_wrong,
-    softmax_t,
+    self, DistillConfig, DistillLoss, Fidelity, ScoreSource, fidelity, mix_hard, sample_label,
+    sample_wrong, softmax_t,
 };
-use crate::learn::ff::{FfLearner, SoftSupervision};
+use crate::learn::ff::{FfLearner, LayerKlSupervision, SoftSupervision};
 use crate::linalg::Mat;
 use crate::progress::Reporter;
 use crate::rng::{derive, indexed, stream};
@@ -659,6 +659,21 @@ impl Lesson<'_> {
                             &labels,
                             gain,
                             &mut negatives,
+                            &mut noise,
+                        )
+                    }
+                    Some(d) if d.loss == DistillLoss::LayerKl => {
+                        self.draw(idx, d, &mut labels_rng, &mut pos, &mut neg, &mut targets);
+                        let sup = LayerKlSupervision {
+                            targets: &targets,
+                            layer_temperature: d.layer_temperature,
+                            head_temperature: d.temperature,
+                        };
+                        t.learner.train_batch_layer_kl(
+                            t.substrate.as_mut(),
+                            &images,
+                            &sup,
+                            gain,
                             &mut noise,
                         )
                     }

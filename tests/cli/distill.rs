@@ -113,6 +113,25 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
     assert_eq!(epochs_without_timing(&one).len(), 2);
     assert_eq!(epochs_without_timing(&one.join("scratch")).len(), 2);
 
+    // The per-layer KL loss: same baselines, another distilled student.
+    let kl = dir.path().join("kl");
+    run_ok(distill(&teacher, &kl).args([
+        "--transfer",
+        "400",
+        "--student-seed",
+        "2",
+        "--loss",
+        "layer-kl",
+        "--layer-temperature",
+        "10",
+    ]));
+    let k = read_json(&kl.join("results.json"));
+    assert_eq!(k["config"]["distill"]["loss"], "layer-kl");
+    assert_eq!(k["config"]["distill"]["layer_temperature"], 10.0);
+    assert_eq!(k["copy_agreement"], r["copy_agreement"]);
+    assert_eq!(k["scratch_agreement"], r["scratch_agreement"]);
+    assert_ne!(k["kl"], r["kl"]);
+
     // A sweep: one directory per student, results.csv, figures; re-running reuses them.
     let sweep = dir.path().join("sweep");
     let args = ["--transfer", "200,400", "--student-seed", "2,3"];
@@ -205,6 +224,15 @@ fn distill_rejects_bad_inputs_with_one_line() {
         run_err(distill(&missing, &out).args(["--transfer", "10", "--temperature", "0"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("temperature"), "{err}");
+    let (code, err) = run_err(distill(&missing, &out).args([
+        "--transfer",
+        "10",
+        "--loss",
+        "layer-kl",
+        "--layer-temperature=-1",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("layer-temperature"), "{err}");
     let (code, err) = run_err(distill_to(&missing, &out, "plasma").args(["--transfer", "10"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("plasma"), "{err}");

@@ -47,6 +47,30 @@ impl ScoreSource {
     }
 }
 
+/// How the student's layers learn from the teacher.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistillLoss {
+    /// FF's own loss: a positive label drawn from the teacher's distribution, a hard
+    /// negative from its probabilities over the other labels.
+    #[default]
+    Contrastive,
+    /// Per-layer KL: each layer's softmax over per-label goodness (at the layer
+    /// temperature τ) matched to the teacher's distribution (11 passes per image; see
+    /// [`crate::learn::ff::LayerKlSupervision`]).
+    LayerKl,
+}
+
+impl DistillLoss {
+    /// Name on the command line and in result files.
+    pub fn name(self) -> &'static str {
+        match self {
+            DistillLoss::Contrastive => "contrastive",
+            DistillLoss::LayerKl => "layer-kl",
+        }
+    }
+}
+
 /// Settings of the student's training objective.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,10 +89,22 @@ pub struct DistillConfig {
     /// 1 = the teacher's probabilities, 0 = always the teacher's top-1).
     #[serde(default = "one")]
     pub positive_temperature: f32,
+    /// The layers' loss.
+    #[serde(default)]
+    pub loss: DistillLoss,
+    /// Temperature τ of each layer's per-label distribution for `layer-kl`
+    /// (dimensionless, > 0; default 20: goodness differences between labels are tens of
+    /// squared-activity units, and τ = 1 makes each layer's distribution nearly one-hot).
+    #[serde(default = "twenty")]
+    pub layer_temperature: f32,
 }
 
 fn one() -> f32 {
     1.0
+}
+
+fn twenty() -> f32 {
+    20.0
 }
 
 impl Default for DistillConfig {
@@ -79,6 +115,8 @@ impl Default for DistillConfig {
             hard_weight: 0.0,
             unlabelled: false,
             positive_temperature: 1.0,
+            loss: DistillLoss::Contrastive,
+            layer_temperature: 20.0,
         }
     }
 }
@@ -103,6 +141,12 @@ impl DistillConfig {
             "positive-temperature",
             self.positive_temperature,
             "must be ≥ 0",
+        )?;
+        ensure(
+            self.layer_temperature.is_finite() && self.layer_temperature > 0.0,
+            "layer-temperature",
+            self.layer_temperature,
+            "must be > 0",
         )?;
         if self.unlabelled && self.hard_weight > 0.0 {
             return Err(Error::param(

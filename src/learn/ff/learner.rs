@@ -27,6 +27,7 @@ pub struct FfLearner {
     opt_b: Vec<OptState>,
     buf: Buffers,
     pub(crate) eval_buf: super::eval::EvalBuffers,
+    pub(super) kl_buf: super::layer_kl::KlBuffers,
 }
 
 /// Work buffers, reused across batches (allocated once per batch size).
@@ -95,6 +96,9 @@ pub struct FfBatchStats {
     pub head: HeadStats,
     /// Number of positive samples (= negatives).
     pub samples: usize,
+    /// Loss terms per layer in `layer_loss_sum` (2·samples for positive + negative
+    /// passes; samples for the per-layer distillation loss).
+    pub scored: usize,
 }
 
 impl FfBatchStats {
@@ -113,17 +117,19 @@ impl FfBatchStats {
         self.head.loss_sum += other.head.loss_sum;
         self.head.errors += other.head.errors;
         self.samples += other.samples;
+        self.scored += other.scored;
     }
 
-    /// Mean log-loss per sample per layer (positives and negatives count equally).
+    /// Mean loss per scored term per layer (FF: log-loss, positives and negatives count
+    /// equally; per-layer distillation: KL), nats.
     pub fn mean_layer_loss(&self) -> f64 {
-        let n = (2 * self.samples * self.layer_loss_sum.len()).max(1) as f64;
+        let n = (self.scored * self.layer_loss_sum.len()).max(1) as f64;
         self.layer_loss_sum.iter().sum::<f64>() / n
     }
 }
 
 /// Writes `dst_j = c_j·y_j − term` for each column j (term per unit, may be empty).
-fn local_errors(y: &[f32], rows: usize, coeff: &[f32], term: &[f32], dst: &mut [f32]) {
+pub(super) fn local_errors(y: &[f32], rows: usize, coeff: &[f32], term: &[f32], dst: &mut [f32]) {
     dst.par_chunks_mut(rows * 8)
         .zip(y.par_chunks(rows * 8))
         .enumerate()
@@ -143,7 +149,38 @@ fn local_errors(y: &[f32], rows: usize, coeff: &[f32], term: &[f32], dst: &mut [
         });
 }
 
-fn check_finite(goodness: &[f32], layer: usize, what: &str) -> Result<()> {
+/// Peer normalisation: updates the running mean activity of each unit (`means`) with the
+/// columns of `act` (rows × n) and writes each unit's error term into `term` (empty when
+/// peer normalisation is off).
+pub(super) fn peer_term(
+    cfg: &super::FfConfig,
+    means: &mut [f32],
+    act: &[f32],
+    rows: usize,
+    term: &mut Vec<f32>,
+) {
+    term.clear();
+    if cfg.peer_norm <= 0.0 {
+        return;
+    }
+    let n = act.len() / rows;
+    let decay = cfg.peer_decay;
+    let mut batch_mean = vec![0.0f32; rows];
+    for col in act.chunks(rows) {
+        for (m, v) in batch_mean.iter_mut().zip(col) {
+            *m += v;
+        }
+    }
+    for (m, bm) in means.iter_mut().zip(&batch_mean) {
+        *m = decay * *m + (1.0 - decay) * bm / n as f32;
+    }
+    let layer_mean = means.iter().sum::<f32>() / rows as f32;
+    // Ascent direction in the reference code is +λ(mean − mᵢ); as a descent error it
+    // enters with the opposite sign.
+    term.extend(means.iter().map(|m| cfg.peer_norm * (layer_mean - m)));
+}
+
+pub(super) fn check_finite(goodness: &[f32], layer: usize, what: &str) -> Result<()> {
     match goodness.iter().find(|g| !g.is_finite()) {
         None => Ok(()),
         Some(g) => Err(Error::Diverged(format!(
@@ -185,6 +222,7 @@ impl FfLearner {
             opt_b,
             buf: Buffers::default(),
             eval_buf: Default::default(),
+            kl_buf: Default::default(),
         })
     }
 
@@ -315,6 +353,7 @@ impl FfLearner {
             pair_errors: vec![0; layers],
             head: HeadStats::default(),
             samples: b,
+            scored: 2 * b,
         };
 
         // Positive and neutral passes, stacked into one batch of 2B.
@@ -342,25 +381,13 @@ impl FfLearner {
                 stats.layer_loss_sum[l] += f64::from(s.log_loss);
                 buf.coeff[j] = s.coeff;
             }
-            buf.peer_term.clear();
-            if self.cfg.peer_norm > 0.0 {
-                let means = &mut self.peer[l];
-                let decay = self.cfg.peer_decay;
-                let mut batch_mean = vec![0.0f32; rows];
-                for col in act.as_slice()[..rows * b].chunks(rows) {
-                    for (m, v) in batch_mean.iter_mut().zip(col) {
-                        *m += v;
-                    }
-                }
-                for (m, bm) in means.iter_mut().zip(&batch_mean) {
-                    *m = decay * *m + (1.0 - decay) * bm / b as f32;
-                }
-                let layer_mean = means.iter().sum::<f32>() / rows as f32;
-                // Ascent direction in the reference code is +λ(mean − mᵢ); as a descent
-                // error it enters with the opposite sign.
-                buf.peer_term
-                    .extend(means.iter().map(|m| self.cfg.peer_norm * (layer_mean - m)));
-            }
+            peer_term(
+                &self.cfg,
+                &mut self.peer[l],
+                &act.as_slice()[..rows * b],
+                rows,
+                &mut buf.peer_term,
+            );
             local_errors(
                 &act.as_slice()[..rows * b],
                 rows,
@@ -442,68 +469,103 @@ impl FfLearner {
         }
 
         // One update request per layer: mean over the 2B samples of d·rᵀ.
-        let inv_b = 1.0 / b as f32;
+        let d_cat = std::mem::take(&mut buf.d_cat);
+        let r_cat = std::mem::take(&mut buf.r_cat);
         for l in 0..layers {
-            let (d, r) = (&buf.d_cat[l], &buf.r_cat[l]);
-            let (ow, ob) = (&mut self.opt_w[l], &mut self.opt_b[l]);
-            if ow.is_sgd() && ow.momentum() == 0.0 {
-                // Plain SGD is exactly the outer-product form: a chip may apply it as
-                // rank-1 pulse trains without the host forming d·rᵀ.
-                let sw = ow.sgd_step_from_velocity(gain, true);
-                sub.update(
-                    l,
-                    Update::Outer {
-                        x: r,
-                        d,
-                        scale: sw.scale * inv_b,
-                        decay: sw.decay,
-                    },
-                    noise,
-                );
-            } else if ow.is_sgd() {
-                let mu = ow.momentum();
-                gemm(inv_b, d, Op::N, r, Op::T, mu, ow.velocity_mut());
-                let gb = &mut buf.bias_grad[..d.nrows()];
-                row_sums(d, gb);
-                axpby(ob.velocity_mut().as_mut_slice(), mu, inv_b, gb);
-                let sw = ow.sgd_step_from_velocity(gain, true);
-                let sb = ob.sgd_step_from_velocity(gain, false);
-                debug_assert_eq!(sw.scale, sb.scale);
-                sub.update(
-                    l,
-                    Update::Dense {
-                        dw: ow.velocity(),
-                        db: ob.velocity().as_slice(),
-                        scale: sw.scale,
-                        decay: sw.decay,
-                    },
-                    noise,
-                );
-            } else {
-                gemm(inv_b, d, Op::N, r, Op::T, 0.0, &mut buf.grad[l]);
-                row_sums(d, &mut buf.grad_b[l]);
-                buf.grad_b[l].iter_mut().for_each(|g| *g *= inv_b);
-                let sw = ow.step(
-                    buf.grad[l].as_slice(),
-                    gain,
-                    true,
-                    buf.step[l].as_mut_slice(),
-                );
-                let sb = ob.step(&buf.grad_b[l], gain, false, &mut buf.step_b[l]);
-                debug_assert_eq!(sw.scale, sb.scale);
-                sub.update(
-                    l,
-                    Update::Dense {
-                        dw: &buf.step[l],
-                        db: &buf.step_b[l],
-                        scale: sw.scale,
-                        decay: sw.decay,
-                    },
-                    noise,
-                );
-            }
+            self.request_update(sub, l, &d_cat[l], &r_cat[l], b, gain, noise);
         }
+        self.buf.d_cat = d_cat;
+        self.buf.r_cat = r_cat;
         Ok(stats)
+    }
+
+    /// Asks the substrate to update layer `l` by the optimiser's step for the gradient
+    /// `(1/b)·d·rᵀ` (d: outputs × n local errors, r: inputs × n what the layer received;
+    /// `b` samples, n ≥ b columns).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn request_update(
+        &mut self,
+        sub: &mut dyn Substrate,
+        l: usize,
+        d: &Mat,
+        r: &Mat,
+        b: usize,
+        gain: f32,
+        noise: &mut Rng,
+    ) {
+        let inv_b = 1.0 / b as f32;
+        let buf = &mut self.buf;
+        let (ow, ob) = (&mut self.opt_w[l], &mut self.opt_b[l]);
+        if ow.is_sgd() && ow.momentum() == 0.0 {
+            // Plain SGD is exactly the outer-product form: a chip may apply it as
+            // rank-1 pulse trains without the host forming d·rᵀ.
+            let sw = ow.sgd_step_from_velocity(gain, true);
+            sub.update(
+                l,
+                Update::Outer {
+                    x: r,
+                    d,
+                    scale: sw.scale * inv_b,
+                    decay: sw.decay,
+                },
+                noise,
+            );
+        } else if ow.is_sgd() {
+            let mu = ow.momentum();
+            gemm(inv_b, d, Op::N, r, Op::T, mu, ow.velocity_mut());
+            if buf.bias_grad.len() < d.nrows() {
+                buf.bias_grad.resize(d.nrows(), 0.0);
+            }
+            let gb = &mut buf.bias_grad[..d.nrows()];
+            row_sums(d, gb);
+            axpby(ob.velocity_mut().as_mut_slice(), mu, inv_b, gb);
+            let sw = ow.sgd_step_from_velocity(gain, true);
+            let sb = ob.sgd_step_from_velocity(gain, false);
+            debug_assert_eq!(sw.scale, sb.scale);
+            sub.update(
+                l,
+                Update::Dense {
+                    dw: ow.velocity(),
+                    db: ob.velocity().as_slice(),
+                    scale: sw.scale,
+                    decay: sw.decay,
+                },
+                noise,
+            );
+        } else {
+            let (o, i) = (d.nrows(), r.nrows());
+            if buf.grad.len() <= l || buf.grad[l].shape() != (o, i) {
+                buf.grad.resize_with(l + 1, Mat::default);
+                buf.step.resize_with(l + 1, Mat::default);
+                buf.grad_b.resize_with(l + 1, Vec::new);
+                buf.step_b.resize_with(l + 1, Vec::new);
+                buf.grad[l] = Mat::zeros(o, i);
+                buf.step[l] = Mat::zeros(o, i);
+                buf.grad_b[l] = vec![0.0; o];
+                buf.step_b[l] = vec![0.0; o];
+            }
+            gemm(inv_b, d, Op::N, r, Op::T, 0.0, &mut buf.grad[l]);
+            row_sums(d, &mut buf.grad_b[l]);
+            buf.grad_b[l].iter_mut().for_each(|g| *g *= inv_b);
+            let sw = ow.step(
+                buf.grad[l].as_slice(),
+                gain,
+                true,
+                buf.step[l].as_mut_slice(),
+            );
+            let sb = ob.step(&buf.grad_b[l], gain, false, &mut buf.step_b[l]);
+            debug_assert_eq!(sw.scale, sb.scale);
+            sub.update(
+                l,
+                Update::Dense {
+                    dw: &buf.step[l],
+                    db: &buf.step_b[l],
+                    scale: sw.scale,
+                    decay: sw.decay,
+                },
+                noise,
+            );
+        }
     }
 }
 

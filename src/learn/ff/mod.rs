@@ -10,6 +10,7 @@ pub mod eval;
 pub mod goodness;
 pub mod head;
 pub mod labels;
+mod layer_kl;
 mod learner;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use crate::error::{Result, ensure};
 use crate::learn::optim::{OptimizerConfig, Schedule};
 pub use eval::{FfEvaluation, Scores};
 pub use goodness::{GoodnessLoss, Sign};
+pub use layer_kl::LayerKlSupervision;
 pub use learner::{FfBatchStats, FfLearner, SoftSupervision};
 
 /// Forward-Forward settings. Defaults are the reference recipe.
