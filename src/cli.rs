@@ -714,20 +714,7 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             .clone()
             .unwrap_or_else(|| args.out.join(ds::PLOTS).join("distill"));
         let figs = ds::figures(&rows, &args.title, &stem)?;
-        println!("transfer  seed  distill err/agree   copy err/agree   scratch err/agree");
-        for r in &rows {
-            println!(
-                "{:>8}  {:>4}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%",
-                r.transfer,
-                r.student_seed,
-                100.0 * r.test_error,
-                100.0 * r.agreement,
-                100.0 * r.copy_test_error,
-                100.0 * r.copy_agreement,
-                100.0 * r.scratch_test_error,
-                100.0 * r.scratch_agreement
-            );
-        }
+        print!("{}", ds::table(&rows));
         for f in figs {
             println!("figure {}", f.display());
         }

@@ -34,19 +34,7 @@ pub struct DistillPlan {
 
 /// The directory name of a student.
 fn student_name(chip: &str, variation: f64, transfer: usize, seed: u64) -> String {
-    let tag: String = Path::new(chip)
-        .file_stem()
-        .map_or_else(|| chip.to_string(), |s| s.to_string_lossy().into_owned())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{tag}-v{variation}-t{transfer}-s{seed}")
+    format!("{}-v{variation}-t{transfer}-s{seed}", ds::file_tag(chip))
 }
 
 /// Keeps the first and last of several values (smoke mode).
@@ -358,19 +346,7 @@ pub fn run(
         students: plan.students.iter().map(|s| s.name.clone()).collect(),
     };
     let rows = ds::sweep(&plan.students, &info, &checkpoint, &data, &out, reporter)?;
-    say!("student                         distill err/agree   copy err/agree   scratch err/agree");
-    for r in &rows {
-        say!(
-            "{:<30}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%",
-            r.dir,
-            100.0 * r.test_error,
-            100.0 * r.agreement,
-            100.0 * r.copy_test_error,
-            100.0 * r.copy_agreement,
-            100.0 * r.scratch_test_error,
-            100.0 * r.scratch_agreement
-        );
-    }
+    say!("{}", ds::table(&rows).trim_end());
     if req.plot {
         match ds::draw(&out) {
             Ok(files) => say!(

@@ -339,8 +339,29 @@ pub fn figures(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBu
     Ok(files)
 }
 
+/// The sweep as a text table, one line per student (errors and agreements in %).
+pub fn table(rows: &[SweepRow]) -> String {
+    let mut t = format!(
+        "{:<30}  distill err/agree   copy err/agree    scratch err/agree\n",
+        "student"
+    );
+    for r in rows {
+        t += &format!(
+            "{:<30}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%\n",
+            r.dir,
+            100.0 * r.test_error,
+            100.0 * r.agreement,
+            100.0 * r.copy_test_error,
+            100.0 * r.copy_agreement,
+            100.0 * r.scratch_test_error,
+            100.0 * r.scratch_agreement
+        );
+    }
+    t
+}
+
 /// A chip source as part of a file name (`specs/my chip.toml` → `my_chip`).
-fn file_tag(source: &str) -> String {
+pub fn file_tag(source: &str) -> String {
     Path::new(source)
         .file_stem()
         .map_or_else(|| source.to_string(), |s| s.to_string_lossy().into_owned())
