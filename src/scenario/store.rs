@@ -151,7 +151,10 @@ impl Manifest {
         if !p.is_file() {
             return Err(Error::artifact(
                 dir,
-                format!("no {MANIFEST} here; not the output directory of `mortal run`"),
+                format!(
+                    "no {MANIFEST} (or distill.json) here; not the output directory of `mortal run`, \
+                     `mortal merge` or a `mortal distill` sweep"
+                ),
             ));
         }
         let m: Manifest = read_json(&p)?;
