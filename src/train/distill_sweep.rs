@@ -13,6 +13,7 @@ use super::distill::{DistillResults, DistillSettings, TeacherCheckpoint, run, wr
 use crate::data::Splits;
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, read_json, write_json};
+use crate::learn::distill::DistillLoss;
 use crate::plot::{LineChart, Series, line_chart};
 use crate::progress::Reporter;
 
@@ -60,6 +61,9 @@ pub struct SweepRow {
     pub epochs: usize,
     /// Student training master seed.
     pub seed: u64,
+    /// The student layers' loss (`contrastive` or `layer-kl`).
+    #[serde(default = "contrastive")]
+    pub loss: String,
     pub teacher_test_error: f64,
     pub test_error: f64,
     pub agreement: f64,
@@ -74,6 +78,10 @@ pub struct SweepRow {
     pub dir: String,
 }
 
+fn contrastive() -> String {
+    DistillLoss::Contrastive.name().into()
+}
+
 impl SweepRow {
     fn of(r: &DistillResults, dir: &str) -> Self {
         Self {
@@ -83,6 +91,7 @@ impl SweepRow {
             student_seed: r.student_seed,
             epochs: r.epochs,
             seed: r.seed,
+            loss: r.config.distill.loss.name().into(),
             teacher_test_error: r.teacher_test_error,
             test_error: r.test_error,
             agreement: r.agreement,
@@ -205,31 +214,33 @@ type Get = fn(&SweepRow) -> f64;
 
 /// The three students' series (and the teacher's, for errors) of one figure.
 fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
-    let mut defs: Vec<(&str, Get, bool)> = if error {
-        vec![
-            ("copy conductances", |r| r.copy_test_error, false),
-            ("FF from scratch (labels)", |r| r.scratch_test_error, false),
-            (
-                "distilled (FF, teacher's probabilities)",
-                |r| r.test_error,
-                false,
-            ),
-            ("teacher (its own chip)", |r| r.teacher_test_error, true),
-        ]
-    } else {
-        vec![
-            ("copy conductances", |r| r.copy_agreement, false),
-            ("FF from scratch (labels)", |r| r.scratch_agreement, false),
-            (
-                "distilled (FF, teacher's probabilities)",
-                |r| r.agreement,
-                false,
-            ),
-        ]
-    };
-    defs.drain(..)
+    let losses: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.loss.as_str()).collect();
+    let distilled = format!(
+        "distilled (FF, {} loss, teacher's probabilities)",
+        losses.into_iter().collect::<Vec<_>>().join(" + ")
+    );
+    let mut defs: Vec<(String, Get, bool)> = vec![
+        ("copy conductances".into(), |r| r.copy_agreement, false),
+        (
+            "FF from scratch (labels)".into(),
+            |r| r.scratch_agreement,
+            false,
+        ),
+        (distilled, |r| r.agreement, false),
+    ];
+    if error {
+        defs[0].1 = |r| r.copy_test_error;
+        defs[1].1 = |r| r.scratch_test_error;
+        defs[2].1 = |r| r.test_error;
+        defs.push((
+            "teacher (its own chip)".into(),
+            |r| r.teacher_test_error,
+            true,
+        ));
+    }
+    defs.into_iter()
         .map(|(label, get, dashed)| Series {
-            label: label.into(),
+            label,
             dashed,
             ..stats(rows, x, get)
         })
@@ -388,6 +399,7 @@ mod tests {
             student_seed: seed,
             epochs: 1,
             seed: 1,
+            loss: contrastive(),
             teacher_test_error: 0.05,
             test_error: err,
             agreement: 1.0 - err,
