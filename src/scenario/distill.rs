@@ -16,7 +16,7 @@ use super::store::DirLock;
 use crate::data::{self, DataSource, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, read_json};
-use crate::learn::distill::DistillConfig;
+use crate::learn::distill::{DistillConfig, DistillLoss};
 use crate::progress::Reporter;
 use crate::train::distill::{self as d, DistillSettings};
 use crate::train::distill_sweep::{self as ds, Student, SweepInfo};
@@ -80,6 +80,8 @@ impl DistillPlan {
             .map_err(|e| rekey(e, |_| "distill.source".into()))?;
         no_duplicates("distill.student_seeds", &sec.student_seeds)?;
         no_duplicates("distill.transfer", &sec.transfer)?;
+        let losses: Vec<&str> = sec.losses.iter().map(|l| l.name()).collect();
+        no_duplicates("distill.losses", &losses)?;
         let vars: Vec<String> = sec.variations.iter().map(|v| v.to_string()).collect();
         no_duplicates("distill.variations", &vars)?;
         for v in &sec.variations {
@@ -103,7 +105,7 @@ impl DistillPlan {
             hard_weight: sec.hard_weight,
             unlabelled: sec.unlabelled,
             positive_temperature: sec.positive_temperature,
-            loss: sec.loss,
+            loss: DistillLoss::Contrastive,
             layer_temperature: sec.layer_temperature,
         };
         cfg.validate()
@@ -179,17 +181,26 @@ impl DistillPlan {
                             n,
                         );
                         student.eval_every = 0;
-                        students.push(Student {
-                            name: student_name(&base.source, variation, n, seed),
-                            settings: DistillSettings {
-                                teacher: teacher_dir.clone(),
-                                transfer: n,
-                                distill: cfg.clone(),
-                                goodness: sec.goodness,
-                                min_samples,
-                                student,
-                            },
-                        });
+                        for &loss in &sec.losses {
+                            let mut name = student_name(&base.source, variation, n, seed);
+                            if loss != DistillLoss::Contrastive {
+                                name = format!("{name}-{}", loss.name());
+                            }
+                            students.push(Student {
+                                name,
+                                settings: DistillSettings {
+                                    teacher: teacher_dir.clone(),
+                                    transfer: n,
+                                    distill: DistillConfig {
+                                        loss,
+                                        ..cfg.clone()
+                                    },
+                                    goodness: sec.goodness,
+                                    min_samples,
+                                    student: student.clone(),
+                                },
+                            });
+                        }
                     }
                 }
             }

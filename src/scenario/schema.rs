@@ -100,8 +100,8 @@ pub struct ScenarioFile {
 
 /// `[distill]`: the scenario's run (its `[data]`, `[model]`, `[train]`, `[hardware]`) is
 /// the teacher (any algorithm), trained once into `<out>/teacher/`; each
-/// student (every combination of `student_chips`, `variations`, `transfer` and
-/// `student_seeds`, in that order) is a fresh chip trained in situ by FF to match the
+/// student (every combination of `student_chips`, `variations`, `transfer`,
+/// `student_seeds` and `losses`, in that order) is a fresh chip trained in situ by FF to match the
 /// teacher's probabilities, compared with copying the teacher's conductances and with FF
 /// from scratch on the transfer images' labels (as `mortal distill`). A distillation
 /// scenario has no `[sweep]`.
@@ -138,11 +138,12 @@ pub struct DistillSection {
     /// 0 = its top-1; default 1).
     #[serde(default = "default_positive_temperature")]
     pub positive_temperature: f32,
-    /// The student layers' loss: `contrastive` (default: FF's own, positives and hard
-    /// negatives drawn from the teacher) or `layer-kl` (each layer's per-label goodness
-    /// softmax matched to the teacher; 11 passes per image).
-    #[serde(default)]
-    pub loss: DistillLoss,
+    /// The student layers' losses, each a set of students: `contrastive` (FF's own,
+    /// positives and hard negatives drawn from the teacher) and/or `layer-kl` (each
+    /// layer's per-label goodness softmax matched to the teacher; 11 passes per image).
+    /// Default `["contrastive"]`.
+    #[serde(default = "default_losses")]
+    pub losses: Vec<DistillLoss>,
     /// Temperature τ of each layer's per-label goodness softmax for `layer-kl`
     /// (squared-activity units of goodness, default 20).
     #[serde(default = "default_layer_temperature")]
@@ -177,6 +178,9 @@ fn default_source() -> ScoreSource {
 }
 fn default_positive_temperature() -> f32 {
     1.0
+}
+fn default_losses() -> Vec<DistillLoss> {
+    vec![DistillLoss::Contrastive]
 }
 fn default_layer_temperature() -> f32 {
     20.0

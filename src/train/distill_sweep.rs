@@ -212,39 +212,48 @@ fn stats(rows: &[&SweepRow], x: fn(&SweepRow) -> f64, y: fn(&SweepRow) -> f64) -
 
 type Get = fn(&SweepRow) -> f64;
 
-/// The three students' series (and the teacher's, for errors) of one figure.
+/// The students' series (copy, scratch, one distilled line per student loss; and the
+/// teacher's, for errors) of one figure.
 fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
-    let losses: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.loss.as_str()).collect();
-    let distilled = format!(
-        "distilled (FF, {} loss, teacher's probabilities)",
-        losses.into_iter().collect::<Vec<_>>().join(" + ")
-    );
-    let mut defs: Vec<(String, Get, bool)> = vec![
-        ("copy conductances".into(), |r| r.copy_agreement, false),
-        (
-            "FF from scratch (labels)".into(),
-            |r| r.scratch_agreement,
+    let series = |label: String, get: Get, rows: &[&SweepRow], dashed: bool| Series {
+        label,
+        dashed,
+        ..stats(rows, x, get)
+    };
+    let pick = |a: Get, b: Get| if error { a } else { b };
+    let mut out = vec![
+        series(
+            "copy conductances".into(),
+            pick(|r| r.copy_test_error, |r| r.copy_agreement),
+            rows,
             false,
         ),
-        (distilled, |r| r.agreement, false),
+        series(
+            "FF from scratch (labels)".into(),
+            pick(|r| r.scratch_test_error, |r| r.scratch_agreement),
+            rows,
+            false,
+        ),
     ];
+    let losses: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.loss.as_str()).collect();
+    for loss in losses {
+        let of: Vec<&SweepRow> = rows.iter().copied().filter(|r| r.loss == loss).collect();
+        out.push(series(
+            format!("distilled (FF, {loss} loss, teacher's probabilities)"),
+            pick(|r| r.test_error, |r| r.agreement),
+            &of,
+            false,
+        ));
+    }
     if error {
-        defs[0].1 = |r| r.copy_test_error;
-        defs[1].1 = |r| r.scratch_test_error;
-        defs[2].1 = |r| r.test_error;
-        defs.push((
+        out.push(series(
             "teacher (its own chip)".into(),
             |r| r.teacher_test_error,
+            rows,
             true,
         ));
     }
-    defs.into_iter()
-        .map(|(label, get, dashed)| Series {
-            label,
-            dashed,
-            ..stats(rows, x, get)
-        })
-        .collect()
+    out
 }
 
 fn count<T: Ord>(v: impl Iterator<Item = T>) -> usize {
@@ -430,6 +439,25 @@ mod tests {
         assert_eq!(s.band.len(), 1, "a band only where there are several seeds");
         approx::assert_relative_eq!(s.band[0].1, 20.0, epsilon = 1e-9);
         approx::assert_relative_eq!(s.band[0].2, 30.0, epsilon = 1e-9);
+    }
+
+    #[test]
+    fn each_student_loss_gets_its_own_distilled_line() {
+        let mut rows = vec![
+            row("harsh", 1.0, 100, 2, 0.3),
+            row("harsh", 1.0, 100, 3, 0.2),
+        ];
+        let mut kl = row("harsh", 1.0, 100, 2, 0.1);
+        kl.loss = "layer-kl".into();
+        rows.push(kl);
+        let refs: Vec<&SweepRow> = rows.iter().collect();
+        let s = lines(&refs, |r| r.transfer as f64, true);
+        let labels: Vec<&str> = s.iter().map(|x| x.label.as_str()).collect();
+        assert_eq!(s.len(), 5, "{labels:?}");
+        assert!(labels[2].contains("contrastive") && labels[3].contains("layer-kl"));
+        approx::assert_relative_eq!(s[2].points[0].1, 25.0, epsilon = 1e-9);
+        approx::assert_relative_eq!(s[3].points[0].1, 10.0, epsilon = 1e-9);
+        assert!(s[4].dashed, "the teacher is the dashed reference");
     }
 
     #[test]

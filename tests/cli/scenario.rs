@@ -134,6 +134,11 @@ fn every_shipped_scenario_runs_in_smoke_mode() {
     }
 }
 
+/// The position of column `name` in `dir/results.csv`.
+fn header_index(dir: &Path, name: &str) -> usize {
+    results(dir).0.iter().position(|h| h == name).unwrap()
+}
+
 /// A distillation scenario's `results.csv`: one row per student, fractions in [0, 1].
 fn check_distill_results(stem: &str, out: &Path) {
     let (header, rows) = results(out);
@@ -171,7 +176,8 @@ fn distill_scenario_reuses_its_teacher_and_students_and_plot_redraws() {
             "version = 1\nname = \"d\"\n[data]\ndataset = \"synthetic\"\ntrain_limit = 400\n\
              eval_limit = 100\n[model]\nlayers = [32]\n[train]\nepochs = {epochs}\n\
              [hardware]\npreset = \"harsh\"\n[distill]\nvariations = [0.5, 1.0]\n\
-             student_seeds = [2, 3]\ntransfer = [100, 200]\nepochs = 1\nunlabelled = true\n"
+             student_seeds = [2, 3]\ntransfer = [100, 200]\nepochs = 1\nunlabelled = true\n\
+             losses = [\"contrastive\", \"layer-kl\"]\n"
         )
     };
     std::fs::write(&file, text(1)).unwrap();
@@ -179,7 +185,9 @@ fn distill_scenario_reuses_its_teacher_and_students_and_plot_redraws() {
     run_ok(mortal().arg("run").arg(&file).arg("--out").arg(&out));
     check_distill_results("d", &out);
     let (_, rows) = results(&out);
-    assert_eq!(rows.len(), 2 * 2 * 2);
+    assert_eq!(rows.len(), 2 * 2 * 2 * 2);
+    let loss = header_index(&out, "loss");
+    assert_eq!(rows.iter().filter(|r| r[loss] == "layer-kl").count(), 8);
     let plots = files_with_ext(&out.join("plots"), "png");
     assert_eq!(plots.len(), 2 * 2 + 2, "{plots:?}");
     let teacher = std::fs::read(out.join("teacher/results.json")).unwrap();
@@ -188,7 +196,7 @@ fn distill_scenario_reuses_its_teacher_and_students_and_plot_redraws() {
     let said = String::from_utf8_lossy(&again.stdout).to_string()
         + &String::from_utf8_lossy(&again.stderr);
     assert!(said.contains("teacher: already trained"), "{said}");
-    assert_eq!(said.matches("already done").count(), 8, "{said}");
+    assert_eq!(said.matches("already done").count(), 16, "{said}");
     assert_eq!(
         std::fs::read(out.join("teacher/results.json")).unwrap(),
         teacher
