@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::data::{self, DataSource, DatasetKind};
+use crate::data::{self, DatasetKind};
 use crate::error::Error;
 use crate::learn::ff::{NegativeLabels, Sign};
 use crate::learn::optim::OptimizerConfig;
@@ -470,19 +470,6 @@ impl TrainArgs {
     }
 }
 
-/// Loads the dataset a configuration asks for.
-pub fn load_data(cfg: &TrainConfig, data_dir: Option<&Path>) -> Result<data::Splits, Error> {
-    data::load(
-        cfg.dataset,
-        &DataSource {
-            dir: data_dir.map(Path::to_path_buf),
-            synthetic: cfg.synthetic.clone(),
-            train_limit: cfg.train_limit,
-            eval_limit: cfg.eval_limit,
-        },
-    )
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let reporter = Reporter::auto(cli.quiet);
@@ -491,7 +478,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             let cfg = args.to_config()?;
             cfg.validate()?;
-            let data = load_data(&cfg, data_dir)?;
+            let data = cfg.load_data(data_dir)?;
             let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
             let opts = RunOptions {
                 out: Some(out.clone()),
@@ -549,7 +536,7 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
     }
     let mut cfg = restored.config.clone();
     cfg.eval_limit = args.eval_limit.or(cfg.eval_limit);
-    let data = load_data(&cfg, data_dir)?;
+    let data = cfg.load_data(data_dir)?;
     let mut trainer = restored.trainer;
     if let Some(note) = &restored.note {
         eprintln!("note: {note}");
@@ -650,7 +637,7 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
     let mut data_cfg = teacher.meta.config.clone();
     data_cfg.train_limit = transfers.iter().copied().max();
     data_cfg.eval_limit = args.eval_limit.or(data_cfg.eval_limit);
-    let data = load_data(&data_cfg, data_dir)?;
+    let data = data_cfg.load_data(data_dir)?;
     let make = |n: usize, seed: u64| -> Result<d::DistillSettings, Error> {
         let chip = ChipConfig::from_source(&args.student_chip, seed, args.variation)?;
         let epochs = d::student_epochs(args.epochs, args.min_samples, n);

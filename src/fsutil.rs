@@ -74,6 +74,44 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| Error::artifact(path, format!("not a valid file of this kind: {e}")))
 }
 
+/// Serialises `rows` as CSV (header from the first row's field names) and writes it
+/// atomically.
+pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let ctx = || format!("cannot format {}", path.display());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)
+            .map_err(|e| Error::io(ctx(), std::io::Error::other(e)))?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a CSV file of `T` rows; `what` names the expected kind of file in errors.
+pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>> {
+    let mut rd = csv::Reader::from_path(path)
+        .map_err(|e| Error::artifact(path, format!("cannot read: {e}")))?;
+    rd.deserialize()
+        .collect::<std::result::Result<Vec<T>, _>>()
+        .map_err(|e| Error::artifact(path, format!("not {what}: {e}")))
+}
+
+/// `s` with every character other than ASCII letters, digits, `.`, `_` and `-` replaced
+/// by `_`, for use in a file name.
+pub fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -377,11 +377,7 @@ pub fn line_chart(chart: &LineChart, stem: &Path) -> Result<PathBuf> {
 
 /// Reads a run's `epochs.csv`.
 pub fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
-    let mut rd = csv::Reader::from_path(path)
-        .map_err(|e| Error::artifact(path, format!("cannot read: {e}")))?;
-    rd.deserialize()
-        .collect::<std::result::Result<Vec<EpochRecord>, _>>()
-        .map_err(|e| Error::artifact(path, format!("not an epochs.csv file: {e}")))
+    crate::fsutil::read_csv(path, "an epochs.csv file")
 }
 
 /// Validation error (%) per epoch of several runs, one line each; `runs` holds

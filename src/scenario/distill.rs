@@ -13,7 +13,6 @@ use super::runner::{Prepared, RunRequest, Summary};
 use super::schema::DistillSection;
 use super::smoke::{self, Smoke};
 use super::store::DirLock;
-use crate::data::{self, DataSource, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, read_json};
 use crate::learn::distill::{DistillConfig, DistillLoss};
@@ -218,18 +217,6 @@ impl DistillPlan {
     }
 }
 
-fn load(cfg: &TrainConfig, train_limit: Option<usize>, dir: Option<&Path>) -> Result<Splits> {
-    data::load(
-        cfg.dataset,
-        &DataSource {
-            dir: dir.map(Path::to_path_buf),
-            synthetic: cfg.synthetic.clone(),
-            train_limit,
-            eval_limit: cfg.eval_limit,
-        },
-    )
-}
-
 /// Trains the teacher into `dir`, or reuses a finished teacher with the same
 /// configuration there; a teacher with another configuration is an error (its students
 /// would silently mix two teachers).
@@ -250,7 +237,7 @@ fn teacher(cfg: &TrainConfig, dir: &Path, data_dir: Option<&Path>, rep: &Reporte
              --out or remove that directory (its students were distilled from it)",
         ));
     }
-    let data = load(cfg, cfg.train_limit, data_dir)?;
+    let data = cfg.load_data(data_dir)?;
     rep.line(&format!(
         "teacher: {} {:?} on {}, {} epochs",
         cfg.algo,
@@ -330,11 +317,11 @@ pub fn run(
         reporter,
     )?;
     let checkpoint = d::load_teacher(&teacher_dir)?;
-    let data = load(
-        &plan.teacher,
-        Some(plan.max_transfer()),
-        req.data_dir.as_deref(),
-    )?;
+    let transfer_data = TrainConfig {
+        train_limit: Some(plan.max_transfer()),
+        ..plan.teacher.clone()
+    };
+    let data = transfer_data.load_data(req.data_dir.as_deref())?;
     if plan.max_transfer() > data.train.len() {
         return Err(Error::param(
             "distill.transfer",

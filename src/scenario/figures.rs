@@ -26,6 +26,7 @@ use super::schema::{Figure, known_label};
 use super::store::{Manifest, RESULTS, RUNS, RunEntry, read_rows};
 use super::sweep::short_path;
 use crate::error::{Error, Result};
+use crate::fsutil::file_safe;
 use crate::plot::{self, LineChart, Series};
 use crate::tensor::Tensor;
 use crate::train::checkpoint;
@@ -58,18 +59,6 @@ fn label_of(v: &Value) -> String {
         Value::Array(a) => a.iter().map(paths::display).collect::<Vec<_>>().join("×"),
         other => paths::display(other),
     }
-}
-
-fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Per column of `results.csv`'s axis values: (its axis, whether it is the axis's first

@@ -19,7 +19,7 @@ use super::resolve::Scenario;
 use super::smoke::Smoke;
 use super::store::{Manifest, Store};
 use super::sweep::{self, Plan, RunSpec, Shard};
-use crate::data::{self, DataSource, DatasetKind, Splits};
+use crate::data::{self, DatasetKind, Splits};
 use crate::error::{Error, Result};
 use crate::progress::Reporter;
 use crate::train::{self, Algo, RunOptions, RunResults};
@@ -307,16 +307,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     let mut cache: HashMap<String, Arc<Splits>> = HashMap::new();
     for r in &todo {
         if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(data_key(&r.config)) {
-            let c = &r.config;
-            let splits = data::load(
-                c.dataset,
-                &DataSource {
-                    dir: req.data_dir.clone(),
-                    synthetic: c.synthetic.clone(),
-                    train_limit: c.train_limit,
-                    eval_limit: c.eval_limit,
-                },
-            )?;
+            let splits = r.config.load_data(req.data_dir.as_deref())?;
             slot.insert(Arc::new(splits));
         }
     }

@@ -254,6 +254,20 @@ impl Seeds {
 }
 
 impl TrainConfig {
+    /// Loads the data this run trains and evaluates on (its dataset, synthetic settings
+    /// and limits), from data directory `dir` (see [`crate::data::resolve_data_dir`]).
+    pub fn load_data(&self, dir: Option<&std::path::Path>) -> Result<crate::data::Splits> {
+        crate::data::load(
+            self.dataset,
+            &crate::data::DataSource {
+                dir: dir.map(std::path::Path::to_path_buf),
+                synthetic: self.synthetic.clone(),
+                train_limit: self.train_limit,
+                eval_limit: self.eval_limit,
+            },
+        )
+    }
+
     /// Checks every setting; errors name the offending key.
     pub fn validate(&self) -> Result<()> {
         ensure(

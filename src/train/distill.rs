@@ -23,7 +23,7 @@ use super::trainers::{FfTrainer, SubstrateId, Trainer};
 use super::{batches, epoch_order};
 use crate::data::{CLASSES, PIXELS, Splits};
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir, write_atomic, write_json};
+use crate::fsutil::{create_dir, write_csv, write_json};
 use crate::learn::distill::{
     self, DistillConfig, DistillLoss, Fidelity, ScoreSource, fidelity, mix_hard, sample_label,
     sample_wrong, softmax_t,
@@ -388,25 +388,6 @@ fn ff_scores(
 /// How scores from [`Net::scores`] compare with the teacher's outputs and the labels.
 fn against(scores: (Mat, Option<Mat>), data: &crate::data::Dataset, teacher_out: &Mat) -> Fidelity {
     fidelity(&scores.0, scores.1.as_ref(), teacher_out, data.labels())
-}
-
-pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r).map_err(|e| {
-            Error::io(
-                format!("cannot format {}", path.display()),
-                std::io::Error::other(e),
-            )
-        })?;
-    }
-    let bytes = w.into_inner().map_err(|e| {
-        Error::io(
-            format!("cannot format {}", path.display()),
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    write_atomic(path, &bytes)
 }
 
 /// Runs copy, scratch and distillation for one student; writes into `out`.

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::distill::{DistillResults, DistillSettings, TeacherCheckpoint, run, write_csv};
+use super::distill::{DistillResults, DistillSettings, TeacherCheckpoint, run};
 use crate::data::Splits;
-use crate::error::{Error, Result};
-use crate::fsutil::{create_dir, read_json, write_json};
+use crate::error::Result;
+use crate::fsutil::{create_dir, file_safe, read_csv, read_json, write_csv, write_json};
 use crate::learn::distill::DistillLoss;
 use crate::plot::{LineChart, Series, line_chart};
 use crate::progress::Reporter;
@@ -164,11 +164,7 @@ pub fn is_sweep(dir: &Path) -> bool {
 
 /// Reads a sweep's `results.csv`.
 pub fn read_rows(path: &Path) -> Result<Vec<SweepRow>> {
-    let mut rd = csv::Reader::from_path(path)
-        .map_err(|e| Error::artifact(path, format!("cannot read: {e}")))?;
-    rd.deserialize()
-        .collect::<std::result::Result<Vec<SweepRow>, _>>()
-        .map_err(|e| Error::artifact(path, format!("not a distillation results.csv: {e}")))
+    read_csv(path, "a distillation results.csv")
 }
 
 /// Redraws a sweep's figures from its files into `dir/plots/`.
@@ -382,18 +378,11 @@ pub fn table(rows: &[SweepRow]) -> String {
 
 /// A chip source as part of a file name (`specs/my chip.toml` → `my_chip`).
 pub fn file_tag(source: &str) -> String {
-    Path::new(source)
-        .file_stem()
-        .map_or_else(|| source.to_string(), |s| s.to_string_lossy().into_owned())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    file_safe(
+        &Path::new(source)
+            .file_stem()
+            .map_or_else(|| source.to_string(), |s| s.to_string_lossy().into_owned()),
+    )
 }
 
 #[cfg(test)]

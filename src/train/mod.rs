@@ -56,22 +56,6 @@ pub fn batches(order: &[usize], batch: usize) -> Vec<&[usize]> {
     order.chunks_exact(batch).collect()
 }
 
-/// Writes the CSV rows so far (header included) to `path`.
-fn write_epochs(path: &Path, rows: &[EpochRecord]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r)
-            .map_err(|e| Error::io("cannot format epochs.csv", std::io::Error::other(e)))?;
-    }
-    let bytes = w.into_inner().map_err(|e| {
-        Error::io(
-            "cannot format epochs.csv",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    crate::fsutil::write_atomic(path, &bytes)
-}
-
 /// Trains according to `cfg` on `data` and returns the results; writes files when
 /// `opts.out` is set.
 pub fn run(cfg: &TrainConfig, data: &Splits, opts: &RunOptions) -> Result<RunResults> {
@@ -181,7 +165,7 @@ pub fn run_with(
         ));
         records.push(rec);
         if let Some(out) = &opts.out {
-            write_epochs(&out.join(PARTIAL_EPOCHS), &records)?;
+            crate::fsutil::write_csv(&out.join(PARTIAL_EPOCHS), &records)?;
         }
         last_valid = valid;
     }
