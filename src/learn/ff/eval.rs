@@ -4,10 +4,10 @@
 //! (b) one neutral-label pass, then the linear softmax head on the normalised activities.
 
 use super::FfLearner;
-use super::labels::{write_neutral, write_one_hot};
+use super::labels::write_label_blocks;
 use crate::data::{CLASSES, Dataset};
 use crate::error::{Error, Result};
-use crate::linalg::{Mat, column_sum_sq, copy_columns, normalize_rms};
+use crate::linalg::{Mat, column_sum_sq, normalize_rms};
 use crate::rng::Rng;
 use crate::substrate::Substrate;
 
@@ -80,13 +80,8 @@ impl FfLearner {
             buf.activity = widths[1..].iter().map(|w| Mat::zeros(*w, cols)).collect();
             buf.goodness = vec![0.0; cols];
         }
-        for k in 0..=labelled {
-            copy_columns(images, 0, &mut buf.x, k * n, n);
-        }
-        write_neutral(&mut buf.x, 0, n, self.cfg.neutral_label * strength);
-        for k in 0..labelled {
-            write_one_hot(&mut buf.x, (k + 1) * n, &vec![k; n], strength);
-        }
+        let neutral = self.cfg.neutral_label * strength;
+        write_label_blocks(images, &mut buf.x, labelled, neutral, strength);
         normalize_rms(&buf.x, &mut buf.norm[0]);
         out.goodness = Mat::zeros(labelled, n);
         for l in 0..layers {

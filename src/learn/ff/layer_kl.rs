@@ -12,12 +12,12 @@
 //! pass, as in [`FfLearner::train_batch_soft`].
 
 use super::FfLearner;
-use super::labels::{write_neutral, write_one_hot};
+use super::labels::write_label_blocks;
 use super::learner::{FfBatchStats, check_finite, local_errors, peer_term};
 use crate::data::CLASSES;
 use crate::error::Result;
 use crate::learn::distill::{argmax, softmax_t};
-use crate::linalg::{Mat, column_sum_sq, copy_columns, normalize_rms};
+use crate::linalg::{Mat, column_sum_sq, normalize_rms};
 use crate::rng::Rng;
 use crate::substrate::Substrate;
 
@@ -131,13 +131,8 @@ impl FfLearner {
         let cols = (CLASSES + 1) * b;
         let mut kb = std::mem::take(&mut self.kl_buf);
         kb.shape(&widths, cols);
-        for k in 0..=CLASSES {
-            copy_columns(images, 0, &mut kb.x, k * b, b);
-        }
-        write_neutral(&mut kb.x, 0, b, self.cfg.neutral_label * strength);
-        for k in 0..CLASSES {
-            write_one_hot(&mut kb.x, (k + 1) * b, &vec![k; b], strength);
-        }
+        let neutral = self.cfg.neutral_label * strength;
+        write_label_blocks(images, &mut kb.x, CLASSES, neutral, strength);
         normalize_rms(&kb.x, &mut kb.norm[0]);
         let mut stats = FfBatchStats {
             layer_loss_sum: vec![0.0; layers],
