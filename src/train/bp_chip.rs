@@ -25,7 +25,7 @@ use crate::learn::backprop::{BpBatchStats, Mlp, Trace, classifier_topology, eval
 use crate::learn::optim::Schedule;
 use crate::linalg::Mat;
 use crate::rng::{Rng, derive};
-use crate::substrate::{Substrate, SubstrateState};
+use crate::substrate::{Substrate, SubstrateState, Topology};
 use crate::tensor::{self, Tensor};
 
 use super::config::{Algo, TrainConfig};
@@ -34,17 +34,10 @@ use super::trainers::{BatchOutcome, Streams, SubstrateId, Trainer};
 
 /// Builds the trainer of a `bp-*` chip algorithm (the configuration is validated).
 pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
-    let chip_cfg = cfg.chip.as_ref().ok_or_else(|| {
-        Error::param(
-            "chip",
-            "none",
-            format!("{} needs a chip: pass --chip PRESET|spec.toml", cfg.algo),
-        )
-    })?;
+    let (chip, topology) = chip_for(cfg)?;
     let seeds = cfg.seeds();
-    let topology = classifier_topology(&cfg.layers, cfg.bp.hidden)?;
-    let chip: Box<dyn Substrate> = Box::new(chip_cfg.build(topology.clone(), seeds.init)?);
     let deployer = Deployer::new(derive(seeds.noise, "deploy"));
+    let chip_cfg = cfg.chip.as_ref().expect("chip_for checked it");
     Ok(match cfg.algo {
         Algo::BpDeploy => Box::new(DeployTrainer {
             learner: Offline::Plain(Box::new(BpLearner::new(
@@ -88,6 +81,39 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             ));
         }
     })
+}
+
+/// The chip of `cfg` (a chip algorithm's run) and the classifier topology on it.
+fn chip_for(cfg: &TrainConfig) -> Result<(Box<dyn Substrate>, Topology)> {
+    let chip_cfg = cfg.chip.as_ref().ok_or_else(|| {
+        Error::param(
+            "chip",
+            "none",
+            format!("{} needs a chip: pass --chip PRESET|spec.toml", cfg.algo),
+        )
+    })?;
+    let topology = classifier_topology(&cfg.layers, cfg.bp.hidden)?;
+    let chip: Box<dyn Substrate> = Box::new(chip_cfg.build(topology.clone(), cfg.seeds().init)?);
+    Ok((chip, topology))
+}
+
+/// A trained digital backprop network (its `bp/…` tensors, as `mortal train --algo bp`
+/// saves them) put onto the chip of `cfg` the `bp-deploy` way: programmed
+/// (write-and-verify) when it is first evaluated.
+pub fn deploy_digital(cfg: &TrainConfig, tensors: &[Tensor]) -> Result<Box<dyn Trainer>> {
+    let cfg = TrainConfig {
+        algo: Algo::BpDeploy,
+        ..cfg.clone()
+    };
+    let (chip, _) = chip_for(&cfg)?;
+    let mut learner = BpLearner::new(cfg.bp.clone(), &cfg.layers, cfg.seeds().init)?;
+    restore_mlp(&mut learner.mlp, tensors, "bp/")?;
+    Ok(Box::new(DeployTrainer {
+        learner: Offline::Plain(Box::new(learner)),
+        chip,
+        deployer: Deployer::new(derive(cfg.seeds().noise, "deploy")),
+        trace: Trace::default(),
+    }))
 }
 
 fn outcome(st: BpBatchStats) -> BatchOutcome {

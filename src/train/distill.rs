@@ -274,21 +274,11 @@ impl TeacherCheckpoint {
             }
             Algo::Bp => {
                 // A digitally trained network goes onto a chip the bp-deploy way.
-                let deploy = TrainConfig {
-                    algo: Algo::BpDeploy,
+                let onto = TrainConfig {
                     chip,
                     ..self.meta.config.clone()
                 };
-                let mut t = super::trainers::build(&deploy)?;
-                let mut tensors = self.tensors.clone();
-                tensors.extend(
-                    t.tensors()
-                        .into_iter()
-                        .filter(|x| x.0.starts_with("substrate/")),
-                );
-                tensors.push(tensor::from_vec("deploy/current", &[0.0]));
-                let own = t.substrate_id();
-                t.restore(&tensors, &own)?;
+                let t = super::bp_chip::deploy_digital(&onto, &self.tensors)?;
                 let note = format!(
                     "the digital backprop teacher's weights deployed (write-and-verify) onto {}",
                     t.substrate()
