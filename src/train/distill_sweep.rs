@@ -277,7 +277,6 @@ pub fn figures(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBu
     let mut files = Vec::new();
     for ((chip, var), g) in &groups {
         let var = f64::from_bits(*var);
-        let seeds = count(g.iter().map(|r| r.student_seed));
         let (suffix, what) = if groups.len() == 1 {
             (String::new(), String::new())
         } else {
@@ -286,27 +285,16 @@ pub fn figures(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBu
                 format!(" ({chip}, variation {var})"),
             )
         };
-        let transfer: Get = |r| r.transfer as f64;
-        let error = LineChart {
-            title: format!("{title}{what}: student test error"),
+        let pair = Pair {
+            rows: g,
+            x: |r| r.transfer as f64,
             x_label: "transfer-set size (images)".into(),
-            y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
-            series: lines(g, transfer, true),
             log_x: true,
-            log_y: true,
-            ..Default::default()
+            head: format!("{title}{what}"),
+            tail: String::new(),
         };
-        files.push(line_chart(&error, &file(&format!("-error{suffix}")))?);
-        let agreement = LineChart {
-            title: format!("{title}{what}: agreement with the teacher's top-1"),
-            x_label: "transfer-set size (images)".into(),
-            y_label: format!("test agreement (%), mean of {seeds} student chips"),
-            series: lines(g, transfer, false),
-            log_x: true,
-            ..Default::default()
-        };
-        files.push(line_chart(
-            &agreement,
+        files.extend(pair.draw(
+            &file(&format!("-error{suffix}")),
             &file(&format!("-agreement{suffix}")),
         )?);
     }
@@ -320,39 +308,66 @@ pub fn figures(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBu
         }
         let largest = g.iter().map(|r| r.transfer).max().expect("non-empty");
         let at: Vec<&SweepRow> = g.into_iter().filter(|r| r.transfer == largest).collect();
-        let seeds = count(at.iter().map(|r| r.student_seed));
         let suffix = if chips == 1 {
             String::new()
         } else {
             format!("_{}", file_tag(chip))
         };
-        let variation: Get = |r| r.variation;
-        let x_label = format!("student chip variation (× the {chip} spreads and noises)");
-        let error = LineChart {
-            title: format!("{title}: student test error, {largest} transfer images"),
-            x_label: x_label.clone(),
-            y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
-            series: lines(&at, variation, true),
-            log_y: true,
-            ..Default::default()
+        let pair = Pair {
+            rows: &at,
+            x: |r| r.variation,
+            x_label: format!("student chip variation (× the {chip} spreads and noises)"),
+            log_x: false,
+            head: title.to_string(),
+            tail: format!(", {largest} transfer images"),
         };
-        files.push(line_chart(
-            &error,
+        files.extend(pair.draw(
             &file(&format!("-variation-error{suffix}")),
-        )?);
-        let agreement = LineChart {
-            title: format!("{title}: agreement with the teacher, {largest} transfer images"),
-            x_label,
-            y_label: format!("test agreement (%), mean of {seeds} student chips"),
-            series: lines(&at, variation, false),
-            ..Default::default()
-        };
-        files.push(line_chart(
-            &agreement,
             &file(&format!("-variation-agreement{suffix}")),
         )?);
     }
     Ok(files)
+}
+
+/// The error and agreement figures of one set of students against `x`.
+struct Pair<'a> {
+    rows: &'a [&'a SweepRow],
+    x: Get,
+    /// X axis label, with unit.
+    x_label: String,
+    log_x: bool,
+    /// Title before the measure's name, and after it.
+    head: String,
+    tail: String,
+}
+
+impl Pair<'_> {
+    /// Draws both (PNG + SVG at each stem); returns the PNGs.
+    fn draw(&self, error_stem: &Path, agreement_stem: &Path) -> Result<[PathBuf; 2]> {
+        let seeds = count(self.rows.iter().map(|r| r.student_seed));
+        let (head, tail) = (&self.head, &self.tail);
+        let error = LineChart {
+            title: format!("{head}: student test error{tail}"),
+            x_label: self.x_label.clone(),
+            y_label: format!("test error (%), mean of {seeds} student chips, band min–max"),
+            series: lines(self.rows, self.x, true),
+            log_x: self.log_x,
+            log_y: true,
+            ..Default::default()
+        };
+        let agreement = LineChart {
+            title: format!("{head}: agreement with the teacher's top-1{tail}"),
+            x_label: self.x_label.clone(),
+            y_label: format!("test agreement (%), mean of {seeds} student chips"),
+            series: lines(self.rows, self.x, false),
+            log_x: self.log_x,
+            ..Default::default()
+        };
+        Ok([
+            line_chart(&error, error_stem)?,
+            line_chart(&agreement, agreement_stem)?,
+        ])
+    }
 }
 
 /// The sweep as a text table, one line per student (errors and agreements in %).
