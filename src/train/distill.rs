@@ -194,7 +194,8 @@ impl Net {
         }
     }
 
-    /// The teacher's output distribution's scores by `source` (goodness: FF only).
+    /// The teacher's output distribution's scores by `source` (goodness: FF only; callers
+    /// check with [`check_source`]).
     fn output(
         &mut self,
         data: &crate::data::Dataset,
@@ -207,7 +208,7 @@ impl Net {
                 source,
             )),
             Net::Other(t) => {
-                check_source(Algo::Bp, source)?;
+                debug_assert_eq!(source, ScoreSource::Softmax, "see check_source");
                 t.logits(data, noise)
             }
         }
@@ -390,6 +391,7 @@ pub fn run(
 ) -> Result<DistillResults> {
     let start = Instant::now();
     s.distill.validate()?;
+    check_source(teacher.meta.config.algo, s.distill.source)?;
     s.student.validate()?;
     let n_train = data.train.len();
     if s.transfer == 0 || s.transfer > n_train {
