@@ -101,12 +101,17 @@ pub fn read_csv<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Resu
 /// `s` with every character other than ASCII letters, digits, `.`, `_` and `-` replaced
 /// by `_`, for use in a file name.
 pub fn file_safe(s: &str) -> String {
+    file_safe_with(s, '_')
+}
+
+/// [`file_safe`] with another replacement character.
+pub fn file_safe_with(s: &str, replacement: char) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
                 c
             } else {
-                '_'
+                replacement
             }
         })
         .collect()

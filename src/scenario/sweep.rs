@@ -312,15 +312,7 @@ fn name_part(v: &Value) -> String {
             .join("x"),
         other => paths::display(other),
     };
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    crate::fsutil::file_safe_with(&s, '-')
 }
 
 /// The short name of a path in run names (`hardware.spec.adc.bits` → `adc.bits`).
