@@ -660,6 +660,7 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             &data,
             &args.out,
             rep,
+            None,
         )?;
         println!(
             "student {} #{} ({} transfer images): test error {:.2}%, agreement {:.2}%, KL {:.4} nats \

@@ -10,7 +10,9 @@
 //! Writes `results.json` (student `test_error`, `agreement`, `kl`, the same for `copy_*` and
 //! `scratch_*`, the teacher's error, seeds and the full configuration), `epochs.csv` (the
 //! distilled student, one row per epoch), `scratch/` (the scratch baseline's own run files)
-//! and the student's checkpoint. Sweeps of students are in [`super::distill_sweep`].
+//! and the student's checkpoint. Sweeps of students are in [`super::distill_sweep`]; there,
+//! students that differ only in their objective share one measurement of the baselines
+//! ([`Baselines`], `baselines_from` in `results.json`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -134,7 +136,71 @@ pub struct DistillResults {
     pub total_seconds: f64,
     pub test_samples: usize,
     pub threads: usize,
+    /// The student run (directory name in the sweep) whose copy and scratch baselines
+    /// these are; `None`: measured in this run (see `scratch/`).
+    #[serde(default)]
+    pub baselines_from: Option<String>,
     pub config: DistillSettings,
+}
+
+/// The copy and scratch baselines of a student. They do not depend on the student's own
+/// objective, so students that differ only in it (e.g. the loss) share one measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baselines {
+    pub copy: Fidelity,
+    pub copy_note: Option<String>,
+    pub scratch: Fidelity,
+    /// The student run they were measured in.
+    pub from: String,
+}
+
+impl DistillSettings {
+    /// These settings with every objective field the baselines do not read reset to its
+    /// default (only the teacher's score `source` is kept): students with equal keys have
+    /// identical copy and scratch baselines.
+    pub fn baseline_key(&self) -> DistillSettings {
+        DistillSettings {
+            distill: DistillConfig {
+                source: self.distill.source,
+                ..DistillConfig::default()
+            },
+            ..self.clone()
+        }
+    }
+}
+
+impl DistillResults {
+    /// This run's baselines; `name` is its run's name, used when it measured them itself.
+    pub fn baselines(&self, name: &str) -> Baselines {
+        let f = |error, error_goodness, agreement, agreement_goodness, kl| Fidelity {
+            error,
+            error_goodness,
+            agreement,
+            agreement_goodness,
+            kl,
+        };
+        Baselines {
+            copy: f(
+                self.copy_test_error,
+                self.copy_test_error_goodness,
+                self.copy_agreement,
+                self.copy_agreement_goodness,
+                self.copy_kl,
+            ),
+            copy_note: self.copy_note.clone(),
+            scratch: f(
+                self.scratch_test_error,
+                self.scratch_test_error_goodness,
+                self.scratch_agreement,
+                self.scratch_agreement_goodness,
+                self.scratch_kl,
+            ),
+            from: self
+                .baselines_from
+                .clone()
+                .unwrap_or_else(|| name.to_string()),
+        }
+    }
 }
 
 /// A teacher loaded from its checkpoint.
@@ -381,13 +447,16 @@ fn against(scores: (Mat, Option<Mat>), data: &crate::data::Dataset, teacher_out:
     fidelity(&scores.0, scores.1.as_ref(), teacher_out, data.labels())
 }
 
-/// Runs copy, scratch and distillation for one student; writes into `out`.
+/// Runs copy, scratch and distillation for one student; writes into `out`. With `shared`
+/// baselines (measured by a student with the same [`DistillSettings::baseline_key`]),
+/// only the distillation runs.
 pub fn run(
     s: &DistillSettings,
     teacher: &TeacherCheckpoint,
     data: &Splits,
     out: &Path,
     rep: &Reporter,
+    shared: Option<&Baselines>,
 ) -> Result<DistillResults> {
     let start = Instant::now();
     s.distill.validate()?;
@@ -437,26 +506,6 @@ pub fn run(
         source.name()
     ));
 
-    // Baseline (a): copy.
-    let mut copy_noise = stream(derive(seeds.noise, "copy"), "program");
-    let (mut copy, copy_note) = teacher.copy_onto(cfg, &mut copy_noise)?;
-    let copy_f = against(
-        copy.scores(&data.test, s.goodness, &mut indexed(eval_seed, 1))?,
-        &data.test,
-        &t_test,
-    );
-    rep.line(&format!(
-        "copy: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
-        100.0 * copy_f.error,
-        100.0 * copy_f.agreement,
-        copy_f.kl
-    ));
-    drop(copy);
-
-    // Baseline (b): FF from scratch with the transfer images' labels.
-    let mut scratch = ff_trainer(cfg)?;
-    let scratch_dir = out.join("scratch");
-    create_dir(&scratch_dir)?;
     let lesson = Lesson {
         transfer: &transfer,
         teacher: &t_transfer,
@@ -464,25 +513,18 @@ pub fn run(
         valid: &data.valid,
         eval_seed,
     };
-    lesson.train(&mut scratch, cfg, None, &scratch_dir, rep)?;
-    let scratch_f = against(
-        ff_scores(
-            &mut scratch,
-            &data.test,
-            s.goodness,
-            &mut indexed(eval_seed, 2),
-        )?,
-        &data.test,
-        &t_test,
-    );
-    rep.line(&format!(
-        "scratch: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
-        100.0 * scratch_f.error,
-        100.0 * scratch_f.agreement,
-        scratch_f.kl
-    ));
-    drop(scratch);
-    finish_csv(&scratch_dir)?;
+    let base = match shared {
+        Some(b) => {
+            rep.line(&format!(
+                "copy: test error {:.2}%, scratch: test error {:.2}% (baselines of {})",
+                100.0 * b.copy.error,
+                100.0 * b.scratch.error,
+                b.from
+            ));
+            b.clone()
+        }
+        None => baselines(s, teacher, data, &lesson, &t_test, out, rep)?,
+    };
 
     // (c) Distillation.
     let mut student = ff_trainer(cfg)?;
@@ -533,27 +575,92 @@ pub fn run(
         agreement: f.agreement,
         agreement_goodness: f.agreement_goodness,
         kl: f.kl,
-        copy_test_error: copy_f.error,
-        copy_test_error_goodness: copy_f.error_goodness,
-        copy_agreement: copy_f.agreement,
-        copy_agreement_goodness: copy_f.agreement_goodness,
-        copy_kl: copy_f.kl,
-        copy_note,
-        scratch_test_error: scratch_f.error,
-        scratch_test_error_goodness: scratch_f.error_goodness,
-        scratch_agreement: scratch_f.agreement,
-        scratch_agreement_goodness: scratch_f.agreement_goodness,
-        scratch_kl: scratch_f.kl,
+        copy_test_error: base.copy.error,
+        copy_test_error_goodness: base.copy.error_goodness,
+        copy_agreement: base.copy.agreement,
+        copy_agreement_goodness: base.copy.agreement_goodness,
+        copy_kl: base.copy.kl,
+        copy_note: base.copy_note,
+        scratch_test_error: base.scratch.error,
+        scratch_test_error_goodness: base.scratch.error_goodness,
+        scratch_agreement: base.scratch.agreement,
+        scratch_agreement_goodness: base.scratch.agreement_goodness,
+        scratch_kl: base.scratch.kl,
         valid_error,
         train_seconds,
         total_seconds: start.elapsed().as_secs_f64(),
         test_samples: data.test.len(),
         threads: rayon::current_num_threads(),
+        baselines_from: shared.map(|b| b.from.clone()),
         config: s.clone(),
     };
     write_json(&out.join("results.json"), &results)?;
     finish_csv(out)?;
     Ok(results)
+}
+
+/// Measures the two baselines of a student: (a) the teacher copied onto the student chip,
+/// (b) FF from scratch with the transfer images' labels (run files in `out/scratch/`).
+fn baselines(
+    s: &DistillSettings,
+    teacher: &TeacherCheckpoint,
+    data: &Splits,
+    lesson: &Lesson,
+    t_test: &Mat,
+    out: &Path,
+    rep: &Reporter,
+) -> Result<Baselines> {
+    let cfg = &s.student;
+    let seeds = cfg.seeds();
+    let eval_seed = lesson.eval_seed;
+    // Baseline (a): copy.
+    let mut copy_noise = stream(derive(seeds.noise, "copy"), "program");
+    let (mut copy, copy_note) = teacher.copy_onto(cfg, &mut copy_noise)?;
+    let copy_f = against(
+        copy.scores(&data.test, s.goodness, &mut indexed(eval_seed, 1))?,
+        &data.test,
+        t_test,
+    );
+    rep.line(&format!(
+        "copy: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
+        100.0 * copy_f.error,
+        100.0 * copy_f.agreement,
+        copy_f.kl
+    ));
+    drop(copy);
+
+    // Baseline (b): FF from scratch with the transfer images' labels.
+    let mut scratch = ff_trainer(cfg)?;
+    let scratch_dir = out.join("scratch");
+    create_dir(&scratch_dir)?;
+    lesson.train(&mut scratch, cfg, None, &scratch_dir, rep)?;
+    let scratch_f = against(
+        ff_scores(
+            &mut scratch,
+            &data.test,
+            s.goodness,
+            &mut indexed(eval_seed, 2),
+        )?,
+        &data.test,
+        t_test,
+    );
+    rep.line(&format!(
+        "scratch: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
+        100.0 * scratch_f.error,
+        100.0 * scratch_f.agreement,
+        scratch_f.kl
+    ));
+    drop(scratch);
+    finish_csv(&scratch_dir)?;
+    Ok(Baselines {
+        copy: copy_f,
+        copy_note,
+        scratch: scratch_f,
+        from: out.file_name().map_or_else(
+            || out.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    })
 }
 
 fn finish_csv(dir: &Path) -> Result<()> {
@@ -894,7 +1001,7 @@ mod tests {
         }
         assert_eq!(s.student.algo, Algo::Ff);
         let dir = tempfile::tempdir().unwrap();
-        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet()).unwrap();
+        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet(), None).unwrap();
         for v in [
             r.test_error,
             r.agreement,
@@ -907,7 +1014,7 @@ mod tests {
         assert!(r.agreement > 0.5, "agreement {}", r.agreement);
         assert!(r.copy_test_error_goodness.is_none());
         s.distill.source = ScoreSource::Goodness;
-        let e = run(&s, &t, &data, dir.path(), &Reporter::quiet()).unwrap_err();
+        let e = run(&s, &t, &data, dir.path(), &Reporter::quiet(), None).unwrap_err();
         assert!(
             e.to_string().contains("only a Forward-Forward teacher"),
             "{e}"
@@ -922,7 +1029,7 @@ mod tests {
         let t = teacher("harsh", &data, 10);
         let s = settings(&t, "harsh", 2, 3000);
         let dir = tempfile::tempdir().unwrap();
-        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet()).unwrap();
+        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet(), None).unwrap();
         eprintln!(
             "teacher {:.3}; distill err {:.3} agree {:.3} kl {:.3}; copy err {:.3} agree {:.3} \
              kl {:.3}; scratch err {:.3} agree {:.3}",
@@ -951,6 +1058,42 @@ mod tests {
         ] {
             assert!(dir.path().join(f).exists(), "{f}");
         }
+    }
+
+    /// Students that differ only in their objective share one measurement of the
+    /// baselines: given a sibling's baselines, a run reports exactly what measuring them
+    /// itself gives, and its distilled student is unchanged; a different score source is
+    /// a different key.
+    #[test]
+    fn shared_baselines_equal_measured_ones() {
+        let data = tiny_data();
+        let t = teacher("harsh", &data, 2);
+        let a = settings(&t, "harsh", 2, 500);
+        let mut b = a.clone();
+        b.distill.loss = DistillLoss::LayerKl;
+        b.distill.layer_temperature = 5.0;
+        assert_eq!(a.baseline_key(), b.baseline_key());
+        let mut c = a.clone();
+        c.distill.source = ScoreSource::Goodness;
+        assert_ne!(a.baseline_key(), c.baseline_key());
+
+        let quiet = Reporter::quiet();
+        let dir = tempfile::tempdir().unwrap();
+        let ra = run(&a, &t, &data, &dir.path().join("a"), &quiet, None).unwrap();
+        let measured = run(&b, &t, &data, &dir.path().join("b1"), &quiet, None).unwrap();
+        let shared = ra.baselines("a");
+        let reused = run(&b, &t, &data, &dir.path().join("b2"), &quiet, Some(&shared)).unwrap();
+        assert_eq!(measured.baselines("b1").copy, shared.copy);
+        assert_eq!(measured.baselines("b1").scratch, shared.scratch);
+        assert_eq!(reused.baselines("b2"), shared);
+        assert_eq!(reused.baselines_from.as_deref(), Some("a"));
+        assert_eq!(measured.baselines_from, None);
+        assert_eq!(
+            (reused.test_error, reused.agreement, reused.kl),
+            (measured.test_error, measured.agreement, measured.kl)
+        );
+        assert!(dir.path().join("b1/scratch/epochs.csv").exists());
+        assert!(!dir.path().join("b2/scratch").exists());
     }
 
     #[test]

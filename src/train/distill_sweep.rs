@@ -121,6 +121,8 @@ pub fn sweep(
     create_dir(out)?;
     write_json(&out.join(SWEEP_FILE), info)?;
     let mut rows = Vec::new();
+    // Finished students, to share baselines with students that differ only in objective.
+    let mut finished: Vec<(String, DistillResults)> = Vec::new();
     for (k, st) in students.iter().enumerate() {
         let dir = out.join(&st.name);
         let done = dir.join("results.json");
@@ -148,10 +150,16 @@ pub fn sweep(
                     st.name,
                     st.settings.transfer
                 ));
-                run(&st.settings, teacher, data, &dir, rep)?
+                let key = st.settings.baseline_key();
+                let shared = finished
+                    .iter()
+                    .find(|(_, f)| f.config.baseline_key() == key)
+                    .map(|(name, f)| f.baselines(name));
+                run(&st.settings, teacher, data, &dir, rep, shared.as_ref())?
             }
         };
         rows.push(SweepRow::of(&r, &st.name));
+        finished.push((st.name.clone(), r));
         write_csv(&out.join(RESULTS), &rows)?;
     }
     Ok(rows)

@@ -188,6 +188,16 @@ fn distill_scenario_reuses_its_teacher_and_students_and_plot_redraws() {
     assert_eq!(rows.len(), 2 * 2 * 2 * 2);
     let loss = header_index(&out, "loss");
     assert_eq!(rows.iter().filter(|r| r[loss] == "layer-kl").count(), 8);
+    // Each layer-kl student shares the baselines its contrastive sibling measured.
+    let kl_student = out.join("harsh-v1-t200-s3-layer-kl");
+    let k = read_json(&kl_student.join("results.json"));
+    let c = read_json(&out.join("harsh-v1-t200-s3/results.json"));
+    assert_eq!(k["baselines_from"], "harsh-v1-t200-s3");
+    assert!(c["baselines_from"].is_null());
+    for key in ["copy_test_error", "scratch_test_error", "scratch_agreement"] {
+        assert_eq!(k[key], c[key], "{key}");
+    }
+    assert!(!kl_student.join("scratch").exists());
     let plots = files_with_ext(&out.join("plots"), "png");
     assert_eq!(plots.len(), 2 * 2 + 2, "{plots:?}");
     let teacher = std::fs::read(out.join("teacher/results.json")).unwrap();
