@@ -447,6 +447,27 @@ fn against(scores: (Mat, Option<Mat>), data: &crate::data::Dataset, teacher_out:
     fidelity(&scores.0, scores.1.as_ref(), teacher_out, data.labels())
 }
 
+/// The test-set fidelity of an FF network trained here (scratch or student).
+fn ff_fidelity(
+    t: &mut FfTrainer,
+    test: &crate::data::Dataset,
+    goodness: bool,
+    noise: &mut crate::rng::Rng,
+    t_test: &Mat,
+) -> Result<Fidelity> {
+    Ok(against(ff_scores(t, test, goodness, noise)?, test, t_test))
+}
+
+/// The one-line report of a network's fidelity (`what`: copy, scratch, distill).
+fn report(rep: &Reporter, what: &str, f: &Fidelity) {
+    rep.line(&format!(
+        "{what}: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
+        100.0 * f.error,
+        100.0 * f.agreement,
+        f.kl
+    ));
+}
+
 /// Runs copy, scratch and distillation for one student; writes into `out`. With `shared`
 /// baselines (measured by a student with the same [`DistillSettings::baseline_key`]),
 /// only the distillation runs.
@@ -531,22 +552,14 @@ pub fn run(
     let rows = lesson.train(&mut student, cfg, Some(&s.distill), out, rep)?;
     let train_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let valid_error = rows.last().map_or(f64::NAN, |r| r.valid_error);
-    let f = against(
-        ff_scores(
-            &mut student,
-            &data.test,
-            s.goodness,
-            &mut indexed(eval_seed, 3),
-        )?,
+    let f = ff_fidelity(
+        &mut student,
         &data.test,
+        s.goodness,
+        &mut indexed(eval_seed, 3),
         &t_test,
-    );
-    rep.line(&format!(
-        "distill: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
-        100.0 * f.error,
-        100.0 * f.agreement,
-        f.kl
-    ));
+    )?;
+    report(rep, "distill", &f);
     super::save_checkpoint(out, cfg, &student)?;
     let tc = teacher.meta.config.chip.as_ref();
     let results = DistillResults {
@@ -621,12 +634,7 @@ fn baselines(
         &data.test,
         t_test,
     );
-    rep.line(&format!(
-        "copy: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
-        100.0 * copy_f.error,
-        100.0 * copy_f.agreement,
-        copy_f.kl
-    ));
+    report(rep, "copy", &copy_f);
     drop(copy);
 
     // Baseline (b): FF from scratch with the transfer images' labels.
@@ -634,22 +642,14 @@ fn baselines(
     let scratch_dir = out.join("scratch");
     create_dir(&scratch_dir)?;
     lesson.train(&mut scratch, cfg, None, &scratch_dir, rep)?;
-    let scratch_f = against(
-        ff_scores(
-            &mut scratch,
-            &data.test,
-            s.goodness,
-            &mut indexed(eval_seed, 2),
-        )?,
+    let scratch_f = ff_fidelity(
+        &mut scratch,
         &data.test,
+        s.goodness,
+        &mut indexed(eval_seed, 2),
         t_test,
-    );
-    rep.line(&format!(
-        "scratch: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
-        100.0 * scratch_f.error,
-        100.0 * scratch_f.agreement,
-        scratch_f.kl
-    ));
+    )?;
+    report(rep, "scratch", &scratch_f);
     drop(scratch);
     finish_csv(&scratch_dir)?;
     Ok(Baselines {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::distill::{DistillResults, DistillSettings, TeacherCheckpoint, run};
+use super::distill::{Baselines, DistillResults, DistillSettings, TeacherCheckpoint, run};
 use crate::data::Splits;
 use crate::error::Result;
 use crate::fsutil::{create_dir, file_safe, read_csv, read_json, write_csv, write_json};
@@ -121,8 +121,9 @@ pub fn sweep(
     create_dir(out)?;
     write_json(&out.join(SWEEP_FILE), info)?;
     let mut rows = Vec::new();
-    // Finished students, to share baselines with students that differ only in objective.
-    let mut finished: Vec<(String, DistillResults)> = Vec::new();
+    // Baselines of finished students by their key, for students that differ only in
+    // objective.
+    let mut measured: Vec<(DistillSettings, Baselines)> = Vec::new();
     for (k, st) in students.iter().enumerate() {
         let dir = out.join(&st.name);
         let done = dir.join("results.json");
@@ -151,15 +152,12 @@ pub fn sweep(
                     st.settings.transfer
                 ));
                 let key = st.settings.baseline_key();
-                let shared = finished
-                    .iter()
-                    .find(|(_, f)| f.config.baseline_key() == key)
-                    .map(|(name, f)| f.baselines(name));
-                run(&st.settings, teacher, data, &dir, rep, shared.as_ref())?
+                let shared = measured.iter().find(|(m, _)| *m == key).map(|(_, b)| b);
+                run(&st.settings, teacher, data, &dir, rep, shared)?
             }
         };
         rows.push(SweepRow::of(&r, &st.name));
-        finished.push((st.name.clone(), r));
+        measured.push((r.config.baseline_key(), r.baselines(&st.name)));
         write_csv(&out.join(RESULTS), &rows)?;
     }
     Ok(rows)

@@ -62,3 +62,13 @@ pub fn epochs_without_timing(dir: &Path) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// Asserts that each of `keys` in `r` is a number in [0, 1] (an error or agreement).
+pub fn assert_fractions(r: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
+        let v = r[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is not a number: {r}"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+}

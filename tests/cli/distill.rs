@@ -101,15 +101,15 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
     assert_eq!(r["transfer"], 400);
     assert_eq!(r["student_seed"], 2);
     assert_eq!(r["algo"], "ff-distill");
-    for key in [
-        "agreement",
-        "copy_agreement",
-        "scratch_agreement",
-        "test_error",
-    ] {
-        let v = r[key].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
-    }
+    assert_fractions(
+        &r,
+        &[
+            "agreement",
+            "copy_agreement",
+            "scratch_agreement",
+            "test_error",
+        ],
+    );
     assert_eq!(epochs_without_timing(&one).len(), 2);
     assert_eq!(epochs_without_timing(&one.join("scratch")).len(), 2);
 
@@ -186,15 +186,15 @@ fn distill_takes_a_backprop_teacher() {
     let r = read_json(&out.join("results.json"));
     assert_eq!(r["config"]["student"]["algo"], "ff");
     assert!(r["copy_note"].as_str().unwrap().contains("reram #2"), "{r}");
-    for key in [
-        "test_error",
-        "agreement",
-        "copy_agreement",
-        "scratch_agreement",
-    ] {
-        let v = r[key].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
-    }
+    assert_fractions(
+        &r,
+        &[
+            "test_error",
+            "agreement",
+            "copy_agreement",
+            "scratch_agreement",
+        ],
+    );
     let (code, err) = run_err(distill_to(&teacher, &dir.path().join("g"), "reram").args([
         "--transfer",
         "300",
