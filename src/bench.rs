@@ -62,6 +62,10 @@ pub struct Measurement {
     /// Update measurements: wall time per device pair, nanoseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ns_per_pair: Option<f64>,
+    /// Sparse nets: step time over what the dense reference's step time predicts for
+    /// this net's number of existing weights (timed alternately in the same run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_weights: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -230,6 +234,55 @@ fn ff_chip_training(
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: tc,
         ns_per_pair: None,
+        cost_vs_weights: None,
+    })
+}
+
+/// The paper's local receptive-field net (`paper-local`) vs the dense `reference` net,
+/// FF training steps timed alternately on the same kind of substrate (digital, or a chip
+/// of `spec`): the local step's time over the dense step's time scaled by the ratio of
+/// existing weights.
+fn ff_local_vs_dense(
+    spec: Option<&HardwareSpec>,
+    reference: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let geom = crate::data::DatasetKind::Mnist.geometry();
+    let local = crate::train::layers::topology(
+        &crate::train::layers::named("paper-local")?,
+        geom,
+        Activation::Relu,
+    )?;
+    let dense = ff_topology(reference)?;
+    let build = |t: &Topology| -> Result<Box<dyn Substrate>> {
+        Ok(match spec {
+            None => Box::new(DigitalNet::new(t.clone(), 1)),
+            Some(s) => Box::new(Chip::new(s, t.clone(), 1, 1)?),
+        })
+    };
+    let (mut sl, mut sd) = (build(&local)?, build(&dense)?);
+    let cfg = ff_config(&[0, 0, 0]);
+    let (mut tl, mut td) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        td.push(ff_steps(sd.as_mut(), &cfg, batch, batches, 1)?);
+        tl.push(ff_steps(sl.as_mut(), &cfg, batch, batches, 1)?);
+    }
+    let (tl, td) = (median(tl), median(td));
+    let predicted = td * local.weight_count() as f64 / dense.weight_count() as f64;
+    let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
+    Ok(Measurement {
+        name: format!("ff-train paper-local b{batch}{on} vs {}", label(reference)),
+        cost_vs_digital: None,
+        samples_per_s: Some((batches * batch) as f64 / tl),
+        images_per_s: None,
+        gflops: None,
+        gemm_gflops: None,
+        fraction_of_gemm: None,
+        seconds: tl,
+        ns_per_pair: None,
+        cost_vs_weights: Some(tl / predicted),
     })
 }
 
@@ -258,6 +311,7 @@ fn ff_training(
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
         ns_per_pair: None,
+        cost_vs_weights: None,
     })
 }
 
@@ -302,6 +356,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
         ns_per_pair: None,
+        cost_vs_weights: None,
     })
 }
 
@@ -358,6 +413,7 @@ fn bp_training(
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
         ns_per_pair: None,
+        cost_vs_weights: None,
     })
 }
 
@@ -439,6 +495,7 @@ fn bp_analog_training(
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: 60_000.0 / samples_per_s,
         ns_per_pair: None,
+        cost_vs_weights: None,
     })
 }
 
@@ -461,7 +518,7 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         for (l, dw) in dws.iter().enumerate() {
             let db = &db[..dw.nrows()];
             let u = crate::substrate::Update::Dense {
-                dw,
+                dw: dw.as_slice(),
                 db,
                 scale: 1.0,
                 decay: 0.0,
@@ -486,6 +543,7 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         fraction_of_gemm: None,
         seconds: tc,
         ns_per_pair: Some(tc * 1e9 / pairs as f64),
+        cost_vs_weights: None,
     })
 }
 
@@ -571,6 +629,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             Box::new(move || chip_update(spec, small, r)),
         ));
     }
+    for spec in [None, Some(&reram)] {
+        let small = &small;
+        let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
+        cases.push((
+            format!("ff-train paper-local b100{on} vs {}", label(small)),
+            Box::new(move || ff_local_vs_dense(spec, small, 100, (batches / 2).max(1), r)),
+        ));
+    }
     cases.push((
         "bp-analog 256-128 sigmoid b64 1 core".into(),
         Box::new(|| bp_analog_training(&[256, 128], 64, analog_batches, r)),
@@ -624,6 +690,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
             m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x"))
         );
+    }
+    for m in &report.measurements {
+        if let Some(c) = m.cost_vs_weights {
+            println!(
+                "{}: {c:.2}x the time its number of existing weights predicts",
+                m.name
+            );
+        }
     }
     for m in &report.measurements {
         if let Some(ns) = m.ns_per_pair {

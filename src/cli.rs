@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::data::{self, DatasetKind};
 use crate::error::Error;
-use crate::learn::ff::{NegativeLabels, Sign};
+use crate::learn::ff::{GoodnessFn, NegativeLabels, Sign};
 use crate::learn::optim::OptimizerConfig;
 use crate::progress::Reporter;
 use crate::train::{self, Algo, ChipConfig, RunOptions, TrainConfig};
@@ -201,9 +201,15 @@ pub struct TrainArgs {
     /// Dataset.
     #[arg(long, value_enum, default_value = "synthetic")]
     pub dataset: DatasetArg,
-    /// Hidden layer widths, comma-separated (e.g. 2000,2000,2000,2000).
+    /// Hidden layers, comma-separated: dense widths (e.g. 2000,2000,2000,2000) or local
+    /// layers local:HxWxC:fF:sS[:pP] (an H×W grid of C units each seeing F×F locations of
+    /// the layer below, S apart, P of padding; e.g. local:4x4x128:f10:s6).
     #[arg(long, value_name = "W,W,...", default_value = "500,500")]
     pub layers: String,
+    /// A named architecture instead of --layers: paper-local (the paper's local
+    /// receptive-field net, 4×4×128 f10 s6, 3×3×220 f2, 2×2×512 f2).
+    #[arg(long, value_name = "NAME", conflicts_with = "layers")]
+    pub net: Option<String>,
     /// Epochs.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -237,6 +243,20 @@ pub struct TrainArgs {
     /// FF: whether positives aim for high (max-ssq) or low (min-ssq) goodness.
     #[arg(long, value_enum)]
     pub sign: Option<SignArg>,
+    /// FF: goodness function, sum of squared activities (sum-sq) or of activities (sum).
+    #[arg(long, value_enum)]
+    pub goodness: Option<GoodnessArg>,
+    /// FF with --negatives hybrid: times each hybrid mask is blurred (default 10).
+    #[arg(long)]
+    pub hybrid_blurs: Option<usize>,
+    /// FF sleep phases: N updates on positive data only, then N on negative data only
+    /// (0 = both in every update, the default).
+    #[arg(long)]
+    pub phase_block: Option<usize>,
+    /// Training-image augmentation: jitter:K shifts each image by up to K pixels each way
+    /// (K = 2: the paper's 25 shifts).
+    #[arg(long, value_name = "jitter:K")]
+    pub augment: Option<String>,
     /// FF: peer normalisation strength (0 = off; default 0.03).
     #[arg(long)]
     pub peer_norm: Option<f32>,
@@ -270,11 +290,39 @@ pub struct TrainArgs {
     pub no_checkpoint: bool,
 }
 
-/// Negative-label strategies.
+/// Negative-data strategies.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NegativesArg {
+    /// Wrong label ∝ the model's probabilities (reference recipe).
     Hard,
+    /// Uniformly random wrong label.
     Random,
+    /// Unsupervised FF: hybrid images of two training images, no label in the input, a
+    /// linear classifier on the hidden activities.
+    Hybrid,
+}
+
+/// Goodness functions.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GoodnessArg {
+    SumSq,
+    Sum,
+}
+
+/// Parses `--augment jitter:K`.
+pub fn parse_augment(s: &str) -> Result<usize, Error> {
+    let bad = || {
+        Error::param(
+            "augment",
+            s,
+            "expected jitter:K with K a whole number of pixels, e.g. jitter:2",
+        )
+    };
+    let k = s.strip_prefix("jitter:").ok_or_else(bad)?;
+    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    k.parse().map_err(|_| bad())
 }
 
 /// Goodness orientation.
@@ -357,37 +405,16 @@ pub enum FetchDatasetArg {
     FashionMnist,
 }
 
-/// Parses a comma-separated list of layer widths.
-pub fn parse_layers(s: &str) -> Result<Vec<usize>, Error> {
-    let parts: Vec<&str> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    if parts.is_empty() {
-        return Err(Error::param(
-            "layers",
-            format!("{s:?}"),
-            "need at least one hidden layer, e.g. 500,500",
-        ));
-    }
-    parts
-        .iter()
-        .map(|p| {
-            p.parse::<usize>().map_err(|_| {
-                Error::param("layers", p, "each width must be a whole number of units")
-            })
-        })
-        .collect()
-}
-
 impl TrainArgs {
     /// The training configuration these arguments describe (not yet validated).
     pub fn to_config(&self) -> Result<TrainConfig, Error> {
         let mut cfg = TrainConfig {
             algo: self.algo.into(),
             dataset: self.dataset.into(),
-            layers: parse_layers(&self.layers)?,
+            layers: match &self.net {
+                Some(name) => crate::train::layers::named(name)?,
+                None => crate::train::layers::parse_list(&self.layers)?,
+            },
             epochs: self.epochs,
             batch: self.batch,
             seed: self.seed,
@@ -411,8 +438,25 @@ impl TrainArgs {
             ff.negatives = match v {
                 NegativesArg::Hard => NegativeLabels::Hard,
                 NegativesArg::Random => NegativeLabels::Random,
+                NegativesArg::Hybrid => NegativeLabels::Hybrid,
             };
         }
+        if let Some(g) = self.goodness {
+            ff.goodness = match g {
+                GoodnessArg::SumSq => GoodnessFn::SumSq,
+                GoodnessArg::Sum => GoodnessFn::Sum,
+            };
+        }
+        if let Some(n) = self.hybrid_blurs {
+            ff.hybrid_blurs = n;
+        }
+        if let Some(n) = self.phase_block {
+            ff.phase_block = n;
+        }
+        if let Some(a) = &self.augment {
+            cfg.jitter = parse_augment(a)?;
+        }
+        let ff = &mut cfg.ff;
         ff.threshold = self.threshold.or(ff.threshold);
         if let Some(t) = self.temperature {
             ff.temperature = t;

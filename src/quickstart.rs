@@ -12,7 +12,7 @@ use crate::train::{self, Algo, RunOptions, RunResults, TrainConfig};
 pub fn configs() -> Vec<TrainConfig> {
     let base = TrainConfig {
         dataset: DatasetKind::Synthetic,
-        layers: vec![500, 500],
+        layers: crate::train::layers::dense(&[500, 500]),
         batch: 100,
         seed: 1,
         eval_every: 5,
@@ -40,8 +40,11 @@ pub fn run(out: &Path, plots: &Path, rep: &Reporter) -> Result<Vec<RunResults>> 
     for cfg in configs() {
         let dir = out.join(cfg.algo.name());
         rep.line(&format!(
-            "quickstart: {} {:?} on {} for {} epochs",
-            cfg.algo, cfg.layers, cfg.dataset, cfg.epochs
+            "quickstart: {} {} on {} for {} epochs",
+            cfg.algo,
+            crate::train::layers::display(&cfg.layers),
+            cfg.dataset,
+            cfg.epochs
         ));
         let r = train::run(
             &cfg,

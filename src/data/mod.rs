@@ -1,6 +1,7 @@
 //! Datasets: the official MNIST / Fashion-MNIST IDX files, a built-in synthetic set,
 //! the paper's train/validation/test split, and the negative-data generators.
 
+pub mod augment;
 pub mod files;
 pub mod idx;
 pub mod negatives;
@@ -137,6 +138,15 @@ impl DatasetKind {
             DatasetKind::Synthetic => "synthetic",
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The image as a map (rows, columns, channels): 28 × 28 × 1 for every dataset here.
+    pub fn geometry(self) -> crate::substrate::Geometry {
+        crate::substrate::Geometry {
+            h: SIDE,
+            w: SIDE,
+            c: 1,
         }
     }
 

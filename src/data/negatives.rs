@@ -1,4 +1,5 @@
-//! Negative data for Forward-Forward: the true image with a wrong label.
+//! Negative data for Forward-Forward: the true image with a wrong label (supervised), or a
+//! hybrid of two images (unsupervised, [`super::augment::hybrids`]).
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,10 @@ pub enum NegativeLabels {
     /// In proportion to the model's current probabilities of the wrong labels (from a
     /// neutral-label pass), so confusable labels are drawn more often (reference recipe).
     Hard,
+    /// Unsupervised FF (Hinton 2022, §3.2): no label in the input; negatives are hybrid
+    /// images of two different training images, and a linear softmax classifier is
+    /// trained on the normalised hidden activities (its gradient never enters them).
+    Hybrid,
 }
 
 /// A uniformly random label other than `truth`.

@@ -239,9 +239,9 @@ fn teacher(cfg: &TrainConfig, dir: &Path, data_dir: Option<&Path>, rep: &Reporte
     }
     let data = cfg.load_data(data_dir)?;
     rep.line(&format!(
-        "teacher: {} {:?} on {}, {} epochs",
+        "teacher: {} {} on {}, {} epochs",
         cfg.algo,
-        cfg.layers,
+        crate::train::layers::display(&cfg.layers),
         cfg.chip
             .as_ref()
             .map_or("the digital substrate".to_string(), |c| format!(

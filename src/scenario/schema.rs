@@ -213,7 +213,7 @@ pub struct DataSection {
 pub struct ModelSection {
     /// Hidden layer widths, units (default `[500, 500]`). The input is 784 pixels and
     /// there are 10 classes.
-    pub layers: Vec<usize>,
+    pub layers: Vec<crate::train::layers::LayerSpec>,
 }
 
 /// `[hardware]`, resolved.

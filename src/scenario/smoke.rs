@@ -1,6 +1,7 @@
 //! `--smoke`: a tiny version of a scenario that runs in seconds, so every shipped
 //! scenario can be exercised by the tests on a machine without data.
 
+use crate::train::layers::LayerSpec;
 use std::path::{Path, PathBuf};
 
 use super::sweep::Plan;
@@ -48,8 +49,15 @@ impl Smoke {
         cfg.train_limit = Some(cfg.train_limit.unwrap_or(usize::MAX).min(TRAIN_IMAGES));
         cfg.eval_limit = Some(cfg.eval_limit.unwrap_or(usize::MAX).min(EVAL_IMAGES));
         cfg.layers.truncate(MAX_LAYERS);
-        for w in &mut cfg.layers {
-            *w = (*w).min(MAX_UNITS);
+        for l in &mut cfg.layers {
+            match l {
+                LayerSpec::Dense(w) => *w = (*w).min(MAX_UNITS),
+                // A local layer keeps its windows; only its channels shrink.
+                LayerSpec::Local(ll) => {
+                    let per_loc = (MAX_UNITS / (ll.grid[0] * ll.grid[1]).max(1)).max(1);
+                    ll.channels = ll.channels.min(per_loc);
+                }
+            }
         }
         cfg.ff.eval_from = cfg.ff.eval_from.min(cfg.layers.len());
         if cfg.dataset != DatasetKind::Synthetic && !files_present(cfg.dataset, &self.data_dir) {

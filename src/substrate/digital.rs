@@ -1,31 +1,82 @@
 //! The ideal digital substrate: exact f32 weights and biases, nominal activations, no noise.
+//!
+//! Each projection is stored as its tiles' dense blocks ([`super::wiring`]), so a sparse
+//! projection costs what its existing weights cost; a dense projection is one block.
 
 use serde_json::json;
 
+use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
 use super::{Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
 use crate::linalg::{Mat, Op, axpby, ensure_shape, for_each_column, gemm, row_sums};
 use crate::rng::Rng;
 use crate::tensor;
 
+/// One projection: a weight block per tile (rows × fan-in) and the layer's biases.
+#[derive(Clone, Debug)]
+struct Params {
+    blocks: Vec<Mat>,
+    bias: Vec<f32>,
+}
+
 /// An exact digital network: `y = act(W·x + b)` per layer.
 #[derive(Clone, Debug)]
 pub struct DigitalNet {
     topology: Topology,
-    params: Vec<(Mat, Vec<f32>)>,
+    params: Vec<Params>,
+    /// Gathered inputs of a tile (fan-in × batch) and a tile's transposed product.
+    gather: Mat,
+    tmp: Mat,
+}
+
+/// Splits a dense `out × in` matrix into the tile blocks of projection `l`.
+fn blocks_of(topology: &Topology, l: usize, w: &Mat) -> Vec<Mat> {
+    let wiring = topology.wiring(l);
+    if wiring.is_dense() {
+        return vec![w.clone()];
+    }
+    let packed = wiring.pack(w);
+    wiring
+        .tiles
+        .iter()
+        .enumerate()
+        .map(|(t, tile)| {
+            Mat::from_column_slice(tile.rows, tile.fan_in(wiring.inp), &packed[wiring.block(t)])
+        })
+        .collect()
 }
 
 impl DigitalNet {
     /// A network with the shared initial parameters drawn from `init_seed`.
     pub fn new(topology: Topology, init_seed: u64) -> Self {
-        let params = initial_parameters(&topology, init_seed);
-        Self { topology, params }
+        let params = initial_parameters(&topology, init_seed)
+            .into_iter()
+            .enumerate()
+            .map(|(l, (w, b))| Params {
+                blocks: blocks_of(&topology, l, &w),
+                bias: b,
+            })
+            .collect();
+        Self {
+            topology,
+            params,
+            gather: Mat::zeros(0, 0),
+            tmp: Mat::zeros(0, 0),
+        }
     }
 
-    /// Weights (out × in) and biases of layer `l`. For digital models and tests: learners
-    /// that drive a [`Substrate`] never call this.
-    pub fn layer(&self, l: usize) -> (&Mat, &[f32]) {
-        (&self.params[l].0, &self.params[l].1)
+    /// Weights (dense out × in, absent entries 0) and biases of layer `l`. For digital
+    /// models and tests: learners that drive a [`Substrate`] never call this.
+    pub fn layer(&self, l: usize) -> (Mat, &[f32]) {
+        let p = &self.params[l];
+        let wiring = self.topology.wiring(l);
+        let w = if wiring.is_dense() {
+            p.blocks[0].clone()
+        } else {
+            let packed: Vec<f32> = p.blocks.iter().flat_map(|b| b.iter().copied()).collect();
+            wiring.unpack(&packed)
+        };
+        (w, &p.bias)
     }
 }
 
@@ -51,22 +102,53 @@ impl Substrate for DigitalNet {
         activity: &mut Mat,
         _noise: &mut Rng,
     ) {
-        let (w, b) = &self.params[layer];
+        let p = &self.params[layer];
+        let wiring = self.topology.wiring(layer);
         ensure_shape(received, x.nrows(), x.ncols());
         received.copy_from(x);
-        ensure_shape(activity, w.nrows(), x.ncols());
-        gemm(1.0, w, Op::N, x, Op::N, 0.0, activity);
-        bias_activate(activity, b, self.topology.activation(layer));
+        ensure_shape(activity, wiring.out, x.ncols());
+        if wiring.is_dense() {
+            gemm(1.0, &p.blocks[0], Op::N, x, Op::N, 0.0, activity);
+        } else {
+            for (t, tile) in wiring.tiles.iter().enumerate() {
+                let mut dst = activity.rows_mut(tile.row0, tile.rows);
+                match &tile.cols {
+                    None => gemm(1.0, &p.blocks[t], Op::N, x, Op::N, 0.0, &mut dst),
+                    Some(cols) => {
+                        gather_rows(x, cols, &mut self.gather);
+                        gemm(1.0, &p.blocks[t], Op::N, &self.gather, Op::N, 0.0, &mut dst);
+                    }
+                }
+            }
+        }
+        bias_activate(activity, &p.bias, self.topology.activation(layer));
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out: &mut Mat, _noise: &mut Rng) {
-        let w = &self.params[layer].0;
-        ensure_shape(out, w.ncols(), d.ncols());
-        gemm(1.0, w, Op::T, d, Op::N, 0.0, out);
+        let p = &self.params[layer];
+        let wiring = self.topology.wiring(layer);
+        ensure_shape(out, wiring.inp, d.ncols());
+        if wiring.is_dense() {
+            gemm(1.0, &p.blocks[0], Op::T, d, Op::N, 0.0, out);
+            return;
+        }
+        out.fill(0.0);
+        for (t, tile) in wiring.tiles.iter().enumerate() {
+            let dr = d.rows(tile.row0, tile.rows);
+            match &tile.cols {
+                None => gemm(1.0, &p.blocks[t], Op::T, &dr, Op::N, 1.0, out),
+                Some(cols) => {
+                    ensure_shape(&mut self.tmp, cols.len(), d.ncols());
+                    gemm(1.0, &p.blocks[t], Op::T, &dr, Op::N, 0.0, &mut self.tmp);
+                    scatter_add_rows(&self.tmp, cols, out);
+                }
+            }
+        }
     }
 
     fn update(&mut self, layer: usize, update: Update<'_>, _noise: &mut Rng) {
-        let (w, b) = &mut self.params[layer];
+        let p = &mut self.params[layer];
+        let wiring = self.topology.wiring(layer);
         match update {
             Update::Dense {
                 dw,
@@ -74,17 +156,31 @@ impl Substrate for DigitalNet {
                 scale,
                 decay,
             } => {
-                assert_eq!(dw.shape(), w.shape(), "update: dw shape");
-                axpby(w.as_mut_slice(), 1.0 - decay, scale, dw.as_slice());
-                for (bi, d) in b.iter_mut().zip(db) {
+                assert_eq!(dw.len(), wiring.weight_count(), "update: dw length");
+                for (t, w) in p.blocks.iter_mut().enumerate() {
+                    axpby(w.as_mut_slice(), 1.0 - decay, scale, &dw[wiring.block(t)]);
+                }
+                for (bi, d) in p.bias.iter_mut().zip(db) {
                     *bi += scale * d;
                 }
             }
             Update::Outer { x, d, scale, decay } => {
-                gemm(scale, d, Op::N, x, Op::T, 1.0 - decay, w);
-                let mut db = vec![0.0; b.len()];
+                for (w, tile) in p.blocks.iter_mut().zip(&wiring.tiles) {
+                    let dr = d.rows(tile.row0, tile.rows);
+                    match &tile.cols {
+                        None if wiring.is_dense() => {
+                            gemm(scale, d, Op::N, x, Op::T, 1.0 - decay, w)
+                        }
+                        None => gemm(scale, &dr, Op::N, x, Op::T, 1.0 - decay, w),
+                        Some(cols) => {
+                            gather_rows(x, cols, &mut self.gather);
+                            gemm(scale, &dr, Op::N, &self.gather, Op::T, 1.0 - decay, w);
+                        }
+                    }
+                }
+                let mut db = vec![0.0; p.bias.len()];
                 row_sums(d, &mut db);
-                for (bi, d) in b.iter_mut().zip(&db) {
+                for (bi, d) in p.bias.iter_mut().zip(&db) {
                     *bi += scale * d;
                 }
             }
@@ -92,17 +188,25 @@ impl Substrate for DigitalNet {
     }
 
     fn program(&mut self, layer: usize, w: &Mat, b: &[f32], _noise: &mut Rng) {
-        let (pw, pb) = &mut self.params[layer];
-        assert_eq!(pw.shape(), w.shape(), "program: weight shape");
-        pw.copy_from(w);
-        pb.copy_from_slice(b);
+        let wiring = self.topology.wiring(layer);
+        assert_eq!(w.shape(), (wiring.out, wiring.inp), "program: weight shape");
+        self.params[layer].blocks = blocks_of(&self.topology, layer, w);
+        self.params[layer].bias.copy_from_slice(b);
     }
 
     fn save_state(&self) -> SubstrateState {
         let mut tensors = Vec::new();
-        for (l, (w, b)) in self.params.iter().enumerate() {
-            tensors.push(tensor::from_mat(format!("layer{l}.weight"), w));
-            tensors.push(tensor::from_vec(format!("layer{l}.bias"), b));
+        for (l, p) in self.params.iter().enumerate() {
+            let wiring = self.topology.wiring(l);
+            if wiring.is_dense() {
+                tensors.push(tensor::from_mat(format!("layer{l}.weight"), &p.blocks[0]));
+            } else {
+                for (t, (blk, tile)) in p.blocks.iter().zip(&wiring.tiles).enumerate() {
+                    tensors.push(tensor::from_mat(format!("{}.weight", tile_name(l, t)), blk));
+                    tensors.extend(tile_index_tensors(l, t, tile));
+                }
+            }
+            tensors.push(tensor::from_vec(format!("layer{l}.bias"), &p.bias));
         }
         SubstrateState {
             kind: "digital".into(),
@@ -119,15 +223,34 @@ impl Substrate for DigitalNet {
                 "this checkpoint holds a chip, not a digital network",
             ));
         }
-        for (l, (w, b)) in self.params.iter_mut().enumerate() {
-            let (r, c) = w.shape();
-            *w = tensor::to_mat(&state.tensors, &format!("layer{l}.weight"), r, c)?;
-            b.copy_from_slice(tensor::find(
-                &state.tensors,
-                &format!("layer{l}.bias"),
-                &[r],
-            )?);
+        // Read everything first so a bad checkpoint leaves the network untouched.
+        let mut loaded = Vec::with_capacity(self.params.len());
+        for (l, p) in self.params.iter().enumerate() {
+            let wiring = self.topology.wiring(l);
+            let blocks = if wiring.is_dense() {
+                let (r, c) = p.blocks[0].shape();
+                vec![tensor::to_mat(
+                    &state.tensors,
+                    &format!("layer{l}.weight"),
+                    r,
+                    c,
+                )?]
+            } else {
+                p.blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(t, b)| {
+                        let (r, c) = b.shape();
+                        let name = format!("{}.weight", tile_name(l, t));
+                        tensor::to_mat(&state.tensors, &name, r, c)
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let n = p.bias.len();
+            let bias = tensor::find(&state.tensors, &format!("layer{l}.bias"), &[n])?.to_vec();
+            loaded.push(Params { blocks, bias });
         }
+        self.params = loaded;
         Ok(None)
     }
 

@@ -15,6 +15,7 @@
 
 pub mod device;
 pub mod digital;
+pub mod wiring;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -27,6 +28,7 @@ use crate::rng::Rng;
 
 pub use device::{Chip, HardwareSpec};
 pub use digital::DigitalNet;
+pub use wiring::{Connectivity, Geometry, Local, Wiring};
 
 /// The nominal nonlinearity of a layer's neurons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,12 +71,52 @@ impl Activation {
     }
 }
 
-/// The shape of a layered network: widths `[inputs, layer 1, …, layer L]` and the
-/// nominal activation of each layer.
+/// The shape of a layered network: widths `[inputs, layer 1, …, layer L]`, the nominal
+/// activation of each layer, and the connectivity of the projection into each layer
+/// (dense unless given; see [`wiring`]). Projection `l` is the crossbar array from layer
+/// `l` (the input for `l = 0`) into layer `l + 1`; the substrate methods take its index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TopologyRepr", into = "TopologyRepr")]
 pub struct Topology {
     widths: Vec<usize>,
     activations: Vec<Activation>,
+    connectivity: Vec<Connectivity>,
+    wiring: Vec<Wiring>,
+}
+
+/// What a topology serialises to (the wiring is derived). Dense networks serialise as
+/// they did before connectivity existed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TopologyRepr {
+    widths: Vec<usize>,
+    activations: Vec<Activation>,
+    #[serde(default, skip_serializing_if = "all_dense")]
+    connectivity: Vec<Connectivity>,
+}
+
+fn all_dense(c: &[Connectivity]) -> bool {
+    c.iter().all(Connectivity::is_dense)
+}
+
+impl TryFrom<TopologyRepr> for Topology {
+    type Error = Error;
+    fn try_from(r: TopologyRepr) -> Result<Self> {
+        let mut t = Topology::new(r.widths, r.activations)?;
+        if !r.connectivity.is_empty() {
+            t = t.with_connectivity(r.connectivity)?;
+        }
+        Ok(t)
+    }
+}
+
+impl From<Topology> for TopologyRepr {
+    fn from(t: Topology) -> Self {
+        Self {
+            widths: t.widths,
+            activations: t.activations,
+            connectivity: t.connectivity,
+        }
+    }
 }
 
 impl Topology {
@@ -101,10 +143,57 @@ impl Topology {
                 "need one activation per layer",
             ));
         }
+        let connectivity = vec![Connectivity::Dense; widths.len() - 1];
+        let wiring = widths
+            .windows(2)
+            .map(|w| Wiring::new(w[0], w[1], &Connectivity::Dense, "layers"))
+            .collect::<Result<_>>()?;
         Ok(Self {
             widths,
             activations,
+            connectivity,
+            wiring,
         })
+    }
+
+    /// The same layers with the given connectivity of each projection (one per layer).
+    pub fn with_connectivity(mut self, connectivity: Vec<Connectivity>) -> Result<Self> {
+        if connectivity.len() != self.layers() {
+            return Err(Error::param(
+                "connectivity",
+                connectivity.len(),
+                format!("need one per layer ({})", self.layers()),
+            ));
+        }
+        self.wiring = connectivity
+            .iter()
+            .enumerate()
+            .map(|(l, c)| {
+                Wiring::new(
+                    self.widths[l],
+                    self.widths[l + 1],
+                    c,
+                    &format!("layers[{l}]"),
+                )
+            })
+            .collect::<Result<_>>()?;
+        self.connectivity = connectivity;
+        Ok(self)
+    }
+
+    /// Connectivity of projection `l`.
+    pub fn connectivity(&self, l: usize) -> &Connectivity {
+        &self.connectivity[l]
+    }
+
+    /// Whether every projection is dense.
+    pub fn is_dense(&self) -> bool {
+        all_dense(&self.connectivity)
+    }
+
+    /// The tiles of projection `l`.
+    pub fn wiring(&self, l: usize) -> &Wiring {
+        &self.wiring[l]
     }
 
     /// All layers with the same activation.
@@ -143,9 +232,9 @@ impl Topology {
         self.activations[l]
     }
 
-    /// Number of weights (not biases) in the whole network.
+    /// Number of existing weights (not biases) in the whole network.
     pub fn weight_count(&self) -> usize {
-        self.widths.windows(2).map(|w| w[0] * w[1]).sum()
+        self.wiring.iter().map(Wiring::weight_count).sum()
     }
 }
 
@@ -159,8 +248,10 @@ impl Topology {
 pub enum Update<'a> {
     /// A dense change computed by the host (any optimiser).
     Dense {
-        /// Direction of the weight change (out × in), in weight units before `scale`.
-        dw: &'a Mat,
+        /// Direction of the weight change in the projection's packed layout
+        /// ([`Wiring`]; for a dense projection the column-major out × in matrix), in
+        /// weight units before `scale`.
+        dw: &'a [f32],
         /// Direction of the bias change (out).
         db: &'a [f32],
         /// Multiplier applied to `dw` and `db`.
@@ -222,8 +313,9 @@ pub trait Substrate: Send {
     /// Asks layer `layer` to change its parameters.
     fn update(&mut self, layer: usize, update: Update<'_>, noise: &mut Rng);
 
-    /// Sets layer `layer`'s weights (out × in) and biases to targets, as well as the
-    /// substrate can (write-and-verify on a chip).
+    /// Sets layer `layer`'s weights (dense out × in; entries the connectivity leaves out
+    /// are ignored) and biases to targets, as well as the substrate can (write-and-verify
+    /// on a chip).
     fn program(&mut self, layer: usize, w: &Mat, b: &[f32], noise: &mut Rng);
 
     /// Lets `seconds` of (simulated) time pass, e.g. for conductance drift.
@@ -250,10 +342,21 @@ pub fn initial_parameters(topology: &Topology, seed: u64) -> Vec<(Mat, Vec<f32>)
             let (fan_in, out) = topology.dims(l);
             let mut rng = crate::rng::indexed(crate::rng::derive(seed, "init-weights"), l as u64);
             let s = 1.0 / (fan_in as f32).sqrt();
-            let w = Mat::from_fn(out, fan_in, |_, _| {
+            let mut w = Mat::from_fn(out, fan_in, |_, _| {
                 let z: f32 = StandardNormal.sample(&mut rng);
                 z * s
             });
+            let wiring = topology.wiring(l);
+            if !wiring.is_dense() {
+                // Sparse projections: the same draws, rescaled to each unit's own fan-in
+                // (N(0, 1/fan_in) of the inputs that exist); absent weights are 0.
+                let packed = wiring.pack(&w);
+                w = wiring.unpack(&packed);
+                for t in &wiring.tiles {
+                    let k = (fan_in as f32 / t.fan_in(fan_in) as f32).sqrt();
+                    w.rows_mut(t.row0, t.rows).apply(|v| *v *= k);
+                }
+            }
             (w, vec![0.0; out])
         })
         .collect()

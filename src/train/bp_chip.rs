@@ -42,7 +42,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
         Algo::BpDeploy => Box::new(DeployTrainer {
             learner: Offline::Plain(Box::new(BpLearner::new(
                 cfg.bp.clone(),
-                &cfg.layers,
+                &cfg.widths(),
                 seeds.init,
             )?)),
             chip,
@@ -52,7 +52,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
         Algo::BpHwa => {
             // The nominal spec of the family (variation applied), never the instance.
             let noise = HwaNoise::from_spec(&chip_cfg.effective_spec());
-            let bp = BpLearner::new(cfg.bp.clone(), &cfg.layers, seeds.init)?;
+            let bp = BpLearner::new(cfg.bp.clone(), &cfg.widths(), seeds.init)?;
             Box::new(DeployTrainer {
                 learner: Offline::Hwa(Box::new(HwaLearner::new(bp, noise))),
                 chip,
@@ -92,7 +92,7 @@ fn chip_for(cfg: &TrainConfig) -> Result<(Box<dyn Substrate>, Topology)> {
             format!("{} needs a chip: pass --chip PRESET|spec.toml", cfg.algo),
         )
     })?;
-    let topology = classifier_topology(&cfg.layers, cfg.bp.hidden)?;
+    let topology = classifier_topology(&cfg.widths(), cfg.bp.hidden)?;
     let chip: Box<dyn Substrate> = Box::new(chip_cfg.build(topology.clone(), cfg.seeds().init)?);
     Ok((chip, topology))
 }
@@ -106,7 +106,7 @@ pub fn deploy_digital(cfg: &TrainConfig, tensors: &[Tensor]) -> Result<Box<dyn T
         ..cfg.clone()
     };
     let (chip, _) = chip_for(&cfg)?;
-    let mut learner = BpLearner::new(cfg.bp.clone(), &cfg.layers, cfg.seeds().init)?;
+    let mut learner = BpLearner::new(cfg.bp.clone(), &cfg.widths(), cfg.seeds().init)?;
     restore_mlp(&mut learner.mlp, tensors, "bp/")?;
     Ok(Box::new(DeployTrainer {
         learner: Offline::Plain(Box::new(learner)),
@@ -426,7 +426,7 @@ mod tests {
     fn config(algo: Algo, chip: Option<&str>, momentum: f32) -> TrainConfig {
         TrainConfig {
             algo,
-            layers: vec![32],
+            layers: crate::train::layers::dense(&[32]),
             epochs: 2,
             batch: 30,
             seed: 4,

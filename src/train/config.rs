@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::layers::{self, LayerSpec};
 use crate::data::DatasetKind;
 use crate::data::synthetic::SyntheticConfig;
 use crate::error::{Error, Result, ensure};
@@ -93,8 +94,9 @@ pub struct TrainConfig {
     pub algo: Algo,
     /// Dataset.
     pub dataset: DatasetKind,
-    /// Hidden layer widths (units), e.g. `[2000, 2000, 2000, 2000]`.
-    pub layers: Vec<usize>,
+    /// Hidden layers: dense widths (units), e.g. `[2000, 2000, 2000, 2000]`, or local
+    /// layers (`"local:4x4x128:f10:s6"`, see [`super::layers`]).
+    pub layers: Vec<LayerSpec>,
     /// Passes over the training set.
     pub epochs: usize,
     /// Samples per batch.
@@ -118,6 +120,14 @@ pub struct TrainConfig {
     /// The analog chip to train on (FF in situ) or to get backprop onto (`bp-*`); `None` =
     /// the ideal digital substrate.
     pub chip: Option<ChipConfig>,
+    /// Jitter augmentation of training images: each is shifted by up to this many pixels
+    /// each way, drawn per sample from the seed (0 = off; 2 = the paper's 25 shifts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// Which chip a run uses: a hardware family, an instance seed and a variation level.
@@ -209,7 +219,7 @@ impl Default for TrainConfig {
         Self {
             algo: Algo::Ff,
             dataset: DatasetKind::Synthetic,
-            layers: vec![500, 500],
+            layers: vec![LayerSpec::Dense(500), LayerSpec::Dense(500)],
             epochs: 10,
             batch: 100,
             seed: 1,
@@ -220,6 +230,7 @@ impl Default for TrainConfig {
             ff: FfConfig::default(),
             bp: BpConfig::default(),
             chip: None,
+            jitter: 0,
         }
     }
 }
@@ -270,20 +281,39 @@ impl TrainConfig {
 
     /// Checks every setting; errors name the offending key.
     pub fn validate(&self) -> Result<()> {
-        ensure(
-            !self.layers.is_empty(),
-            "layers",
-            "[]",
-            "need at least one hidden layer",
-        )?;
-        if let Some(w) = self.layers.iter().find(|w| **w == 0) {
+        layers::validate(&self.layers, self.dataset.geometry())?;
+        if self.algo.is_backprop() && !layers::all_dense(&self.layers) {
             return Err(Error::param(
                 "layers",
-                w,
-                "every layer needs at least one unit",
+                self.layers_tag(),
+                format!(
+                    "{} needs dense layers; local layers train with --algo ff",
+                    self.algo
+                ),
             ));
         }
         ensure(self.epochs > 0, "epochs", self.epochs, "must be at least 1")?;
+        let side = self.dataset.geometry().h.min(self.dataset.geometry().w);
+        ensure(
+            self.jitter < side,
+            "augment",
+            format!("jitter:{}", self.jitter),
+            &format!("shifts must be smaller than the {side}-pixel image"),
+        )?;
+        if self.ff.negatives == crate::learn::ff::NegativeLabels::Hybrid {
+            ensure(
+                self.algo == Algo::Ff,
+                "negatives",
+                "hybrid",
+                "hybrid negatives are for unsupervised FF (--algo ff)",
+            )?;
+            ensure(
+                self.batch >= 2,
+                "batch",
+                self.batch,
+                "hybrid negatives mix two different images: need a batch of at least 2",
+            )?;
+        }
         ensure(self.batch > 0, "batch", self.batch, "must be at least 1")?;
         if let Some(n) = self.train_limit {
             ensure(n > 0, "train_limit", n, "must be at least 1")?;
@@ -329,6 +359,30 @@ impl TrainConfig {
         }
     }
 
+    /// Hidden widths (units per layer).
+    pub fn widths(&self) -> Vec<usize> {
+        layers::widths(&self.layers)
+    }
+
+    /// The FF network: the dataset's image map, then the hidden layers (ReLU).
+    pub fn ff_topology(&self) -> Result<Topology> {
+        layers::topology(
+            &self.layers,
+            self.dataset.geometry(),
+            crate::substrate::Activation::Relu,
+        )
+    }
+
+    /// The layers as one file-name-safe tag (`500x500`, `local-4x4x128-f10-s6x…`).
+    pub fn layers_tag(&self) -> String {
+        let parts: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| l.to_string().replace(':', "-"))
+            .collect();
+        parts.join("x")
+    }
+
     /// Seeds of the run's random streams.
     pub fn seeds(&self) -> Seeds {
         Seeds::from_master(self.seed)
@@ -337,7 +391,6 @@ impl TrainConfig {
     /// A default output directory name:
     /// `runs/<algo>-<dataset>-<layers>[-<chip>-c<chip seed>-v<variation>]-s<seed>`.
     pub fn default_out_dir(&self) -> std::path::PathBuf {
-        let layers: Vec<String> = self.layers.iter().map(|w| w.to_string()).collect();
         let chip = self.chip.as_ref().map_or(String::new(), |c| {
             let name = std::path::Path::new(&c.source)
                 .file_stem()
@@ -348,7 +401,7 @@ impl TrainConfig {
             "{}-{}-{}{chip}-s{}",
             self.algo,
             self.dataset,
-            layers.join("x"),
+            self.layers_tag(),
             self.seed
         ))
     }
@@ -372,10 +425,10 @@ mod tests {
             ),
             (
                 TrainConfig {
-                    layers: vec![10, 0],
+                    layers: vec![LayerSpec::Dense(10), LayerSpec::Dense(0)],
                     ..ok.clone()
                 },
-                "layers",
+                "layers[1]",
             ),
             (
                 TrainConfig {
@@ -393,7 +446,7 @@ mod tests {
             ),
             (
                 TrainConfig {
-                    layers: vec![100],
+                    layers: vec![LayerSpec::Dense(100)],
                     ..ok.clone()
                 },
                 "ff.eval_from",

@@ -34,7 +34,7 @@ use crate::learn::ff::{FfLearner, LayerKlSupervision, SoftSupervision};
 use crate::linalg::Mat;
 use crate::progress::Reporter;
 use crate::rng::{derive, indexed, stream};
-use crate::substrate::{Activation, DigitalNet, Substrate, SubstrateState, Topology};
+use crate::substrate::{DigitalNet, Substrate, SubstrateState};
 use crate::tensor;
 
 /// Everything that defines one distillation run (serialised into `results.json`).
@@ -86,7 +86,7 @@ pub struct DistillResults {
     /// Always `ff-distill`.
     pub algo: String,
     pub dataset: String,
-    pub layers: Vec<usize>,
+    pub layers: Vec<crate::train::layers::LayerSpec>,
     /// Student epochs.
     pub epochs: usize,
     pub batch: usize,
@@ -291,10 +291,9 @@ impl Net {
 /// A Forward-Forward trainer for `cfg` (the learner and its substrate, built as
 /// `mortal train` builds them).
 pub fn ff_trainer(cfg: &TrainConfig) -> Result<FfTrainer> {
-    let mut widths = vec![PIXELS];
-    widths.extend_from_slice(&cfg.layers);
-    let topology = Topology::uniform(widths, Activation::Relu)?;
-    let learner = FfLearner::new(cfg.ff.clone(), topology.clone())?;
+    let topology = cfg.ff_topology()?;
+    let learner =
+        FfLearner::with_geometry(cfg.ff.clone(), topology.clone(), cfg.dataset.geometry())?;
     let init = cfg.seeds().init;
     let substrate: Box<dyn Substrate> = match &cfg.chip {
         None => Box::new(DigitalNet::new(topology, init)),
@@ -418,6 +417,13 @@ pub fn student_config(
         c.ff = crate::learn::FfConfig::default();
         c.bp = crate::learn::BpConfig::default();
     }
+    // A student is supervised by its teacher's scores (labels in the pixels), even when
+    // the teacher learned without labels; the teacher's jitter was part of its own
+    // training data, not of the transfer set.
+    if c.ff.negatives == crate::learn::ff::NegativeLabels::Hybrid {
+        c.ff.negatives = crate::learn::ff::NegativeLabels::Hard;
+    }
+    c.jitter = 0;
     c
 }
 
@@ -900,7 +906,7 @@ mod tests {
         epochs: usize,
     ) -> TeacherCheckpoint {
         let mut cfg = TrainConfig {
-            layers: vec![64, 64],
+            layers: crate::train::layers::dense(&[64, 64]),
             epochs,
             eval_every: 0,
             chip: preset.map(|p| ChipConfig::from_source(p, 1, 1.0).unwrap()),

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod distill;
 pub mod distill_sweep;
+pub mod layers;
 pub mod results;
 pub mod trainers;
 
@@ -78,8 +79,20 @@ pub fn run_with(
             "train, validation and test sets must be non-empty",
         ));
     }
+    if cfg.ff.negatives == crate::learn::ff::NegativeLabels::Hybrid && data.train.len() < 2 {
+        return Err(Error::param(
+            "negatives",
+            "hybrid",
+            format!(
+                "hybrid negatives mix two different images; the training set has {}",
+                data.train.len()
+            ),
+        ));
+    }
     let seeds = cfg.seeds();
     let schedule = trainer.schedule();
+    // Jitter draws from its own stream, so switching it on changes nothing else.
+    let mut jitter_rng = stream(derive(cfg.seed, "augment"), "jitter");
     let rep = &opts.reporter;
     if let Some(out) = &opts.out {
         create_dir(out)?;
@@ -109,6 +122,12 @@ pub fn run_with(
                 images = Mat::zeros(PIXELS, idx.len());
             }
             data.train.gather(idx, &mut images);
+            crate::data::augment::jitter(
+                &mut images,
+                cfg.dataset.geometry(),
+                cfg.jitter,
+                &mut jitter_rng,
+            );
             let labels = data.train.gather_labels(idx);
             let o = trainer
                 .train_batch(&images, &labels, gain, &mut streams)

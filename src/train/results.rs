@@ -78,7 +78,7 @@ pub struct RunResults {
     /// Dataset name.
     pub dataset: String,
     /// Hidden layer widths.
-    pub layers: Vec<usize>,
+    pub layers: Vec<crate::train::layers::LayerSpec>,
     /// Epochs trained.
     pub epochs: usize,
     /// Batch size.

@@ -2,14 +2,14 @@
 
 use super::config::{Algo, TrainConfig};
 use super::results::Errors;
-use crate::data::{Dataset, PIXELS};
+use crate::data::Dataset;
 use crate::error::Result;
 use crate::learn::BpLearner;
 use crate::learn::ff::FfLearner;
 use crate::learn::optim::Schedule;
 use crate::linalg::Mat;
 use crate::rng::Rng;
-use crate::substrate::{Activation, DigitalNet, Substrate, SubstrateState, Topology};
+use crate::substrate::{DigitalNet, Substrate, SubstrateState};
 use crate::tensor::{self, Tensor};
 
 /// The random streams a batch may draw from.
@@ -77,12 +77,11 @@ pub trait Trainer: Send {
 /// Builds the trainer of a (validated) configuration.
 pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
     let seeds = cfg.seeds();
-    let mut widths = vec![PIXELS];
-    widths.extend_from_slice(&cfg.layers);
     Ok(match cfg.algo {
         Algo::Ff => {
-            let topology = Topology::uniform(widths, Activation::Relu)?;
-            let learner = FfLearner::new(cfg.ff.clone(), topology.clone())?;
+            let topology = cfg.ff_topology()?;
+            let learner =
+                FfLearner::with_geometry(cfg.ff.clone(), topology.clone(), cfg.dataset.geometry())?;
             let substrate: Box<dyn Substrate> = match &cfg.chip {
                 None => Box::new(DigitalNet::new(topology, seeds.init)),
                 Some(chip) => Box::new(chip.build(topology, seeds.init)?),
@@ -90,7 +89,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             Box::new(FfTrainer { learner, substrate })
         }
         Algo::Bp => Box::new(BpTrainer {
-            learner: BpLearner::new(cfg.bp.clone(), &cfg.layers, seeds.init)?,
+            learner: BpLearner::new(cfg.bp.clone(), &cfg.widths(), seeds.init)?,
         }),
         Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog => super::bp_chip::build(cfg)?,
     })
@@ -130,6 +129,7 @@ impl Trainer for FfTrainer {
     }
 
     fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors> {
+        let full = full && !self.learner.unsupervised();
         let e = self
             .learner
             .evaluate(self.substrate.as_mut(), data, full, noise)?;

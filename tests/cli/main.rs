@@ -4,5 +4,6 @@
 mod bp_chip;
 mod common;
 mod distill;
+mod learners;
 mod scenario;
 mod train;

@@ -115,7 +115,7 @@ impl PatLearner {
             sub.update(
                 l,
                 Update::Dense {
-                    dw: &self.step_w,
+                    dw: self.step_w.as_slice(),
                     db: &self.step_b,
                     scale: sw.scale,
                     decay: sw.decay,

@@ -7,7 +7,7 @@ use super::FfLearner;
 use super::labels::write_label_blocks;
 use crate::data::{CLASSES, Dataset};
 use crate::error::{Error, Result};
-use crate::linalg::{Mat, column_sum_sq, normalize_rms};
+use crate::linalg::{Mat, normalize_rms};
 use crate::rng::Rng;
 use crate::substrate::Substrate;
 
@@ -68,6 +68,9 @@ impl FfLearner {
         out: &mut Scores,
     ) {
         let n = images.ncols();
+        // Unsupervised FF has no label pixels: only the head's pass runs.
+        let unsup = self.unsupervised();
+        let goodness = goodness && !unsup;
         let labelled = if goodness { CLASSES } else { 0 };
         let layers = self.topology.layers();
         let widths = self.topology.widths().to_vec();
@@ -81,7 +84,11 @@ impl FfLearner {
             buf.goodness = vec![0.0; cols];
         }
         let neutral = self.cfg.neutral_label * strength;
-        write_label_blocks(images, &mut buf.x, labelled, neutral, strength);
+        if unsup {
+            buf.x.copy_from(images);
+        } else {
+            write_label_blocks(images, &mut buf.x, labelled, neutral, strength);
+        }
         normalize_rms(&buf.x, &mut buf.norm[0]);
         out.goodness = Mat::zeros(labelled, n);
         for l in 0..layers {
@@ -89,7 +96,9 @@ impl FfLearner {
             sub.forward(l, &head[l], &mut buf.received, &mut buf.activity[l], noise);
             let act = &buf.activity[l];
             if goodness && l + 1 >= self.cfg.eval_from {
-                column_sum_sq(act.as_slice(), act.nrows(), &mut buf.goodness);
+                self.cfg
+                    .goodness
+                    .columns(act.as_slice(), act.nrows(), &mut buf.goodness);
                 let loss = &self.losses[l];
                 for k in 0..CLASSES {
                     for j in 0..n {
@@ -106,7 +115,8 @@ impl FfLearner {
     }
 
     /// Error rates on a whole dataset, in batches of [`EVAL_BATCH`]. Without `goodness`
-    /// only the (cheap) softmax-head evaluation runs and `error_goodness` is NaN.
+    /// (or for unsupervised FF, which has no label to try) only the (cheap) softmax-head
+    /// evaluation runs and `error_goodness` is NaN.
     pub fn evaluate(
         &mut self,
         sub: &mut dyn Substrate,
@@ -114,6 +124,7 @@ impl FfLearner {
         goodness: bool,
         noise: &mut Rng,
     ) -> Result<FfEvaluation> {
+        let goodness = goodness && !self.unsupervised();
         let mut images = Mat::zeros(0, 0);
         let mut scores = Scores::default();
         let (mut wrong_g, mut wrong_s) = (0usize, 0usize);

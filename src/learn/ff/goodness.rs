@@ -12,6 +12,57 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How a layer's goodness is computed from its activities.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GoodnessFn {
+    /// Sum of squared activities `Σ yᵢ²` (the paper's main choice).
+    #[default]
+    SumSq,
+    /// Sum of the (non-negative, ReLU) activities `Σ yᵢ` (§10: "the sum of the unsquared
+    /// activities").
+    Sum,
+}
+
+impl GoodnessFn {
+    /// Name on the command line and in result files.
+    pub fn name(self) -> &'static str {
+        match self {
+            GoodnessFn::SumSq => "sum-sq",
+            GoodnessFn::Sum => "sum",
+        }
+    }
+
+    /// Goodness of each column of `data` (rows × n) into `out`.
+    pub fn columns(self, data: &[f32], rows: usize, out: &mut [f32]) {
+        match self {
+            GoodnessFn::SumSq => crate::linalg::column_sum_sq(data, rows, out),
+            GoodnessFn::Sum => {
+                for (o, col) in out.iter_mut().zip(data.chunks(rows.max(1))) {
+                    *o = col.iter().sum();
+                }
+            }
+        }
+    }
+
+    /// The error `∂L/∂aᵢ` at a ReLU unit's pre-activation for gradient coefficient `c`
+    /// (see [`SampleLoss::coeff`]) and measured activity `y`.
+    #[inline]
+    pub fn error(self, c: f32, y: f32) -> f32 {
+        match self {
+            GoodnessFn::SumSq => c * y,
+            // ∂G/∂y = 1 where the unit is active; the T/2 scaling of L halves it.
+            GoodnessFn::Sum => {
+                if y > 0.0 {
+                    0.5 * c
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
 /// Which way round goodness separates positive from negative data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -58,6 +109,8 @@ pub struct GoodnessLoss {
     pub temperature: f32,
     /// Orientation.
     pub sign: Sign,
+    /// Goodness function.
+    pub function: GoodnessFn,
 }
 
 /// Loss value and gradient coefficient of one sample.
@@ -101,7 +154,9 @@ impl GoodnessLoss {
 
     /// The scaled loss `L` of an activity vector (for gradient checks).
     pub fn scaled_loss(&self, y: &[f32], positive: bool) -> f32 {
-        let g: f32 = y.iter().map(|v| v * v).sum();
+        let mut g = [0.0f32];
+        self.function.columns(y, y.len(), &mut g);
+        let g = g[0];
         0.5 * self.temperature * self.sample(g, positive).log_loss
     }
 
@@ -127,11 +182,14 @@ mod tests {
         assert_relative_eq!(sigmoid(0.3) + sigmoid(-0.3), 1.0, epsilon = 1e-7);
     }
 
-    /// ∂L/∂yᵢ = c·yᵢ, checked against central finite differences in f64-sized steps, for
+    /// ∂L/∂aᵢ (`GoodnessFn::error`: c·yᵢ for sum-sq, c/2 for sum), checked against central finite differences in f64-sized steps, for
     /// both signs, both kinds of sample, and goodness below, near and above threshold.
     #[test]
     fn gradient_matches_finite_differences() {
-        for sign in [Sign::MaxSsq, Sign::MinSsq] {
+        for (sign, function) in [Sign::MaxSsq, Sign::MinSsq]
+            .into_iter()
+            .flat_map(|s| [(s, GoodnessFn::SumSq), (s, GoodnessFn::Sum)])
+        {
             for temperature in [1.0f32, 3.0] {
                 for scale in [0.2f32, 0.9, 1.6] {
                     let y: Vec<f32> = (0..8).map(|i| scale * (0.3 + 0.17 * i as f32)).collect();
@@ -139,9 +197,12 @@ mod tests {
                         threshold: 8.0 * 0.64,
                         temperature,
                         sign,
+                        function,
                     };
                     for positive in [true, false] {
-                        let g: f32 = y.iter().map(|v| v * v).sum();
+                        let mut g = [0.0];
+                        function.columns(&y, 8, &mut g);
+                        let g = g[0];
                         let c = loss.sample(g, positive).coeff;
                         for i in 0..y.len() {
                             let h = 1e-3f32;
@@ -151,10 +212,11 @@ mod tests {
                             let fd = (loss.scaled_loss(&yp, positive)
                                 - loss.scaled_loss(&ym, positive))
                                 / (2.0 * h);
+                            let e = function.error(c, y[i]);
                             assert!(
-                                (fd - c * y[i]).abs() < 2e-3 * (1.0 + fd.abs()),
-                                "{sign:?} T={temperature} pos={positive} i={i}: fd {fd} vs {}",
-                                c * y[i]
+                                (fd - e).abs() < 2e-3 * (1.0 + fd.abs()),
+                                "{sign:?} {function:?} T={temperature} pos={positive} i={i}: \
+                                 fd {fd} vs {e}"
                             );
                         }
                     }
@@ -169,6 +231,7 @@ mod tests {
             threshold: 10.0,
             temperature: 1.0,
             sign: Sign::MaxSsq,
+            function: GoodnessFn::SumSq,
         };
         assert!(l.sample(20.0, true).log_loss < l.sample(5.0, true).log_loss);
         assert!(l.sample(20.0, false).log_loss > l.sample(5.0, false).log_loss);

@@ -173,6 +173,7 @@ impl FfLearner {
             kb.coeff[..b].fill(0.0);
             let (neutral, labelled) = kb.d[l].as_mut_slice().split_at_mut(rows * b);
             local_errors(
+                crate::learn::ff::GoodnessFn::SumSq,
                 &act.as_slice()[..rows * b],
                 rows,
                 &kb.coeff[..b],
@@ -180,6 +181,7 @@ impl FfLearner {
                 neutral,
             );
             local_errors(
+                crate::learn::ff::GoodnessFn::SumSq,
                 &act.as_slice()[rows * b..],
                 rows,
                 &kb.coeff[b..],
@@ -239,6 +241,7 @@ mod tests {
                 threshold: 3.0,
                 temperature: 1.0,
                 sign,
+                function: crate::learn::ff::GoodnessFn::SumSq,
             };
             let s = f64::from(sign.factor());
             let value = |y: &[Vec<f64>]| -> f64 {

@@ -3,15 +3,27 @@
 use rayon::prelude::*;
 
 use super::FfConfig;
-use super::goodness::GoodnessLoss;
+use super::goodness::{GoodnessFn, GoodnessLoss};
 use super::head::{HeadStats, SoftmaxHead};
 use super::labels::{write_neutral, write_one_hot};
+use crate::data::augment::hybrids;
 use crate::data::negatives::{NegativeLabels, hard_wrong, random_wrong};
 use crate::error::{Error, Result};
 use crate::learn::optim::OptState;
-use crate::linalg::{Mat, Op, axpby, column_sum_sq, copy_columns, gemm, normalize_rms, row_sums};
+use crate::linalg::{Mat, axpby, copy_columns, normalize_rms, row_sums};
 use crate::rng::Rng;
-use crate::substrate::{Substrate, Topology, Update};
+use crate::substrate::{Geometry, Substrate, Topology, Update};
+
+/// Which data an update learns from (sleep phases, §5 of the paper).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Positive and negative data (the default).
+    Both,
+    /// Positive data only ("wake").
+    Positive,
+    /// Negative data only ("sleep").
+    Negative,
+}
 
 /// The learner's state: everything Forward-Forward keeps on the host. The weights
 /// themselves live in the substrate.
@@ -28,6 +40,12 @@ pub struct FfLearner {
     buf: Buffers,
     pub(crate) eval_buf: super::eval::EvalBuffers,
     pub(super) kl_buf: super::layer_kl::KlBuffers,
+    /// The input image's map (for hybrid negatives).
+    geometry: Geometry,
+    /// Updates so far (sleep-phase counter).
+    updates: u64,
+    /// Negative labels of the last batch.
+    last_negatives: Vec<usize>,
 }
 
 /// Work buffers, reused across batches (allocated once per batch size).
@@ -62,6 +80,8 @@ struct Buffers {
     coeff: Vec<f32>,
     peer_term: Vec<f32>,
     neg_labels: Vec<usize>,
+    /// Gathered inputs of a sparse projection's tile (for its gradient).
+    gather: Mat,
 }
 
 /// Labels and targets of a softly supervised batch (see [`FfLearner::train_batch_soft`]).
@@ -128,21 +148,37 @@ impl FfBatchStats {
     }
 }
 
-/// Writes `dst_j = c_j·y_j − term` for each column j (term per unit, may be empty).
-pub(super) fn local_errors(y: &[f32], rows: usize, coeff: &[f32], term: &[f32], dst: &mut [f32]) {
+/// Writes the local errors `dst_j = e(c_j, y_j) − term` for each column j (e: the goodness
+/// function's [`GoodnessFn::error`]; term per unit, may be empty).
+pub(super) fn local_errors(
+    f: GoodnessFn,
+    y: &[f32],
+    rows: usize,
+    coeff: &[f32],
+    term: &[f32],
+    dst: &mut [f32],
+) {
     dst.par_chunks_mut(rows * 8)
         .zip(y.par_chunks(rows * 8))
         .enumerate()
         .for_each(|(chunk, (d, y))| {
             for (k, (dc, yc)) in d.chunks_mut(rows).zip(y.chunks(rows)).enumerate() {
                 let c = coeff[chunk * 8 + k];
-                if term.is_empty() {
-                    for (o, v) in dc.iter_mut().zip(yc) {
-                        *o = c * v;
+                match (f, term.is_empty()) {
+                    (GoodnessFn::SumSq, true) => {
+                        for (o, v) in dc.iter_mut().zip(yc) {
+                            *o = c * v;
+                        }
                     }
-                } else {
-                    for ((o, v), t) in dc.iter_mut().zip(yc).zip(term) {
-                        *o = c * v - t;
+                    (GoodnessFn::SumSq, false) => {
+                        for ((o, v), t) in dc.iter_mut().zip(yc).zip(term) {
+                            *o = c * v - t;
+                        }
+                    }
+                    (_, _) => {
+                        for (i, (o, v)) in dc.iter_mut().zip(yc).enumerate() {
+                            *o = f.error(c, *v) - term.get(i).copied().unwrap_or(0.0);
+                        }
                     }
                 }
             }
@@ -191,8 +227,23 @@ pub(super) fn check_finite(goodness: &[f32], layer: usize, what: &str) -> Result
 }
 
 impl FfLearner {
-    /// A learner for `topology` (all hidden layers; the head is separate).
+    /// A learner for `topology` (all hidden layers; the head is separate), whose input is
+    /// a 28 × 28 image.
     pub fn new(cfg: FfConfig, topology: Topology) -> Result<Self> {
+        let side = crate::data::SIDE;
+        Self::with_geometry(
+            cfg,
+            topology,
+            Geometry {
+                h: side,
+                w: side,
+                c: 1,
+            },
+        )
+    }
+
+    /// A learner for `topology` whose input is an image of shape `geometry`.
+    pub fn with_geometry(cfg: FfConfig, topology: Topology, geometry: Geometry) -> Result<Self> {
         let layers = topology.layers();
         cfg.validate(layers)?;
         let losses = (0..layers)
@@ -203,11 +254,9 @@ impl FfLearner {
             .collect();
         let head = SoftmaxHead::new(&head_widths, &cfg.head_optimizer);
         let peer = (0..layers).map(|l| vec![0.5; topology.dims(l).1]).collect();
+        // Optimiser state in each projection's packed layout (existing weights only).
         let opt_w = (0..layers)
-            .map(|l| {
-                let (i, o) = topology.dims(l);
-                OptState::new(&cfg.optimizer, o, i)
-            })
+            .map(|l| OptState::new(&cfg.optimizer, topology.wiring(l).weight_count(), 1))
             .collect();
         let opt_b = (0..layers)
             .map(|l| OptState::new(&cfg.optimizer, topology.dims(l).1, 1))
@@ -223,6 +272,9 @@ impl FfLearner {
             buf: Buffers::default(),
             eval_buf: Default::default(),
             kl_buf: Default::default(),
+            geometry,
+            updates: 0,
+            last_negatives: Vec::new(),
         })
     }
 
@@ -236,22 +288,20 @@ impl FfLearner {
         &self.topology
     }
 
-    fn shape_buffers(&mut self, b: usize) {
+    fn shape_buffers(&mut self, b: usize, p: usize) {
         let widths = self.topology.widths().to_vec();
         let layers = widths.len() - 1;
         let buf = &mut self.buf;
-        if buf.x.shape() == (widths[0], 2 * b) && buf.norm.len() == layers + 1 {
+        if buf.x.shape() == (widths[0], p) && buf.norm.len() == layers + 1 {
             return;
         }
         let sgd = self.opt_w.first().is_some_and(|o| o.is_sgd());
-        buf.x = Mat::zeros(widths[0], 2 * b);
+        buf.x = Mat::zeros(widths[0], p);
         buf.x_neg = Mat::zeros(widths[0], b);
-        buf.norm = widths.iter().map(|w| Mat::zeros(*w, 2 * b)).collect();
+        buf.norm = widths.iter().map(|w| Mat::zeros(*w, p)).collect();
         buf.norm_neg = widths.iter().map(|w| Mat::zeros(*w, b)).collect();
-        buf.received = (0..layers).map(|l| Mat::zeros(widths[l], 2 * b)).collect();
-        buf.activity = (0..layers)
-            .map(|l| Mat::zeros(widths[l + 1], 2 * b))
-            .collect();
+        buf.received = (0..layers).map(|l| Mat::zeros(widths[l], p)).collect();
+        buf.activity = (0..layers).map(|l| Mat::zeros(widths[l + 1], p)).collect();
         buf.received_neg = (0..layers).map(|l| Mat::zeros(widths[l], b)).collect();
         buf.activity_neg = (0..layers).map(|l| Mat::zeros(widths[l + 1], b)).collect();
         buf.r_cat = (0..layers).map(|l| Mat::zeros(widths[l], 2 * b)).collect();
@@ -259,12 +309,9 @@ impl FfLearner {
             .map(|l| Mat::zeros(widths[l + 1], 2 * b))
             .collect();
         if !sgd {
-            buf.grad = (0..layers)
-                .map(|l| Mat::zeros(widths[l + 1], widths[l]))
-                .collect();
-            buf.step = (0..layers)
-                .map(|l| Mat::zeros(widths[l + 1], widths[l]))
-                .collect();
+            let nnz = |l: usize| self.topology.wiring(l).weight_count();
+            buf.grad = (0..layers).map(|l| Mat::zeros(nnz(l), 1)).collect();
+            buf.step = (0..layers).map(|l| Mat::zeros(nnz(l), 1)).collect();
             buf.grad_b = (0..layers).map(|l| vec![0.0; widths[l + 1]]).collect();
             buf.step_b = (0..layers).map(|l| vec![0.0; widths[l + 1]]).collect();
         }
@@ -345,23 +392,33 @@ impl FfLearner {
             &self.topology,
             "train_batch: substrate topology"
         );
-        self.shape_buffers(b);
+        let unsup = self.unsupervised();
+        // Supervised: [positive | neutral] (2B); unsupervised: the images alone (B).
+        let p = if unsup { b } else { 2 * b };
+        self.shape_buffers(b, p);
         let layers = self.topology.layers();
         let strength = self.cfg.label_strength;
+        let gfn = self.cfg.goodness;
+        let phase = self.next_phase();
         let mut stats = FfBatchStats {
             layer_loss_sum: vec![0.0; layers],
             pair_errors: vec![0; layers],
             head: HeadStats::default(),
             samples: b,
-            scored: 2 * b,
+            scored: match phase {
+                Phase::Both => 2 * b,
+                Phase::Positive | Phase::Negative => b,
+            },
         };
 
-        // Positive and neutral passes, stacked into one batch of 2B.
+        // Positive (and neutral) passes, stacked into one batch.
         let buf = &mut self.buf;
         copy_columns(images, 0, &mut buf.x, 0, b);
-        copy_columns(images, 0, &mut buf.x, b, b);
-        write_one_hot(&mut buf.x, 0, labels, strength);
-        write_neutral(&mut buf.x, b, b, self.cfg.neutral_label * strength);
+        if !unsup {
+            copy_columns(images, 0, &mut buf.x, b, b);
+            write_one_hot(&mut buf.x, 0, labels, strength);
+            write_neutral(&mut buf.x, b, b, self.cfg.neutral_label * strength);
+        }
         normalize_rms(&buf.x, &mut buf.norm[0]);
         for l in 0..layers {
             let (head_norm, tail_norm) = buf.norm.split_at_mut(l + 1);
@@ -374,35 +431,44 @@ impl FfLearner {
             );
             let act = &buf.activity[l];
             let rows = act.nrows();
-            column_sum_sq(&act.as_slice()[..rows * b], rows, &mut buf.goodness_pos[l]);
+            gfn.columns(&act.as_slice()[..rows * b], rows, &mut buf.goodness_pos[l]);
             check_finite(&buf.goodness_pos[l], l, "positive")?;
-            for (j, g) in buf.goodness_pos[l].iter().enumerate() {
-                let s = self.losses[l].sample(*g, true);
-                stats.layer_loss_sum[l] += f64::from(s.log_loss);
-                buf.coeff[j] = s.coeff;
+            let d_pos = &mut buf.d_cat[l].as_mut_slice()[..rows * b];
+            if phase == Phase::Negative {
+                // Sleep phase: no update from positive data.
+                d_pos.fill(0.0);
+            } else {
+                for (j, g) in buf.goodness_pos[l].iter().enumerate() {
+                    let s = self.losses[l].sample(*g, true);
+                    stats.layer_loss_sum[l] += f64::from(s.log_loss);
+                    buf.coeff[j] = s.coeff;
+                }
+                peer_term(
+                    &self.cfg,
+                    &mut self.peer[l],
+                    &act.as_slice()[..rows * b],
+                    rows,
+                    &mut buf.peer_term,
+                );
+                local_errors(
+                    gfn,
+                    &act.as_slice()[..rows * b],
+                    rows,
+                    &buf.coeff,
+                    &buf.peer_term,
+                    d_pos,
+                );
             }
-            peer_term(
-                &self.cfg,
-                &mut self.peer[l],
-                &act.as_slice()[..rows * b],
-                rows,
-                &mut buf.peer_term,
-            );
-            local_errors(
-                &act.as_slice()[..rows * b],
-                rows,
-                &buf.coeff,
-                &buf.peer_term,
-                &mut buf.d_cat[l].as_mut_slice()[..rows * b],
-            );
             copy_columns(&buf.received[l], 0, &mut buf.r_cat[l], 0, b);
             normalize_rms(act, &mut tail_norm[0]);
         }
 
-        // Softmax head on the neutral pass; its pre-update logits choose hard negatives.
+        // Softmax head on the neutral pass (unsupervised: on the images' own pass); its
+        // pre-update logits choose hard negatives.
         let first = self.cfg.eval_from - 1;
+        let off = if unsup { 0 } else { b };
         let features: Vec<_> = (first..layers)
-            .map(|l| buf.norm[l + 1].columns(b, b))
+            .map(|l| buf.norm[l + 1].columns(off, b))
             .collect();
         self.head.logits(&features, &mut buf.logits);
         match teacher {
@@ -414,7 +480,18 @@ impl FfLearner {
                         NegativeLabels::Hard => {
                             hard_wrong(buf.logits.column(j).as_slice(), truth, negatives)
                         }
+                        // No label pixels: the negative is a hybrid image (below).
+                        NegativeLabels::Hybrid => truth,
                     };
+                }
+                if unsup && phase != Phase::Positive {
+                    hybrids(
+                        images,
+                        self.geometry,
+                        self.cfg.hybrid_blurs,
+                        negatives,
+                        &mut buf.x_neg,
+                    );
                 }
             }
             Teacher::Given(sup) => {
@@ -429,44 +506,56 @@ impl FfLearner {
             }
         }
 
-        // Negative pass.
-        buf.x_neg.copy_from(images);
-        write_one_hot(&mut buf.x_neg, 0, &buf.neg_labels, strength);
-        normalize_rms(&buf.x_neg, &mut buf.norm_neg[0]);
-        for l in 0..layers {
-            let (head_norm, tail_norm) = buf.norm_neg.split_at_mut(l + 1);
-            sub.forward(
-                l,
-                &head_norm[l],
-                &mut buf.received_neg[l],
-                &mut buf.activity_neg[l],
-                noise,
-            );
-            let act = &buf.activity_neg[l];
-            let rows = act.nrows();
-            column_sum_sq(act.as_slice(), rows, &mut buf.goodness_neg);
-            check_finite(&buf.goodness_neg, l, "negative")?;
-            for j in 0..b {
-                let s = self.losses[l].sample(buf.goodness_neg[j], false);
-                stats.layer_loss_sum[l] += f64::from(s.log_loss);
-                buf.coeff[j] = s.coeff;
-                let zp = self.losses[l].logit(buf.goodness_pos[l][j]);
-                if self.losses[l].logit(buf.goodness_neg[j]) > zp {
-                    stats.pair_errors[l] += 1;
+        // Negative pass (skipped in a positive-only phase).
+        if phase == Phase::Positive {
+            for l in 0..layers {
+                let rows = buf.d_cat[l].nrows();
+                buf.d_cat[l].as_mut_slice()[rows * b..].fill(0.0);
+            }
+        } else {
+            if !unsup {
+                buf.x_neg.copy_from(images);
+                write_one_hot(&mut buf.x_neg, 0, &buf.neg_labels, strength);
+            }
+            normalize_rms(&buf.x_neg, &mut buf.norm_neg[0]);
+            for l in 0..layers {
+                let (head_norm, tail_norm) = buf.norm_neg.split_at_mut(l + 1);
+                sub.forward(
+                    l,
+                    &head_norm[l],
+                    &mut buf.received_neg[l],
+                    &mut buf.activity_neg[l],
+                    noise,
+                );
+                let act = &buf.activity_neg[l];
+                let rows = act.nrows();
+                gfn.columns(act.as_slice(), rows, &mut buf.goodness_neg);
+                check_finite(&buf.goodness_neg, l, "negative")?;
+                for j in 0..b {
+                    let s = self.losses[l].sample(buf.goodness_neg[j], false);
+                    stats.layer_loss_sum[l] += f64::from(s.log_loss);
+                    buf.coeff[j] = s.coeff;
+                    let zp = self.losses[l].logit(buf.goodness_pos[l][j]);
+                    if self.losses[l].logit(buf.goodness_neg[j]) > zp {
+                        stats.pair_errors[l] += 1;
+                    }
+                }
+                local_errors(
+                    gfn,
+                    act.as_slice(),
+                    rows,
+                    &buf.coeff,
+                    &[],
+                    &mut buf.d_cat[l].as_mut_slice()[rows * b..],
+                );
+                copy_columns(&buf.received_neg[l], 0, &mut buf.r_cat[l], b, b);
+                if l + 1 < layers {
+                    normalize_rms(act, &mut tail_norm[0]);
                 }
             }
-            local_errors(
-                act.as_slice(),
-                rows,
-                &buf.coeff,
-                &[],
-                &mut buf.d_cat[l].as_mut_slice()[rows * b..],
-            );
-            copy_columns(&buf.received_neg[l], 0, &mut buf.r_cat[l], b, b);
-            if l + 1 < layers {
-                normalize_rms(act, &mut tail_norm[0]);
-            }
         }
+        self.last_negatives.clear();
+        self.last_negatives.extend_from_slice(&buf.neg_labels);
 
         // One update request per layer: mean over the 2B samples of d·rᵀ.
         let d_cat = std::mem::take(&mut buf.d_cat);
@@ -477,6 +566,32 @@ impl FfLearner {
         self.buf.d_cat = d_cat;
         self.buf.r_cat = r_cat;
         Ok(stats)
+    }
+
+    /// Whether this learner is unsupervised FF (hybrid negatives, no label pixels).
+    pub fn unsupervised(&self) -> bool {
+        self.cfg.negatives == NegativeLabels::Hybrid
+    }
+
+    /// The negative labels the last training batch wrote into its negatives (for an
+    /// external replay of a step; unsupervised FF: the true labels, as no label is
+    /// written).
+    pub fn last_negatives(&self) -> &[usize] {
+        &self.last_negatives
+    }
+
+    /// The phase of the next update (advances the sleep-phase counter).
+    fn next_phase(&mut self) -> Phase {
+        let n = self.cfg.phase_block as u64;
+        let k = self.updates;
+        self.updates += 1;
+        if n == 0 {
+            Phase::Both
+        } else if (k / n).is_multiple_of(2) {
+            Phase::Positive
+        } else {
+            Phase::Negative
+        }
     }
 
     /// Asks the substrate to update layer `l` by the optimiser's step for the gradient
@@ -512,7 +627,15 @@ impl FfLearner {
             );
         } else if ow.is_sgd() {
             let mu = ow.momentum();
-            gemm(inv_b, d, Op::N, r, Op::T, mu, ow.velocity_mut());
+            let wiring = self.topology.wiring(l);
+            wiring.outer(
+                inv_b,
+                d,
+                r,
+                mu,
+                ow.velocity_mut().as_mut_slice(),
+                &mut buf.gather,
+            );
             if buf.bias_grad.len() < d.nrows() {
                 buf.bias_grad.resize(d.nrows(), 0.0);
             }
@@ -525,7 +648,7 @@ impl FfLearner {
             sub.update(
                 l,
                 Update::Dense {
-                    dw: ow.velocity(),
+                    dw: ow.velocity().as_slice(),
                     db: ob.velocity().as_slice(),
                     scale: sw.scale,
                     decay: sw.decay,
@@ -533,18 +656,27 @@ impl FfLearner {
                 noise,
             );
         } else {
-            let (o, i) = (d.nrows(), r.nrows());
-            if buf.grad.len() <= l || buf.grad[l].shape() != (o, i) {
+            let o = d.nrows();
+            let wiring = self.topology.wiring(l);
+            let nnz = wiring.weight_count();
+            if buf.grad.len() <= l || buf.grad[l].shape() != (nnz, 1) {
                 buf.grad.resize_with(l + 1, Mat::default);
                 buf.step.resize_with(l + 1, Mat::default);
                 buf.grad_b.resize_with(l + 1, Vec::new);
                 buf.step_b.resize_with(l + 1, Vec::new);
-                buf.grad[l] = Mat::zeros(o, i);
-                buf.step[l] = Mat::zeros(o, i);
+                buf.grad[l] = Mat::zeros(nnz, 1);
+                buf.step[l] = Mat::zeros(nnz, 1);
                 buf.grad_b[l] = vec![0.0; o];
                 buf.step_b[l] = vec![0.0; o];
             }
-            gemm(inv_b, d, Op::N, r, Op::T, 0.0, &mut buf.grad[l]);
+            wiring.outer(
+                inv_b,
+                d,
+                r,
+                0.0,
+                buf.grad[l].as_mut_slice(),
+                &mut buf.gather,
+            );
             row_sums(d, &mut buf.grad_b[l]);
             buf.grad_b[l].iter_mut().for_each(|g| *g *= inv_b);
             let sw = ow.step(
@@ -558,7 +690,7 @@ impl FfLearner {
             sub.update(
                 l,
                 Update::Dense {
-                    dw: &buf.step[l],
+                    dw: buf.step[l].as_slice(),
                     db: &buf.step_b[l],
                     scale: sw.scale,
                     decay: sw.decay,

@@ -19,7 +19,7 @@ pub use crate::data::negatives::NegativeLabels;
 use crate::error::{Result, ensure};
 use crate::learn::optim::{OptimizerConfig, Schedule};
 pub use eval::{FfEvaluation, Scores};
-pub use goodness::{GoodnessLoss, Sign};
+pub use goodness::{GoodnessFn, GoodnessLoss, Sign};
 pub use layer_kl::LayerKlSupervision;
 pub use learner::{FfBatchStats, FfLearner, SoftSupervision};
 
@@ -32,8 +32,17 @@ pub struct FfConfig {
     pub threshold: Option<f32>,
     /// Temperature T of the logistic p = σ((G − θ)/T) (dimensionless, default 1).
     pub temperature: f32,
-    /// Whether positives aim for high (`max-ssq`, default) or low (`min-ssq`) goodness.
+    /// Whether positives aim for high (`max-ssq`, default) or low (`min-ssq`) goodness
+    /// (the names say "ssq" for either goodness function).
     pub sign: Sign,
+    /// Goodness function: `sum-sq` (default) or `sum` of the activities.
+    pub goodness: GoodnessFn,
+    /// Number of times a hybrid negative's mask is blurred (`negatives = hybrid`; default
+    /// 10, see [`crate::data::augment::DEFAULT_BLURS`]).
+    pub hybrid_blurs: usize,
+    /// Sleep phases (§5): 0 (default) = positive and negative data in every update; N ≥ 1
+    /// = N updates on positive data only, then N on negative data only, alternating.
+    pub phase_block: usize,
     /// Value written into the true label's pixel (default 1).
     pub label_strength: f32,
     /// Value written into each of the 10 label pixels for a neutral pass, before
@@ -65,6 +74,9 @@ impl Default for FfConfig {
             threshold: None,
             temperature: 1.0,
             sign: Sign::MaxSsq,
+            goodness: GoodnessFn::SumSq,
+            hybrid_blurs: crate::data::augment::DEFAULT_BLURS,
+            phase_block: 0,
             label_strength: 1.0,
             neutral_label: 0.1,
             peer_norm: 0.03,
@@ -124,6 +136,18 @@ impl FfConfig {
             self.eval_from,
             &format!("must be a hidden layer, 1..={layers} (use 1 for a single-layer network)"),
         )?;
+        ensure(
+            self.hybrid_blurs <= 1000,
+            "ff.hybrid_blurs",
+            self.hybrid_blurs,
+            "must be at most 1000",
+        )?;
+        ensure(
+            self.phase_block <= 1_000_000_000,
+            "ff.phase_block",
+            self.phase_block,
+            "must be at most 10⁹ updates",
+        )?;
         self.optimizer.validate("ff.optimizer")?;
         self.head_optimizer.validate("ff.head_optimizer")
     }
@@ -134,6 +158,7 @@ impl FfConfig {
             threshold: self.threshold.unwrap_or(units as f32),
             temperature: self.temperature,
             sign: self.sign,
+            function: self.goodness,
         }
     }
 }

@@ -57,6 +57,7 @@ use normal::Normals;
 use outstage::OutStage;
 use update::{IdealUpdate, PulseTrains, Request};
 
+use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
 use super::{Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
 use crate::linalg::{Mat, Op, ensure_shape, gemm, row_sums};
@@ -66,11 +67,49 @@ use crate::tensor::{self, Tensor};
 /// Columns per parallel task in the elementwise passes (streams stay per column).
 const COLS_PER_TASK: usize = 8;
 
-/// One layer of the chip: its crossbar, neurons, black box and reusable buffers.
+/// One tile of a projection ([`super::wiring`]): its own crossbar array and the neurons
+/// of its output units. A dense projection is one tile over every input and output.
 #[derive(Clone, Debug)]
-struct Layer {
+struct Tile {
+    row0: usize,
+    rows: usize,
+    /// Input units this tile sees (`None`: all).
+    cols: Option<Vec<usize>>,
     xb: Crossbar,
     neurons: Neurons,
+    /// Seed label prefix of this tile's fixed properties (`layer{l}` or `layer{l}/tile{t}`).
+    label: String,
+    /// Per column: ‖u‖² of the tile's own input lines (tiled projections only).
+    unorm2: Vec<f32>,
+    /// Gathered received inputs (fan-in × batch) and their squared normalised values.
+    gin: Mat,
+    gu2: Mat,
+    /// Conductance-weighted squared inputs (g-noise only).
+    gx2: Mat,
+    /// (G⁺ + G⁻)/range, cached for the conductance-dependent read noise.
+    gsum: Mat,
+    gsum_dirty: bool,
+    /// Host-side ΔW of an outer-product request (rows × fan-in) and Δb.
+    dw: Mat,
+    db: Vec<f32>,
+    /// A tile's slice of an outer-product request's errors (rows × batch).
+    dg: Mat,
+    /// A tiled transposed read's partial result (fan-in × batch).
+    tout: Mat,
+    trains: PulseTrains,
+}
+
+impl Tile {
+    fn fan_in(&self) -> usize {
+        self.xb.inp
+    }
+}
+
+/// One layer of the chip: the tiles of the projection into it, its black box, and the
+/// reusable buffers of its shared input stage.
+#[derive(Clone, Debug)]
+struct Layer {
+    tiles: Vec<Tile>,
     black_box: Option<BlackBox>,
     /// Per column: α, bias-line value (network units), ‖u‖² of the normalised input.
     alpha: Vec<f32>,
@@ -78,18 +117,26 @@ struct Layer {
     unorm2: Vec<f32>,
     /// Normalised line voltages before the black box (inputs × batch).
     ubuf: Mat,
-    /// Squared normalised inputs and their conductance-weighted sums (g-noise only).
+    /// Squared normalised inputs (g-noise only).
     u2: Mat,
-    gx2: Mat,
-    /// (G⁺ + G⁻)/range, cached for the conductance-dependent read noise.
-    gsum: Mat,
-    gsum_dirty: bool,
-    /// Host-side ΔW of an outer-product request (out × in) and Δb.
-    dw: Mat,
-    db: Vec<f32>,
     /// Quantised errors of a transposed read (out × batch).
     tin: Mat,
-    trains: PulseTrains,
+}
+
+impl Layer {
+    fn dense(&self) -> bool {
+        self.tiles.len() == 1 && self.tiles[0].cols.is_none()
+    }
+}
+
+/// The per-call seed of tile `t` (tile 0 keeps the layer's seed, so a dense layer draws
+/// exactly what it always did).
+fn tile_seed(seed: u64, t: usize) -> u64 {
+    if t == 0 {
+        seed
+    } else {
+        derive(seed, &format!("tile{t}"))
+    }
 }
 
 /// One analog chip instance.
@@ -121,20 +168,52 @@ impl Chip {
         let phys = Physics::new(spec);
         let layers = (0..topology.layers())
             .map(|l| {
-                let (inp, out) = topology.dims(l);
-                let xb = Crossbar::new(
-                    spec,
-                    &phys,
-                    inp,
-                    out,
-                    derive(chip_seed, &format!("layer{l}/devices")),
-                );
-                let neurons = Neurons::new(
-                    &spec.neuron,
-                    topology.activation(l),
-                    out,
-                    &mut crate::rng::stream(chip_seed, &format!("layer{l}/neurons")),
-                );
+                let wiring = topology.wiring(l);
+                let inp = wiring.inp;
+                let tiles = wiring
+                    .tiles
+                    .iter()
+                    .enumerate()
+                    .map(|(t, tile)| {
+                        let label = if t == 0 {
+                            format!("layer{l}")
+                        } else {
+                            format!("layer{l}/tile{t}")
+                        };
+                        let xb = Crossbar::new(
+                            spec,
+                            &phys,
+                            tile.fan_in(inp),
+                            tile.rows,
+                            derive(chip_seed, &format!("{label}/devices")),
+                        );
+                        let neurons = Neurons::new(
+                            &spec.neuron,
+                            topology.activation(l),
+                            tile.rows,
+                            &mut crate::rng::stream(chip_seed, &format!("{label}/neurons")),
+                        );
+                        Tile {
+                            row0: tile.row0,
+                            rows: tile.rows,
+                            cols: tile.cols.clone(),
+                            xb,
+                            neurons,
+                            label,
+                            unorm2: Vec::new(),
+                            gin: Mat::zeros(0, 0),
+                            gu2: Mat::zeros(0, 0),
+                            gx2: Mat::zeros(0, 0),
+                            gsum: Mat::zeros(0, 0),
+                            gsum_dirty: true,
+                            dw: Mat::zeros(0, 0),
+                            db: Vec::new(),
+                            dg: Mat::zeros(0, 0),
+                            tout: Mat::zeros(0, 0),
+                            trains: PulseTrains::default(),
+                        }
+                    })
+                    .collect();
                 let black_box = if l > 0 {
                     BlackBox::new(
                         &spec.black_box,
@@ -145,21 +224,14 @@ impl Chip {
                     None
                 };
                 Layer {
-                    xb,
-                    neurons,
+                    tiles,
                     black_box,
                     alpha: Vec::new(),
                     vbias: Vec::new(),
                     unorm2: Vec::new(),
                     ubuf: Mat::zeros(0, 0),
                     u2: Mat::zeros(0, 0),
-                    gx2: Mat::zeros(0, 0),
-                    gsum: Mat::zeros(0, 0),
-                    gsum_dirty: true,
-                    dw: Mat::zeros(0, 0),
-                    db: Vec::new(),
                     tin: Mat::zeros(0, 0),
-                    trains: PulseTrains::default(),
                 }
             })
             .collect();
@@ -177,9 +249,12 @@ impl Chip {
             .into_iter()
             .enumerate()
         {
-            let seed = derive(chip_seed, &format!("layer{l}/initial-programming"));
             let clock = chip.clock;
-            chip.layers[l].xb.program(&chip.phys, &w, &b, clock, seed);
+            let wiring = chip.topology.wiring(l).clone();
+            for_each_tile_block(&wiring, &w, &b, &mut chip.layers[l].tiles, |tile, w, b| {
+                let seed = derive(chip_seed, &format!("{}/initial-programming", tile.label));
+                tile.xb.program(&chip.phys, w, b, clock, seed);
+            });
         }
         Ok(chip)
     }
@@ -199,26 +274,38 @@ impl Chip {
         self.clock
     }
 
-    /// The effective weights (out × in) and biases of layer `l` as the conductances stand
-    /// now, in network units (what an ideal read-out would report). For diagnostics and
-    /// tests: learners that drive a [`Substrate`] never call this.
+    /// The effective weights (dense out × in; absent entries 0) and biases of layer `l`
+    /// as the conductances stand now, in network units (what an ideal read-out would
+    /// report). For diagnostics and tests: learners that drive a [`Substrate`] never call
+    /// this.
     pub fn effective_layer(&self, l: usize) -> (Mat, Vec<f32>) {
-        let xb = &self.layers[l].xb;
-        let w = xb.w.columns(0, xb.inp).into_owned();
-        let b = xb.w.column(xb.inp).iter().copied().collect();
-        (w, b)
+        let ly = &self.layers[l];
+        let wiring = self.topology.wiring(l);
+        let mut packed = Vec::with_capacity(wiring.weight_count());
+        let mut b = vec![0.0; wiring.out];
+        for t in &ly.tiles {
+            let k = t.fan_in();
+            packed.extend_from_slice(&t.xb.w.as_slice()[..t.rows * k]);
+            b[t.row0..t.row0 + t.rows].copy_from_slice(&t.xb.w.as_slice()[t.rows * k..]);
+        }
+        (wiring.unpack(&packed), b)
     }
 
-    /// The conductances (G⁺, G⁻), µS, of layer `l`'s pairs, column-major
-    /// `out × (in + 1)` with the bias pairs in the last column. For diagnostics.
-    pub fn conductances(&self, l: usize) -> (&[f32], &[f32]) {
-        let xb = &self.layers[l].xb;
-        (&xb.gp, &xb.gm)
+    /// The conductances (G⁺, G⁻), µS, of every existing pair of layer `l`: per tile,
+    /// column-major `rows × (fan-in + 1)` with the bias pairs in the last column, tiles
+    /// one after another. For diagnostics.
+    pub fn conductances(&self, l: usize) -> (Vec<f32>, Vec<f32>) {
+        let tiles = &self.layers[l].tiles;
+        (
+            tiles.iter().flat_map(|t| t.xb.gp.iter().copied()).collect(),
+            tiles.iter().flat_map(|t| t.xb.gm.iter().copied()).collect(),
+        )
     }
 
-    /// Layer `l`'s digital gain (weight units per normalised weight).
+    /// Layer `l`'s digital gain (weight units per normalised weight) of its first tile
+    /// (every tile of a sparse projection has its own, set by its fan-in).
     pub fn gain(&self, l: usize) -> f32 {
-        self.layers[l].xb.gain
+        self.layers[l].tiles[0].xb.gain
     }
 
     fn identity(&self) -> serde_json::Value {
@@ -229,17 +316,39 @@ impl Chip {
         })
     }
 
-    fn refresh_gsum(layer: &mut Layer, phys: &Physics) {
-        if !layer.gsum_dirty {
+    fn refresh_gsum(tile: &mut Tile, phys: &Physics) {
+        if !tile.gsum_dirty {
             return;
         }
-        let xb = &layer.xb;
-        ensure_shape(&mut layer.gsum, xb.out, xb.inp + 1);
+        let xb = &tile.xb;
+        ensure_shape(&mut tile.gsum, xb.out, xb.inp + 1);
         let inv = 1.0 / phys.range;
-        for ((s, p), m) in layer.gsum.as_mut_slice().iter_mut().zip(&xb.gp).zip(&xb.gm) {
+        for ((s, p), m) in tile.gsum.as_mut_slice().iter_mut().zip(&xb.gp).zip(&xb.gm) {
             *s = (p + m) * inv;
         }
-        layer.gsum_dirty = false;
+        tile.gsum_dirty = false;
+    }
+}
+
+/// Calls `f` with each tile of `wiring` and its block of the dense weights `w` (out × in)
+/// and biases `b` (the dense matrix itself for a dense projection).
+fn for_each_tile_block(
+    wiring: &super::Wiring,
+    w: &Mat,
+    b: &[f32],
+    tiles: &mut [Tile],
+    mut f: impl FnMut(&mut Tile, &Mat, &[f32]),
+) {
+    assert_eq!(w.shape(), (wiring.out, wiring.inp), "program: weight shape");
+    if wiring.is_dense() {
+        f(&mut tiles[0], w, b);
+        return;
+    }
+    let packed = wiring.pack(w);
+    for (t, tile) in tiles.iter_mut().enumerate() {
+        let blk = Mat::from_column_slice(tile.rows, tile.fan_in(), &packed[wiring.block(t)]);
+        let (r0, n) = (tile.row0, tile.rows);
+        f(tile, &blk, &b[r0..r0 + n]);
     }
 }
 
@@ -377,8 +486,9 @@ impl Substrate for Chip {
         let seed: u64 = noise.random();
         let (seed_in, seed_out) = (derive(seed, "input"), derive(seed, "output"));
         let seed_read = derive(seed, "read");
+        let (inp, out) = self.topology.dims(layer);
         let ly = &mut self.layers[layer];
-        let (inp, out) = (ly.xb.inp, ly.xb.out);
+        let dense = ly.dense();
         assert_eq!(x.nrows(), inp, "forward: input rows");
         let b = x.ncols();
         ensure_shape(received, inp, b);
@@ -391,7 +501,7 @@ impl Substrate for Chip {
         let ub = column_slices(&mut ly.ubuf, inp, b, bb.is_some());
         let u2 = column_slices(&mut ly.u2, inp, b, g_noise > 0.0);
         let (dac, dspec) = (&self.dac, &self.spec.dac);
-        // 1. DAC and black box, per column.
+        // 1. DAC and black box, per column, shared by every tile.
         received
             .as_mut_slice()
             .par_chunks_mut(inp.max(1))
@@ -407,85 +517,126 @@ impl Substrate for Chip {
                 *vb = v;
                 *n2 = n;
             });
-        // 2. The MVM.
-        gemm(
-            1.0,
-            &ly.xb.w.columns(0, inp),
-            Op::N,
-            received,
-            Op::N,
-            0.0,
-            activity,
-        );
-        if g_noise > 0.0 {
-            Chip::refresh_gsum(ly, &self.phys);
-            ensure_shape(&mut ly.gx2, out, b);
-            gemm(
-                1.0,
-                &ly.gsum.columns(0, inp),
-                Op::N,
-                &ly.u2,
-                Op::N,
-                0.0,
-                &mut ly.gx2,
-            );
-        }
-        // 3–5. Read noise, ADC, neurons.
-        let nw = out * inp;
-        let stage = OutStage {
-            gain: ly.xb.gain,
-            out_noise: self.spec.read.out_noise as f32,
-            w_noise: self.spec.read.w_noise as f32,
-            g_noise,
-            adc: &self.adc,
-            bias: &ly.xb.w.as_slice()[nw..],
-            gsum_bias: if g_noise > 0.0 {
-                &ly.gsum.as_slice()[nw..]
+        let (alpha, vbias) = (&ly.alpha, &ly.vbias);
+        let dac_ref = &self.dac;
+        for (t, tile) in ly.tiles.iter_mut().enumerate() {
+            let (r0, rows, k) = (tile.row0, tile.rows, tile.fan_in());
+            // The tile's input lines: all of them, or its window gathered.
+            if let Some(cols) = &tile.cols {
+                gather_rows(received, cols, &mut tile.gin);
+                tile.unorm2.resize(b, 0.0);
+                for (j, (n2, col)) in tile
+                    .unorm2
+                    .iter_mut()
+                    .zip(tile.gin.as_slice().chunks(k.max(1)))
+                    .enumerate()
+                {
+                    let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
+                    *n2 = ubias * ubias + scaled_sum_sq(col, 1.0 / alpha[j]);
+                }
+                if g_noise > 0.0 {
+                    gather_rows(&ly.u2, cols, &mut tile.gu2);
+                }
+            }
+            if g_noise > 0.0 {
+                Chip::refresh_gsum(tile, &self.phys);
+            }
+            let (xin, u2in, unorm2) = match tile.cols {
+                None => (&*received, &ly.u2, &ly.unorm2),
+                Some(_) => (&tile.gin, &tile.gu2, &tile.unorm2),
+            };
+            // 2. The MVM.
+            if dense {
+                gemm(
+                    1.0,
+                    &tile.xb.w.columns(0, k),
+                    Op::N,
+                    xin,
+                    Op::N,
+                    0.0,
+                    activity,
+                );
+            } else {
+                let mut dst = activity.rows_mut(r0, rows);
+                gemm(
+                    1.0,
+                    &tile.xb.w.columns(0, k),
+                    Op::N,
+                    xin,
+                    Op::N,
+                    0.0,
+                    &mut dst,
+                );
+            }
+            if g_noise > 0.0 {
+                ensure_shape(&mut tile.gx2, rows, b);
+                gemm(
+                    1.0,
+                    &tile.gsum.columns(0, k),
+                    Op::N,
+                    u2in,
+                    Op::N,
+                    0.0,
+                    &mut tile.gx2,
+                );
+            }
+            // 3–5. Read noise, ADC, neurons.
+            let nw = rows * k;
+            let stage = OutStage {
+                gain: tile.xb.gain,
+                out_noise: self.spec.read.out_noise as f32,
+                w_noise: self.spec.read.w_noise as f32,
+                g_noise,
+                adc: &self.adc,
+                bias: &tile.xb.w.as_slice()[nw..],
+                gsum_bias: if g_noise > 0.0 {
+                    &tile.gsum.as_slice()[nw..]
+                } else {
+                    &[]
+                },
+                neurons: Some(&tile.neurons),
+            };
+            let stream = stage.needs_stream();
+            let gx2: &[f32] = if g_noise > 0.0 {
+                tile.gx2.as_slice()
             } else {
                 &[]
-            },
-            neurons: Some(&ly.neurons),
-        };
-        let stream = stage.needs_stream();
-        let gx2: &[f32] = if g_noise > 0.0 {
-            ly.gx2.as_slice()
-        } else {
-            &[]
-        };
-        let (alpha, vbias, unorm2) = (&ly.alpha, &ly.vbias, &ly.unorm2);
-        let dac_ref = &self.dac;
-        activity
-            .as_mut_slice()
-            .par_chunks_mut(out.max(1))
-            .enumerate()
-            .with_min_len(COLS_PER_TASK)
-            .for_each(|(j, y)| {
-                let mut rng = stream.then(|| Normals::new(indexed(seed_out, j as u64)));
-                let g = if gx2.is_empty() {
-                    &[][..]
-                } else {
-                    &gx2[j * out..(j + 1) * out]
-                };
-                let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
-                let seed_j = derive_index(seed_read, j as u64);
-                stage.column(
-                    y,
-                    g,
-                    alpha[j],
-                    vbias[j],
-                    unorm2[j],
-                    ubias,
-                    seed_j,
-                    rng.as_mut(),
-                );
-            });
+            };
+            let (t_out, t_read) = (tile_seed(seed_out, t), tile_seed(seed_read, t));
+            activity
+                .as_mut_slice()
+                .par_chunks_mut(out.max(1))
+                .enumerate()
+                .with_min_len(COLS_PER_TASK)
+                .for_each(|(j, y)| {
+                    let mut rng = stream.then(|| Normals::new(indexed(t_out, j as u64)));
+                    let g = if gx2.is_empty() {
+                        &[][..]
+                    } else {
+                        &gx2[j * rows..(j + 1) * rows]
+                    };
+                    let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
+                    let seed_j = derive_index(t_read, j as u64);
+                    stage.column(
+                        &mut y[r0..r0 + rows],
+                        g,
+                        alpha[j],
+                        vbias[j],
+                        unorm2[j],
+                        ubias,
+                        seed_j,
+                        rng.as_mut(),
+                    );
+                });
+        }
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out_m: &mut Mat, noise: &mut Rng) {
         let seed: u64 = noise.random();
         let (seed_out, seed_read) = (derive(seed, "output"), derive(seed, "read"));
+        let (inp, out) = self.topology.dims(layer);
         let ly = &mut self.layers[layer];
-        let (inp, out) = (ly.xb.inp, ly.xb.out);
+        let dense = ly.dense();
         assert_eq!(d.nrows(), out, "transpose_read: error rows");
         let b = d.ncols();
         ensure_shape(out_m, inp, b);
@@ -536,162 +687,222 @@ impl Substrate for Chip {
                 }
                 *a = alpha;
             });
-        gemm(
-            1.0,
-            &ly.xb.w.columns(0, inp),
-            Op::T,
-            &ly.tin,
-            Op::N,
-            0.0,
-            out_m,
-        );
-        if g_noise > 0.0 {
-            Chip::refresh_gsum(ly, &self.phys);
-            ensure_shape(&mut ly.gx2, inp, b);
-            gemm(
-                1.0,
-                &ly.gsum.columns(0, inp),
-                Op::T,
-                &ly.u2,
-                Op::N,
-                0.0,
-                &mut ly.gx2,
-            );
+        if !dense {
+            out_m.fill(0.0);
         }
-        let stage = OutStage {
-            gain: ly.xb.gain,
-            out_noise: self.spec.read.out_noise as f32,
-            w_noise: self.spec.read.w_noise as f32,
-            g_noise,
-            adc: &self.adc,
-            bias: &[],
-            gsum_bias: &[],
-            neurons: None,
-        };
-        let stream = stage.needs_stream();
-        let gx2: &[f32] = if g_noise > 0.0 {
-            ly.gx2.as_slice()
-        } else {
-            &[]
-        };
-        let (alpha, unorm2) = (&ly.alpha, &ly.unorm2);
-        out_m
-            .as_mut_slice()
-            .par_chunks_mut(inp.max(1))
-            .enumerate()
-            .with_min_len(COLS_PER_TASK)
-            .for_each(|(j, y)| {
-                let mut rng = stream.then(|| Normals::new(indexed(seed_out, j as u64)));
-                let g = if gx2.is_empty() {
-                    &[][..]
-                } else {
-                    &gx2[j * inp..(j + 1) * inp]
-                };
-                let seed_j = derive_index(seed_read, j as u64);
-                stage.column(y, g, alpha[j], 0.0, unorm2[j], 0.0, seed_j, rng.as_mut());
-            });
+        let alpha = &ly.alpha;
+        for (t, tile) in ly.tiles.iter_mut().enumerate() {
+            let (r0, rows, k) = (tile.row0, tile.rows, tile.fan_in());
+            let tin = ly.tin.rows(r0, rows);
+            if !dense {
+                // The tile's share of ‖u‖²: its own rows of the errors.
+                tile.unorm2.resize(b, 0.0);
+                for (j, n2) in tile.unorm2.iter_mut().enumerate() {
+                    let col = &ly.tin.as_slice()[j * out + r0..j * out + r0 + rows];
+                    *n2 = scaled_sum_sq(col, 1.0 / alpha[j]);
+                }
+            }
+            let dst: &mut Mat = if dense { &mut *out_m } else { &mut tile.tout };
+            ensure_shape(dst, k, b);
+            gemm(1.0, &tile.xb.w.columns(0, k), Op::T, &tin, Op::N, 0.0, dst);
+            if g_noise > 0.0 {
+                Chip::refresh_gsum(tile, &self.phys);
+                ensure_shape(&mut tile.gx2, k, b);
+                gemm(
+                    1.0,
+                    &tile.gsum.columns(0, k),
+                    Op::T,
+                    &ly.u2.rows(r0, rows),
+                    Op::N,
+                    0.0,
+                    &mut tile.gx2,
+                );
+            }
+            let stage = OutStage {
+                gain: tile.xb.gain,
+                out_noise: self.spec.read.out_noise as f32,
+                w_noise: self.spec.read.w_noise as f32,
+                g_noise,
+                adc: &self.adc,
+                bias: &[],
+                gsum_bias: &[],
+                neurons: None,
+            };
+            let stream = stage.needs_stream();
+            let gx2: &[f32] = if g_noise > 0.0 {
+                tile.gx2.as_slice()
+            } else {
+                &[]
+            };
+            let unorm2: &[f32] = if dense { &ly.unorm2 } else { &tile.unorm2 };
+            let (t_out, t_read) = (tile_seed(seed_out, t), tile_seed(seed_read, t));
+            let dst: &mut Mat = if dense { &mut *out_m } else { &mut tile.tout };
+            dst.as_mut_slice()
+                .par_chunks_mut(k.max(1))
+                .enumerate()
+                .with_min_len(COLS_PER_TASK)
+                .for_each(|(j, y)| {
+                    let mut rng = stream.then(|| Normals::new(indexed(t_out, j as u64)));
+                    let g = if gx2.is_empty() {
+                        &[][..]
+                    } else {
+                        &gx2[j * k..(j + 1) * k]
+                    };
+                    let seed_j = derive_index(t_read, j as u64);
+                    stage.column(y, g, alpha[j], 0.0, unorm2[j], 0.0, seed_j, rng.as_mut());
+                });
+            if !dense {
+                match &tile.cols {
+                    Some(cols) => scatter_add_rows(&tile.tout, cols, out_m),
+                    None => *out_m += &tile.tout,
+                }
+            }
+        }
     }
 
     fn update(&mut self, layer: usize, update: Update<'_>, noise: &mut Rng) {
         let seed: u64 = noise.random();
         let phys = &self.phys;
+        let wiring = self.topology.wiring(layer);
         let ly = &mut self.layers[layer];
+        let dense = ly.dense();
         let (scheme, step) = (self.spec.update.pair, self.spec.pair_step() as f32);
         let clock = self.clock;
-        match (phys.mode, update) {
-            (
-                UpdateMode::Ideal,
+        if let Update::Dense { dw, .. } = update {
+            assert_eq!(dw.len(), wiring.weight_count(), "update: dw length");
+        }
+        for (t, tile) in ly.tiles.iter_mut().enumerate() {
+            let seed = tile_seed(seed, t);
+            let (r0, rows) = (tile.row0, tile.rows);
+            // This tile's share of the request: its block of a dense ΔW, or its rows of
+            // the errors and its inputs of an outer product.
+            let update = match update {
                 Update::Dense {
                     dw,
                     db,
                     scale,
                     decay,
+                } => Update::Dense {
+                    dw: &dw[wiring.block(t)],
+                    db: &db[r0..r0 + rows],
+                    scale,
+                    decay,
                 },
-            ) => {
-                assert_eq!(dw.shape(), (ly.xb.out, ly.xb.inp), "update: dw shape");
-                update::ideal(
-                    &mut ly.xb,
-                    phys,
-                    IdealUpdate::Dense {
-                        dw: dw.as_slice(),
+                Update::Outer { x, d, scale, decay } if !dense => {
+                    if let Some(cols) = &tile.cols {
+                        gather_rows(x, cols, &mut tile.gin);
+                    }
+                    ensure_shape(&mut tile.dg, rows, d.ncols());
+                    tile.dg.copy_from(&d.rows(r0, rows));
+                    let x = if tile.cols.is_some() { &tile.gin } else { x };
+                    Update::Outer {
+                        x,
+                        d: &tile.dg,
+                        scale,
+                        decay,
+                    }
+                }
+                other => other,
+            };
+            let xb = &mut tile.xb;
+            match (phys.mode, update) {
+                (
+                    UpdateMode::Ideal,
+                    Update::Dense {
+                        dw,
                         db,
                         scale,
                         decay,
                     },
-                );
-            }
-            (UpdateMode::Ideal, Update::Outer { x, d, scale, decay }) => {
-                ly.db.resize(ly.xb.out, 0.0);
-                update::ideal(
-                    &mut ly.xb,
-                    phys,
-                    IdealUpdate::Outer {
+                ) => {
+                    update::ideal(
+                        xb,
+                        phys,
+                        IdealUpdate::Dense {
+                            dw,
+                            db,
+                            scale,
+                            decay,
+                        },
+                    );
+                }
+                (UpdateMode::Ideal, Update::Outer { x, d, scale, decay }) => {
+                    tile.db.resize(xb.out, 0.0);
+                    update::ideal(
+                        xb,
+                        phys,
+                        IdealUpdate::Outer {
+                            x,
+                            d,
+                            scale,
+                            decay,
+                            db_buf: &mut tile.db,
+                        },
+                    );
+                }
+                (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay }) => {
+                    update::stochastic_pulse(
+                        xb,
+                        phys,
+                        scheme,
+                        step,
+                        self.spec.update.bl,
                         x,
                         d,
                         scale,
                         decay,
-                        db_buf: &mut ly.db,
+                        clock,
+                        seed,
+                        &mut tile.trains,
+                    );
+                }
+                // `pulsed`, `mixed-precision`, and `stochastic-pulse` given a dense request
+                // (there are no per-sample vectors to form pulse trains from).
+                (
+                    _,
+                    Update::Dense {
+                        dw,
+                        db,
+                        scale,
+                        decay,
                     },
-                );
+                ) => {
+                    let req = Request {
+                        dw,
+                        db,
+                        scale,
+                        decay,
+                    };
+                    pulsed::pulsed(xb, phys, scheme, step, &req, clock, seed);
+                }
+                (_, Update::Outer { x, d, scale, decay }) => {
+                    ensure_shape(&mut tile.dw, xb.out, xb.inp);
+                    tile.db.resize(xb.out, 0.0);
+                    gemm(1.0, d, Op::N, x, Op::T, 0.0, &mut tile.dw);
+                    row_sums(d, &mut tile.db);
+                    let req = Request {
+                        dw: tile.dw.as_slice(),
+                        db: &tile.db,
+                        scale,
+                        decay,
+                    };
+                    pulsed::pulsed(xb, phys, scheme, step, &req, clock, seed);
+                }
             }
-            (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay }) => {
-                update::stochastic_pulse(
-                    &mut ly.xb,
-                    phys,
-                    scheme,
-                    step,
-                    self.spec.update.bl,
-                    x,
-                    d,
-                    scale,
-                    decay,
-                    clock,
-                    seed,
-                    &mut ly.trains,
-                );
-            }
-            // `pulsed`, `mixed-precision`, and `stochastic-pulse` given a dense request
-            // (there are no per-sample vectors to form pulse trains from).
-            (
-                _,
-                Update::Dense {
-                    dw,
-                    db,
-                    scale,
-                    decay,
-                },
-            ) => {
-                assert_eq!(dw.shape(), (ly.xb.out, ly.xb.inp), "update: dw shape");
-                let req = Request {
-                    dw: dw.as_slice(),
-                    db,
-                    scale,
-                    decay,
-                };
-                pulsed::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
-            }
-            (_, Update::Outer { x, d, scale, decay }) => {
-                ensure_shape(&mut ly.dw, ly.xb.out, ly.xb.inp);
-                ly.db.resize(ly.xb.out, 0.0);
-                gemm(1.0, d, Op::N, x, Op::T, 0.0, &mut ly.dw);
-                row_sums(d, &mut ly.db);
-                let req = Request {
-                    dw: ly.dw.as_slice(),
-                    db: &ly.db,
-                    scale,
-                    decay,
-                };
-                pulsed::pulsed(&mut ly.xb, phys, scheme, step, &req, clock, seed);
-            }
+            tile.gsum_dirty = true;
         }
-        ly.gsum_dirty = true;
     }
 
     fn program(&mut self, layer: usize, w: &Mat, b: &[f32], noise: &mut Rng) {
         let seed: u64 = noise.random();
-        let ly = &mut self.layers[layer];
-        ly.xb.program(&self.phys, w, b, self.clock, seed);
-        ly.gsum_dirty = true;
+        let wiring = self.topology.wiring(layer);
+        let (phys, clock) = (&self.phys, self.clock);
+        let mut t = 0;
+        for_each_tile_block(wiring, w, b, &mut self.layers[layer].tiles, |tile, w, b| {
+            tile.xb.program(phys, w, b, clock, tile_seed(seed, t));
+            tile.gsum_dirty = true;
+            t += 1;
+        });
     }
 
     fn advance_time(&mut self, seconds: f64) {
@@ -699,9 +910,9 @@ impl Substrate for Chip {
             return;
         }
         let new = self.clock + seconds;
-        for ly in &mut self.layers {
-            ly.xb.drift(&self.phys, self.clock, new);
-            ly.gsum_dirty = true;
+        for tile in self.layers.iter_mut().flat_map(|ly| &mut ly.tiles) {
+            tile.xb.drift(&self.phys, self.clock, new);
+            tile.gsum_dirty = true;
         }
         self.clock = new;
     }
@@ -712,54 +923,54 @@ impl Substrate for Chip {
         let lo = (self.clock - f64::from(hi)) as f32;
         tensors.push(tensor::from_vec("clock", &[hi, lo]));
         for (l, ly) in self.layers.iter().enumerate() {
-            let xb = &ly.xb;
-            let (out, inp) = (xb.out, xb.inp);
-            let nw = out * inp;
-            let mat = |v: &[f32], cols: usize| Mat::from_column_slice(out, cols, v);
-            tensors.push(tensor::from_mat(
-                format!("layer{l}.g_plus"),
-                &mat(&xb.gp[..nw], inp),
-            ));
-            tensors.push(tensor::from_mat(
-                format!("layer{l}.g_minus"),
-                &mat(&xb.gm[..nw], inp),
-            ));
-            tensors.push(tensor::from_vec(
-                format!("layer{l}.bias_g_plus"),
-                &xb.gp[nw..],
-            ));
-            tensors.push(tensor::from_vec(
-                format!("layer{l}.bias_g_minus"),
-                &xb.gm[nw..],
-            ));
-            tensors.push(tensor::from_vec(format!("layer{l}.gain"), &[xb.gain]));
-            tensors.push(tensor::from_vec(
-                format!("layer{l}.pending_keep"),
-                &[xb.pending_keep],
-            ));
-            tensors.push(tensor::from_mat(
-                format!("layer{l}.weight"),
-                &xb.w.columns(0, inp).into_owned(),
-            ));
-            tensors.push(tensor::from_vec(
-                format!("layer{l}.bias"),
-                &xb.w.as_slice()[nw..],
-            ));
-            if !xb.tw_p.is_empty() {
+            let dense = ly.dense();
+            for (t, tile) in ly.tiles.iter().enumerate() {
+                let p = if dense {
+                    format!("layer{l}")
+                } else {
+                    tensors.extend(tile_index_tensors(l, t, &self.topology.wiring(l).tiles[t]));
+                    tile_name(l, t)
+                };
+                let xb = &tile.xb;
+                let (out, inp) = (xb.out, xb.inp);
+                let nw = out * inp;
+                let mat = |v: &[f32], cols: usize| Mat::from_column_slice(out, cols, v);
                 tensors.push(tensor::from_mat(
-                    format!("layer{l}.t_write_plus"),
-                    &mat(&xb.tw_p, inp + 1),
+                    format!("{p}.g_plus"),
+                    &mat(&xb.gp[..nw], inp),
                 ));
                 tensors.push(tensor::from_mat(
-                    format!("layer{l}.t_write_minus"),
-                    &mat(&xb.tw_m, inp + 1),
+                    format!("{p}.g_minus"),
+                    &mat(&xb.gm[..nw], inp),
                 ));
-            }
-            if !xb.chi.is_empty() {
+                tensors.push(tensor::from_vec(format!("{p}.bias_g_plus"), &xb.gp[nw..]));
+                tensors.push(tensor::from_vec(format!("{p}.bias_g_minus"), &xb.gm[nw..]));
+                tensors.push(tensor::from_vec(format!("{p}.gain"), &[xb.gain]));
+                tensors.push(tensor::from_vec(
+                    format!("{p}.pending_keep"),
+                    &[xb.pending_keep],
+                ));
                 tensors.push(tensor::from_mat(
-                    format!("layer{l}.chi"),
-                    &mat(&xb.chi, inp + 1),
+                    format!("{p}.weight"),
+                    &xb.w.columns(0, inp).into_owned(),
                 ));
+                tensors.push(tensor::from_vec(
+                    format!("{p}.bias"),
+                    &xb.w.as_slice()[nw..],
+                ));
+                if !xb.tw_p.is_empty() {
+                    tensors.push(tensor::from_mat(
+                        format!("{p}.t_write_plus"),
+                        &mat(&xb.tw_p, inp + 1),
+                    ));
+                    tensors.push(tensor::from_mat(
+                        format!("{p}.t_write_minus"),
+                        &mat(&xb.tw_m, inp + 1),
+                    ));
+                }
+                if !xb.chi.is_empty() {
+                    tensors.push(tensor::from_mat(format!("{p}.chi"), &mat(&xb.chi, inp + 1)));
+                }
             }
         }
         SubstrateState {
@@ -784,7 +995,10 @@ impl Substrate for Chip {
             return Err(Error::param(
                 "checkpoint",
                 format!("{:?}", topology.widths()),
-                format!("the chip has layers {:?}", self.topology.widths()),
+                format!(
+                    "the chip has layers {:?} (and its own connectivity)",
+                    self.topology.widths()
+                ),
             ));
         }
         let spec: HardwareSpec = serde_json::from_value(id["spec"].clone())
@@ -796,38 +1010,47 @@ impl Substrate for Chip {
         let clock = tensor::find(&state.tensors, "clock", &[2])?;
         let t = &state.tensors;
         // Read everything first so a bad checkpoint leaves the chip untouched.
-        let mut loaded = Vec::with_capacity(self.layers.len());
+        let mut loaded = Vec::new();
         for (l, ly) in self.layers.iter().enumerate() {
-            let (out, inp) = (ly.xb.out, ly.xb.inp);
-            let flat = |name: &str, cols: usize| -> Result<Vec<f32>> {
-                Ok(tensor::to_mat(t, &format!("layer{l}.{name}"), out, cols)?
-                    .as_slice()
-                    .to_vec())
-            };
-            let mut gp = flat("g_plus", inp)?;
-            gp.extend_from_slice(tensor::find(t, &format!("layer{l}.bias_g_plus"), &[out])?);
-            let mut gm = flat("g_minus", inp)?;
-            gm.extend_from_slice(tensor::find(t, &format!("layer{l}.bias_g_minus"), &[out])?);
-            let gain = tensor::find(t, &format!("layer{l}.gain"), &[1])?[0];
-            let keep = tensor::find(t, &format!("layer{l}.pending_keep"), &[1])?[0];
-            let mut w = flat("weight", inp)?;
-            w.extend_from_slice(tensor::find(t, &format!("layer{l}.bias"), &[out])?);
-            let optional = |name: &str| -> Result<Option<Vec<f32>>> {
-                let key = format!("layer{l}.{name}");
-                if t.iter().any(|(n, _, _)| *n == key) {
-                    flat(name, inp + 1).map(Some)
+            let dense = ly.dense();
+            for (ti, tile) in ly.tiles.iter().enumerate() {
+                let p = if dense {
+                    format!("layer{l}")
                 } else {
-                    Ok(None)
-                }
-            };
-            let twp = optional("t_write_plus")?;
-            let twm = optional("t_write_minus")?;
-            let chi = optional("chi")?;
-            loaded.push((gp, gm, gain, keep, w, twp, twm, chi));
+                    tile_name(l, ti)
+                };
+                let (out, inp) = (tile.xb.out, tile.xb.inp);
+                let flat = |name: &str, cols: usize| -> Result<Vec<f32>> {
+                    Ok(tensor::to_mat(t, &format!("{p}.{name}"), out, cols)?
+                        .as_slice()
+                        .to_vec())
+                };
+                let mut gp = flat("g_plus", inp)?;
+                gp.extend_from_slice(tensor::find(t, &format!("{p}.bias_g_plus"), &[out])?);
+                let mut gm = flat("g_minus", inp)?;
+                gm.extend_from_slice(tensor::find(t, &format!("{p}.bias_g_minus"), &[out])?);
+                let gain = tensor::find(t, &format!("{p}.gain"), &[1])?[0];
+                let keep = tensor::find(t, &format!("{p}.pending_keep"), &[1])?[0];
+                let mut w = flat("weight", inp)?;
+                w.extend_from_slice(tensor::find(t, &format!("{p}.bias"), &[out])?);
+                let optional = |name: &str| -> Result<Option<Vec<f32>>> {
+                    let key = format!("{p}.{name}");
+                    if t.iter().any(|(n, _, _)| *n == key) {
+                        flat(name, inp + 1).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let twp = optional("t_write_plus")?;
+                let twm = optional("t_write_minus")?;
+                let chi = optional("chi")?;
+                loaded.push((gp, gm, gain, keep, w, twp, twm, chi));
+            }
         }
         self.clock = f64::from(clock[0]) + f64::from(clock[1]);
-        for (ly, (gp, gm, gain, keep, w, twp, twm, chi)) in self.layers.iter_mut().zip(loaded) {
-            let xb = &mut ly.xb;
+        let tiles = self.layers.iter_mut().flat_map(|ly| &mut ly.tiles);
+        for (tile, (gp, gm, gain, keep, w, twp, twm, chi)) in tiles.zip(loaded) {
+            let xb = &mut tile.xb;
             xb.gp = gp;
             xb.gm = gm;
             xb.gain = gain;
@@ -846,7 +1069,7 @@ impl Substrate for Chip {
             } else {
                 xb.enforce_own_devices(&self.phys);
             }
-            ly.gsum_dirty = true;
+            tile.gsum_dirty = true;
         }
         if same {
             Ok(None)

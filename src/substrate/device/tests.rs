@@ -93,10 +93,12 @@ fn other_presets_and_modes_meet_the_exact_parts_of_the_contract() {
     sp.update.mode = UpdateMode::StochasticPulse;
     for spec in [presets::pcm(), presets::harsh(), mixed, sp] {
         let f = factory(spec);
-        conformance::shapes(&f);
-        conformance::reproducible(&f);
-        conformance::update_moves_the_function_as_asked(&f);
-        conformance::state_round_trips(&f);
+        for k in conformance::WIRINGS {
+            conformance::shapes(&f, k);
+            conformance::reproducible(&f, k);
+            conformance::update_moves_the_function_as_asked(&f, k);
+            conformance::state_round_trips(&f, k);
+        }
     }
 }
 
@@ -150,7 +152,7 @@ fn ideal_chip_matches_digital_forward_training_and_outer_updates() {
     for l in 0..2 {
         let (wd, bd) = fd.layer(l);
         let (wc, bc) = fc.effective_layer(l);
-        let e = max_rel(&wc, wd);
+        let e = max_rel(&wc, &wd);
         assert!(e < 1e-5, "after FF steps, layer {l} weights differ by {e}");
         for (a, b) in bc.iter().zip(bd) {
             assert!((a - b).abs() < 1e-6);
@@ -305,7 +307,7 @@ fn pulsed_soft_bounds_update_follows_the_closed_form_per_device() {
     c.update(
         0,
         Update::Dense {
-            dw: &dw,
+            dw: dw.as_slice(),
             db: &[0.0; 3],
             scale: 1.0,
             decay: 0.0,
@@ -339,7 +341,7 @@ fn sparse_pulsed_update_moves_only_the_requested_pairs() {
         }
     });
     let u = Update::Dense {
-        dw: &dw,
+        dw: dw.as_slice(),
         db: &[0.0; 3],
         scale: 1.0,
         decay: 0.0,
@@ -369,7 +371,7 @@ fn device_to_device_spread_of_dw_min_is_recovered_from_one_pulse() {
     c.update(
         0,
         Update::Dense {
-            dw: &dw,
+            dw: dw.as_slice(),
             db: &[0.0; 200],
             scale: 1.0,
             decay: 0.0,
@@ -403,7 +405,7 @@ fn stochastic_rounding_gives_the_requested_mean_update() {
     c.update(
         0,
         Update::Dense {
-            dw: &dw,
+            dw: dw.as_slice(),
             db: &[0.0; 200],
             scale: 1.0,
             decay: 0.0,
@@ -428,13 +430,13 @@ fn stuck_devices_ignore_updates() {
     s.faults.stuck_max = 0.05;
     let mut c = chip(&s, vec![50, 40], Activation::Linear, 7);
     let before = (c.conductances(0).0.to_vec(), c.conductances(0).1.to_vec());
-    let stuck = c.layers[0].xb.stuck.clone();
+    let stuck = c.layers[0].tiles[0].xb.stuck.clone();
     let dw = signals(40, 50, 1, 1.0);
     for k in 0..5 {
         c.update(
             0,
             Update::Dense {
-                dw: &dw,
+                dw: dw.as_slice(),
                 db: &[1.0; 40],
                 scale: 0.05,
                 decay: 0.1,
@@ -496,7 +498,7 @@ fn mixed_precision_transfers_only_whole_pulses_and_keeps_the_residual() {
         c.update(
             0,
             Update::Dense {
-                dw: &dw,
+                dw: dw.as_slice(),
                 db: &[0.0; 2],
                 scale: 1.0,
                 decay: 0.0,
@@ -510,21 +512,21 @@ fn mixed_precision_transfers_only_whole_pulses_and_keeps_the_residual() {
         &p0[..],
         "0.7 of a step transfers nothing"
     );
-    assert!((c.layers[0].xb.chi[0] - 0.7 * step).abs() < 1e-7);
+    assert!((c.layers[0].tiles[0].xb.chi[0] - 0.7 * step).abs() < 1e-7);
     up(&mut c);
     for e in 0..32 {
         let moved = c.conductances(0).0[e] - p0[e];
         assert!((moved - g_step).abs() < 1e-4, "one whole pulse: {moved}");
-        assert!((c.layers[0].xb.chi[e] - 0.4 * step).abs() < 1e-6);
+        assert!((c.layers[0].tiles[0].xb.chi[e] - 0.4 * step).abs() < 1e-6);
     }
     up(&mut c);
     for e in 0..32 {
         let moved = c.conductances(0).0[e] - p0[e];
         assert!((moved - 2.0 * g_step).abs() < 1e-4);
-        assert!((c.layers[0].xb.chi[e] - 0.1 * step).abs() < 1e-6);
+        assert!((c.layers[0].tiles[0].xb.chi[e] - 0.1 * step).abs() < 1e-6);
     }
     // Bias pairs had no request: their accumulators are still empty.
-    assert_eq!(c.layers[0].xb.chi[32], 0.0);
+    assert_eq!(c.layers[0].tiles[0].xb.chi[32], 0.0);
 }
 
 #[test]
@@ -605,7 +607,7 @@ fn chip_seeds_differ_and_one_seed_reproduces() {
     let c7 = chip(&s, vec![30, 20], Activation::Relu, 7);
     let c8 = chip(&s, vec![30, 20], Activation::Relu, 8);
     assert_ne!(c7.conductances(0).0, c8.conductances(0).0);
-    assert_ne!(c7.layers[0].xb.dp, c8.layers[0].xb.dp);
+    assert_ne!(c7.layers[0].tiles[0].xb.dp, c8.layers[0].tiles[0].xb.dp);
 }
 
 #[test]
@@ -678,7 +680,7 @@ fn checkpoints_restore_and_report_other_instances() {
     a.update(
         0,
         Update::Dense {
-            dw: &dw,
+            dw: dw.as_slice(),
             db: &[0.1; 6],
             scale: 0.1,
             decay: 0.0,
@@ -702,7 +704,7 @@ fn checkpoints_restore_and_report_other_instances() {
     // where its devices are stuck.
     let (p, m) = other.conductances(0);
     let (pa, ma) = a.conductances(0);
-    let xb = &other.layers[0].xb;
+    let xb = &other.layers[0].tiles[0].xb;
     for e in 0..p.len() {
         let s = if xb.stuck.is_empty() { 0 } else { xb.stuck[e] };
         if s & crossbar::STUCK_P == 0 {
@@ -712,7 +714,7 @@ fn checkpoints_restore_and_report_other_instances() {
             assert_eq!(m[e], ma[e].clamp(xb.dm.get(e).lo, xb.dm.get(e).hi));
         }
     }
-    let copied = p.iter().zip(pa).filter(|(x, y)| x == y).count();
+    let copied = p.iter().zip(&pa).filter(|(x, y)| x == y).count();
     assert!(copied * 2 >= p.len(), "{copied} of {}", p.len());
     // Digital ↔ chip is an error both ways.
     let dig = DigitalNet::new(topo.clone(), 0);
@@ -901,4 +903,83 @@ fn results_do_not_depend_on_the_thread_count() {
     let one = pool(1).install(outcome);
     let three = pool(3).install(outcome);
     assert!(one == three, "results changed with the number of threads");
+}
+
+/// A zero-noise chip equals the digital network through Forward-Forward training on a
+/// local receptive-field net, supervised and unsupervised (hybrid negatives), with the
+/// sum goodness and Adam: same weights after the same steps, same scores.
+#[test]
+fn ideal_chip_matches_digital_on_local_nets_through_ff_training() {
+    use crate::learn::ff::{GoodnessFn, NegativeLabels};
+    use crate::train::layers::{parse_list, topology};
+    let layers = parse_list("local:3x3x4:f10:s9,local:2x2x5:f2:s1").unwrap();
+    let geom = crate::substrate::Geometry { h: 28, w: 28, c: 1 };
+    let ft = topology(&layers, geom, Activation::Relu).unwrap();
+    assert_eq!(ft.widths(), &[784, 36, 20]);
+    let data = crate::data::synthetic::generate(20, 4);
+    let idx: Vec<usize> = (0..20).collect();
+    let mut images = Mat::zeros(crate::data::PIXELS, 20);
+    data.gather(&idx, &mut images);
+    let labels = data.gather_labels(&idx);
+    for (negatives, goodness, optimizer) in [
+        (
+            NegativeLabels::Hard,
+            GoodnessFn::SumSq,
+            crate::learn::OptimizerConfig::ff_reference(),
+        ),
+        (
+            NegativeLabels::Hybrid,
+            GoodnessFn::Sum,
+            crate::learn::OptimizerConfig::adam(1e-3, 0.0),
+        ),
+    ] {
+        let cfg = FfConfig {
+            eval_from: 1,
+            negatives,
+            goodness,
+            optimizer,
+            ..FfConfig::default()
+        };
+        let mut fd = DigitalNet::new(ft.clone(), 2);
+        let mut fc = Chip::new(&presets::ideal(), ft.clone(), 3, 2).unwrap();
+        let mut scores = Vec::new();
+        for (sub, seed) in [(&mut fd as &mut dyn Substrate, 0u64), (&mut fc, 1)] {
+            let mut learner = FfLearner::new(cfg.clone(), ft.clone()).unwrap();
+            for _ in 0..3 {
+                learner
+                    .train_batch(
+                        sub,
+                        &images,
+                        &labels,
+                        1.0,
+                        &mut stream(7, "neg"),
+                        &mut stream(seed, "noise"),
+                    )
+                    .unwrap();
+            }
+            let mut s = crate::learn::ff::Scores::default();
+            learner.scores(sub, &images, true, &mut stream(seed, "eval"), &mut s);
+            scores.push(s);
+        }
+        for l in 0..2 {
+            let (wd, bd) = fd.layer(l);
+            let (wc, bc) = fc.effective_layer(l);
+            let e = max_rel(&wc, &wd);
+            assert!(e < 1e-5, "{negatives:?}: layer {l} weights differ by {e}");
+            // Absent weights stay absent on both.
+            let wiring = ft.wiring(l);
+            for o in 0..wiring.out {
+                for i in 0..wiring.inp {
+                    if !wiring.connects(o, i) {
+                        assert_eq!((wd[(o, i)], wc[(o, i)]), (0.0, 0.0));
+                    }
+                }
+            }
+            for (a, b) in bc.iter().zip(bd) {
+                assert!((a - b).abs() < 1e-5);
+            }
+        }
+        let e = max_rel(&scores[1].logits, &scores[0].logits);
+        assert!(e < 1e-4, "{negatives:?}: head logits differ by {e}");
+    }
 }
