@@ -77,6 +77,9 @@ pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
     if crate::train::distill_sweep::is_sweep(dir) {
         return crate::train::distill_sweep::draw(dir);
     }
+    if dir.join("results.json").is_file() && dir.join("epochs.csv").is_file() {
+        return draw_run(dir);
+    }
     let m = Manifest::read(dir)?;
     let header = m.header();
     let (rows, _) = read_rows(&dir.join(RESULTS), &header)?;
@@ -434,10 +437,107 @@ pub fn first_layer_weights(meta: &Value, tensors: &[Tensor]) -> Option<(usize, u
                 .collect();
         return Some((gp.1[0], gp.1[1], w));
     }
-    let w = tensors
+    if let Some(w) = tensors
         .iter()
-        .find(|t| t.0.ends_with("layer0.weight") && t.1.len() == 2)?;
-    Some((w.1[0], w.1[1], w.2.clone()))
+        .find(|t| t.0.ends_with("layer0.weight") && t.1.len() == 2)
+    {
+        return Some((w.1[0], w.1[1], w.2.clone()));
+    }
+    tiled_first_layer(tensors)
+}
+
+/// First-layer weights (units × inputs, row-major, absent weights 0) of a checkpoint whose
+/// first projection is tiled (local or masked): every `layer0.tile{t}.weight` block
+/// placed at its `.rows` and `.inputs` (the layout the README documents).
+fn tiled_first_layer(tensors: &[Tensor]) -> Option<(usize, usize, Vec<f32>)> {
+    let mut blocks = Vec::new();
+    for t in 0.. {
+        let name = format!("layer0.tile{t}");
+        let Some(w) = find(tensors, &format!("{name}.weight")) else {
+            break;
+        };
+        let rows = find(tensors, &format!("{name}.rows"))?;
+        let inputs = find(tensors, &format!("{name}.inputs"))?;
+        blocks.push((w, rows.2[0] as usize, inputs));
+    }
+    let units = blocks.iter().map(|(w, r0, _)| r0 + w.1[0]).max()?;
+    // Inputs: an image (the widest index seen, rounded up to the 28 × 28 image).
+    let side = crate::data::SIDE;
+    let inputs = side * side;
+    let mut out = vec![0.0f32; units * inputs];
+    for (w, r0, idx) in blocks {
+        let (rows, cols) = (w.1[0], w.1[1]);
+        for r in 0..rows {
+            for (k, i) in idx.2.iter().enumerate().take(cols) {
+                let i = *i as usize;
+                if i < inputs {
+                    out[(r0 + r) * inputs + i] = w.2[r * cols + k];
+                }
+            }
+        }
+    }
+    Some((units, inputs, out))
+}
+
+/// Which `n` units of a first layer of `units` to show: the first `n`, or for a layer of
+/// `tiles` equal tiles (a local layer) units spread over every location.
+pub fn units_to_show(units: usize, tiles: usize, n: usize) -> Vec<usize> {
+    let n = n.clamp(1, units);
+    if tiles <= 1 || !units.is_multiple_of(tiles) {
+        return (0..n).collect();
+    }
+    let per = units / tiles;
+    (0..n)
+        .map(|k| (k % tiles) * per + (k / tiles) % per)
+        .collect()
+}
+
+/// The figures of one `mortal train` run directory, into `<dir>/plots/`: its training
+/// curve and, when it has a checkpoint of a 28 × 28 input, first-layer receptive fields
+/// (spread over every location for a local layer).
+fn draw_run(dir: &Path) -> Result<Vec<PathBuf>> {
+    let out = dir.join(PLOTS);
+    let name = dir
+        .file_name()
+        .map_or("run".to_string(), |n| n.to_string_lossy().into_owned());
+    let mut files = vec![plot::training_curves(
+        &[(name.clone(), dir.to_path_buf())],
+        &name,
+        &out.join("curves"),
+    )?];
+    if let Some((meta, tensors)) = load_tensors(dir)
+        && let Some((units, inputs, w)) = first_layer_weights(&meta, &tensors)
+        && inputs == crate::data::PIXELS
+    {
+        let tiles = tensors
+            .iter()
+            .filter(|t| t.0.ends_with(".weight") && t.0.contains("layer0.tile"))
+            .count();
+        let shown = units_to_show(units, tiles, 48);
+        let images: Vec<Vec<f32>> = shown
+            .iter()
+            .map(|u| w[u * inputs..(u + 1) * inputs].to_vec())
+            .collect();
+        let side = crate::data::SIDE;
+        let cols = if tiles > 1 { tiles.min(16) } else { 8 };
+        files.push(plot::image_grid(
+            &images,
+            (side, side),
+            cols,
+            &format!("{name}: first-layer receptive fields"),
+            &format!(
+                "{} of {units} units{}; red positive, blue negative, each scaled to its own max |w|",
+                images.len(),
+                if tiles > 1 {
+                    format!(", one column per location ({tiles} locations)")
+                } else {
+                    String::new()
+                }
+            ),
+            &out.join("fields.png"),
+        )?);
+    }
+    Ok(files)
 }
 
 /// Receptive-field grids of the first replicate of each point.
@@ -454,8 +554,14 @@ fn fields(m: &Manifest, dir: &Path, rows: &[Row<'_>], out: &Path) -> Result<Vec<
         if inputs != side * side || units == 0 {
             continue;
         }
-        let n = m.output.field_units.clamp(1, units);
-        let images: Vec<Vec<f32>> = (0..n)
+        let tiles = tensors
+            .iter()
+            .filter(|t| t.0.ends_with(".weight") && t.0.contains("layer0.tile"))
+            .count();
+        let shown = units_to_show(units, tiles, m.output.field_units);
+        let n = shown.len();
+        let images: Vec<Vec<f32>> = shown
+            .iter()
             .map(|u| w[u * inputs..(u + 1) * inputs].to_vec())
             .collect();
         let cols = (n as f64).sqrt().ceil() as usize;
@@ -465,9 +571,10 @@ fn fields(m: &Manifest, dir: &Path, rows: &[Row<'_>], out: &Path) -> Result<Vec<
             cols,
             &format!("{}: first-layer receptive fields", r.entry.name),
             &format!(
-                "first {n} of {units} units; red positive, blue negative, each scaled to its own max |w|"
+                "{n} of {units} units; red positive, blue negative, each scaled to its own max |w|"
             ),
-            &out.join("fields").join(format!("{}.png", file_safe(&r.entry.name))),
+            &out.join("fields")
+                .join(format!("{}.png", file_safe(&r.entry.name))),
         )?);
     }
     Ok(files)
@@ -543,6 +650,40 @@ fn conductance(dir: &Path, rows: &[Row<'_>], out: &Path) -> Result<Vec<PathBuf>>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn units_shown_spread_over_the_locations_of_a_local_layer() {
+        assert_eq!(units_to_show(100, 1, 5), vec![0, 1, 2, 3, 4]);
+        // 4 locations of 3 units: one unit of each location, then the next.
+        assert_eq!(units_to_show(12, 4, 6), vec![0, 3, 6, 9, 1, 4]);
+        assert_eq!(units_to_show(3, 4, 10), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn tiled_first_layer_places_each_block_at_its_rows_and_inputs() {
+        let t = |name: &str, shape: Vec<usize>, v: Vec<f32>| (name.to_string(), shape, v);
+        let tensors = vec![
+            t(
+                "substrate.layer0.tile0.weight",
+                vec![2, 2],
+                vec![1.0, 2.0, 3.0, 4.0],
+            ),
+            t("substrate.layer0.tile0.rows", vec![2], vec![0.0, 2.0]),
+            t("substrate.layer0.tile0.inputs", vec![2], vec![5.0, 783.0]),
+            t("substrate.layer0.tile1.weight", vec![1, 1], vec![9.0]),
+            t("substrate.layer0.tile1.rows", vec![2], vec![2.0, 1.0]),
+            t("substrate.layer0.tile1.inputs", vec![1], vec![0.0]),
+        ];
+        let (units, inputs, w) = tiled_first_layer(&tensors).unwrap();
+        assert_eq!((units, inputs), (3, 784));
+        assert_eq!(
+            (w[5], w[783], w[784 + 5], w[784 + 783]),
+            (1.0, 2.0, 3.0, 4.0)
+        );
+        assert_eq!(w[2 * 784], 9.0);
+        assert_eq!(w.iter().filter(|v| **v != 0.0).count(), 5);
+    }
+
     use super::*;
 
     #[test]

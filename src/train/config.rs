@@ -122,12 +122,8 @@ pub struct TrainConfig {
     pub chip: Option<ChipConfig>,
     /// Jitter augmentation of training images: each is shifted by up to this many pixels
     /// each way, drawn per sample from the seed (0 = off; 2 = the paper's 25 shifts).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub jitter: usize,
-}
-
-fn is_zero(v: &usize) -> bool {
-    *v == 0
 }
 
 /// Which chip a run uses: a hardware family, an instance seed and a variation level.

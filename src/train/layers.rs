@@ -18,8 +18,8 @@ use crate::substrate::{Activation, Connectivity, Geometry, Local, Topology};
 /// Hard cap on the units of one layer (a 40 GB allocation is refused before it is tried).
 pub const MAX_UNITS: usize = 1 << 20;
 
-/// One hidden layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One hidden layer: a number (dense) or a `local:…` string in files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum LayerSpec {
     /// A dense layer of this many units.
@@ -160,6 +160,37 @@ impl std::fmt::Display for LayerSpec {
             LayerSpec::Dense(w) => write!(f, "{w}"),
             LayerSpec::Local(l) => write!(f, "{l}"),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = LayerSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of units or a local:HxWxC:fF:sS[:pP] layer")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<LayerSpec, E> {
+                usize::try_from(v)
+                    .map(LayerSpec::Dense)
+                    .map_err(|_| E::custom(format!("{v} units is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<LayerSpec, E> {
+                u64::try_from(v)
+                    .map_err(|_| {
+                        E::custom(format!("{v}: a layer needs a positive number of units"))
+                    })
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<LayerSpec, E> {
+                LayerSpec::parse(v).map_err(|e| match e {
+                    Error::Param { value, reason, .. } => E::custom(format!("{value}: {reason}")),
+                    other => E::custom(other.to_string()),
+                })
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

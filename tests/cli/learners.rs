@@ -141,3 +141,22 @@ fn bad_learner_input_fails_with_one_line_naming_the_key() {
         );
     }
 }
+
+#[test]
+fn plot_of_a_local_run_draws_its_curve_and_receptive_fields_per_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("local");
+    run_ok(
+        mortal()
+            .args(small(&["--layers", LOCAL, "--epochs", "1"]))
+            .arg("--out")
+            .arg(&out),
+    );
+    let o = run_ok(mortal().arg("plot").arg(&out));
+    let listed = String::from_utf8_lossy(&o.stdout);
+    for f in ["curves.png", "fields.png"] {
+        let p = out.join("plots").join(f);
+        assert!(p.is_file() && listed.contains(f), "{f}: {listed}");
+        assert!(std::fs::metadata(&p).unwrap().len() > 1000);
+    }
+}
