@@ -578,6 +578,9 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
     if !(args.drift_seconds.is_finite() && args.drift_seconds >= 0.0) {
         return Err(Error::param("drift-seconds", args.drift_seconds, "must be ≥ 0").into());
     }
+    if args.eval_limit == Some(0) {
+        return Err(Error::param("eval-limit", 0, "must be at least 1 image").into());
+    }
     let mut cfg = restored.config.clone();
     cfg.eval_limit = args.eval_limit.or(cfg.eval_limit);
     let data = cfg.load_data(data_dir)?;
@@ -645,6 +648,17 @@ fn parse_list<T: std::str::FromStr>(key: &str, s: &str) -> Result<Vec<T>, Error>
             "need at least one value",
         ));
     }
+    // The same value twice would train the same student twice and write two rows.
+    let parts: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    for (i, p) in parts.iter().enumerate() {
+        if parts[..i].contains(p) {
+            return Err(Error::param(key, p, "is listed twice"));
+        }
+    }
     Ok(v)
 }
 
@@ -658,6 +672,22 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
     let seeds: Vec<u64> = parse_list("student-seed", &args.student_seed)?;
     if args.epochs == 0 {
         return Err(Error::param("epochs", 0, "must be at least 1").into());
+    }
+    // A student's epochs grow to cover min-samples; bound the plan before anything runs.
+    for &n in &transfers {
+        let epochs = d::student_epochs(args.epochs, args.min_samples, n);
+        if epochs > d::MAX_STUDENT_EPOCHS {
+            return Err(Error::param(
+                "min-samples",
+                args.min_samples,
+                format!(
+                    "with {n} transfer images a student would train {epochs} epochs (at most {} \
+                     are allowed); lower --min-samples or raise --transfer",
+                    d::MAX_STUDENT_EPOCHS
+                ),
+            )
+            .into());
+        }
     }
     let dcfg = DistillConfig {
         temperature: args.temperature,

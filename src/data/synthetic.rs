@@ -56,19 +56,34 @@ impl Default for SyntheticConfig {
     }
 }
 
+/// Most images of one synthetic split (784 bytes each: 0.8 GB at the cap).
+pub const MAX_IMAGES: usize = 1_000_000;
+
+impl SyntheticConfig {
+    /// Every size in 1..=[`MAX_IMAGES`].
+    pub fn validate(&self) -> Result<()> {
+        for (key, n) in [
+            ("synthetic.train", self.train),
+            ("synthetic.valid", self.valid),
+            ("synthetic.test", self.test),
+        ] {
+            if n == 0 || n > MAX_IMAGES {
+                return Err(Error::param(
+                    key,
+                    n,
+                    format!("must be 1 to {MAX_IMAGES} images"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Generates the train / validation / test sets, each from its own seed derived from
 /// `cfg.seed` (labels `"train"`, `"valid"`, `"test"`), so the three never share an image
-/// stream. Errors when any size is 0.
+/// stream. Errors when any size is 0 or over [`MAX_IMAGES`].
 pub fn splits(cfg: &SyntheticConfig) -> Result<Splits> {
-    for (key, n) in [
-        ("synthetic.train", cfg.train),
-        ("synthetic.valid", cfg.valid),
-        ("synthetic.test", cfg.test),
-    ] {
-        if n == 0 {
-            return Err(Error::param(key, n, "must be at least 1 image"));
-        }
-    }
+    cfg.validate()?;
     Ok(Splits {
         kind: DatasetKind::Synthetic,
         train: generate(cfg.train, crate::rng::derive(cfg.seed, "train")),

@@ -79,8 +79,16 @@ impl Plan {
                 if v.is_empty() {
                     return Err(Error::param(key, "[]", "must not be empty"));
                 }
-                for (i, x) in v.iter().enumerate() {
-                    if v[..i].contains(x) {
+                if v.len() > MAX_RUNS {
+                    return Err(Error::param(
+                        key,
+                        format!("{} values", v.len()),
+                        format!("more than the {MAX_RUNS} runs a scenario may have"),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::with_capacity(v.len());
+                for x in v {
+                    if !seen.insert(format!("{x:?}")) {
                         return Err(Error::param(key, format!("{x:?}"), "appears twice"));
                     }
                 }
@@ -140,6 +148,13 @@ impl Plan {
                     "must not be empty",
                 ));
             }
+            if a.values.len() > MAX_RUNS {
+                return Err(Error::param(
+                    format!("{key}.values"),
+                    format!("{} values", a.values.len()),
+                    format!("more than the {MAX_RUNS} runs a scenario may have"),
+                ));
+            }
             for p in &paths {
                 check_path(scn, p, &format!("{key}.path"))?;
                 if let Some((_, by)) = used.iter().find(|(q, _)| q == p) {
@@ -170,8 +185,10 @@ impl Plan {
             } else {
                 a.values.iter().map(|v| vec![v.clone()]).collect()
             };
-            for (j, v) in values.iter().enumerate() {
-                if values[..j].contains(v) {
+            // Hash-based (an axis of 10⁶ values is refused above, not checked pairwise).
+            let mut seen = std::collections::HashSet::with_capacity(values.len());
+            for v in &values {
+                if !seen.insert(serde_json::to_string(v).unwrap_or_default()) {
                     return Err(Error::param(
                         format!("{key}.values"),
                         paths::short(&json!(v)),

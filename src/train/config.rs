@@ -181,7 +181,16 @@ impl ChipConfig {
             self.variation,
             "must be ≥ 0",
         )?;
-        self.effective_spec().validate()
+        self.spec.validate()?;
+        // The spec is valid as written: a failure now comes from the variation scaling.
+        self.effective_spec().validate().map_err(|e| match e {
+            Error::Param { key, value, reason } => Error::param(
+                "variation",
+                self.variation,
+                format!("scales {key} to {value}, which {reason}"),
+            ),
+            other => other,
+        })
     }
 
     /// Builds the chip instance for `topology`, starting from the initial weights of
@@ -278,6 +287,10 @@ impl TrainConfig {
     /// Checks every setting; errors name the offending key.
     pub fn validate(&self) -> Result<()> {
         layers::validate(&self.layers, self.dataset.geometry())?;
+        if self.dataset == DatasetKind::Synthetic {
+            self.synthetic.validate()?;
+        }
+        self.check_memory()?;
         if self.algo.is_backprop() && !layers::all_dense(&self.layers) {
             return Err(Error::param(
                 "layers",
@@ -353,6 +366,54 @@ impl TrainConfig {
         } else {
             &mut self.ff.optimizer
         }
+    }
+
+    /// A rough upper estimate of the memory a run of this configuration needs, bytes:
+    /// per existing weight its value, optimiser state and (on a chip) its conductance
+    /// pair, device properties and buffers; per unit the batch's activity buffers; the
+    /// data set itself.
+    pub fn estimated_bytes(&self) -> f64 {
+        let widths = self.widths();
+        let weights: f64 = if self.algo == Algo::Ff {
+            self.ff_topology()
+                .map_or(f64::INFINITY, |t| t.weight_count() as f64)
+        } else {
+            let mut w = vec![crate::data::PIXELS];
+            w.extend(&widths);
+            w.push(crate::data::CLASSES);
+            w.windows(2).map(|p| p[0] as f64 * p[1] as f64).sum()
+        };
+        let per_weight = 12.0 + if self.chip.is_some() { 48.0 } else { 0.0 };
+        let units: f64 = widths.iter().map(|w| *w as f64).sum::<f64>() + 784.0;
+        let per_unit = 4.0 * 24.0 * (self.batch.max(100) as f64);
+        let data = match self.dataset {
+            DatasetKind::Synthetic => {
+                let s = &self.synthetic;
+                (s.train + s.valid + s.test) as f64 * 785.0
+            }
+            _ => 70_000.0 * 785.0,
+        };
+        weights * per_weight + units * per_unit + data
+    }
+
+    /// Refuses a run whose estimated memory exceeds what the machine has available.
+    fn check_memory(&self) -> Result<()> {
+        let need = self.estimated_bytes();
+        let have = crate::resources::available_bytes().unwrap_or(16 << 30) as f64;
+        if need > have {
+            return Err(Error::param(
+                "layers",
+                self.layers_tag(),
+                format!(
+                    "this run needs about {} of memory, {} is available (weights, batch {}, \
+                     data); use fewer or smaller layers",
+                    crate::resources::gib(need),
+                    crate::resources::gib(have),
+                    self.batch
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Hidden widths (units per layer).

@@ -427,6 +427,10 @@ pub fn student_config(
     c
 }
 
+/// Most epochs a student may be planned to train (`--min-samples` over a small transfer
+/// set can ask for absurd numbers).
+pub const MAX_STUDENT_EPOCHS: usize = 100_000;
+
 /// Epochs of a student with `transfer` images.
 pub fn student_epochs(epochs: usize, min_samples: usize, transfer: usize) -> usize {
     epochs.max(min_samples.div_ceil(transfer.max(1)))

@@ -5,5 +5,6 @@ mod bp_chip;
 mod common;
 mod distill;
 mod learners;
+mod limits;
 mod scenario;
 mod train;

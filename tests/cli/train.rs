@@ -171,10 +171,12 @@ fn bench_quick_writes_its_interface() {
             .any(|m| m["images_per_s"].as_f64().is_some_and(|v| v > 0.0))
     );
     // Throughput measurements carry their GEMM rates; update measurements their cost per
-    // device pair.
+    // device pair; sparse nets their cost relative to their number of weights.
     for m in ms {
         let rate = m["samples_per_s"].as_f64().or(m["images_per_s"].as_f64());
-        if rate.is_some() {
+        if let Some(c) = m["cost_vs_weights"].as_f64() {
+            assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+        } else if rate.is_some() {
             assert!(
                 m["gflops"].as_f64().unwrap() > 0.0 && m["gemm_gflops"].as_f64().unwrap() > 0.0
             );
@@ -184,6 +186,7 @@ fn bench_quick_writes_its_interface() {
         }
     }
     assert!(ms.iter().any(|m| m["ns_per_pair"].as_f64().is_some()));
+    assert!(ms.iter().any(|m| m["cost_vs_weights"].as_f64().is_some()));
 }
 
 /// With `MORTAL_DATA` pointing at the real files: check them, and train briefly on MNIST.

@@ -598,7 +598,13 @@ impl HardwareSpec {
             "must be in (−1, 1)",
         )?;
         non_negative("device.up_down_dtod", d.up_down_dtod)?;
-        non_negative("device.bound_dtod", d.bound_dtod)?;
+        ensure(
+            d.bound_dtod.is_finite() && (0.0..=2.0).contains(&d.bound_dtod),
+            "device.bound_dtod",
+            d.bound_dtod,
+            "must be in [0, 2] (a relative spread of the bounds; beyond 2 most devices' \
+             bounds would be clipped to the minimum width)",
+        )?;
         non_negative("device.c2c", d.c2c)?;
         let u = &self.update;
         ensure(

@@ -1,0 +1,137 @@
+//! Limits before allocation and inputs that once panicked, hung or mixed results: each
+//! fails with one line naming the key, exit code 2, quickly.
+
+use crate::common::*;
+
+fn quick_err(args: &[&str], key: &str) {
+    let t = std::time::Instant::now();
+    let (code, stderr) = run_err(mortal().args(args));
+    assert_eq!(code, 2, "{args:?}: exit {code}: {stderr}");
+    assert!(
+        stderr.contains(&format!("`{key}`")),
+        "{args:?}: expected key {key}: {stderr}"
+    );
+    assert!(
+        t.elapsed().as_secs() < 20,
+        "{args:?} took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn huge_or_malformed_sizes_are_refused_before_allocation() {
+    quick_err(
+        &["train", "--layers", "18446744073709551615", "--epochs", "1"],
+        "layers[0]",
+    );
+    quick_err(
+        &["train", "--layers", "1000000000", "--epochs", "1"],
+        "layers[0]",
+    );
+    // Fits the per-layer cap, not the machine.
+    quick_err(
+        &["train", "--layers", "1000000,1000000", "--epochs", "1"],
+        "layers",
+    );
+    for bad in ["10,,10", "10,", "+10"] {
+        quick_err(&["train", "--layers", bad], "layers");
+    }
+}
+
+#[test]
+fn scenario_limits_apply_in_dry_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.toml");
+    let values: Vec<String> = (0..1_000_000).map(|i| i.to_string()).collect();
+    std::fs::write(
+        &big,
+        format!(
+            "version = 1\nname = \"big\"\n[[sweep.axes]]\npath = \"train.seed\"\nvalues = [{}]\n",
+            values.join(",")
+        ),
+    )
+    .unwrap();
+    let p = big.to_string_lossy().to_string();
+    quick_err(&["run", &p, "--dry-run"], "sweep.axes[0].values");
+    let syn = dir.path().join("syn.toml");
+    std::fs::write(
+        &syn,
+        "version = 1\nname = \"s\"\n[data.synthetic]\nvalid = 1000000000\n",
+    )
+    .unwrap();
+    let p = syn.to_string_lossy().to_string();
+    quick_err(&["run", &p, "--dry-run"], "data.synthetic.valid");
+}
+
+#[test]
+fn device_spreads_that_break_the_model_name_the_key_the_user_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, "[device]\nbound_dtod = 1000\n").unwrap();
+    let p = spec.to_string_lossy().to_string();
+    quick_err(
+        &["train", "--chip", &p, "--epochs", "1"],
+        "device.bound_dtod",
+    );
+    let (code, stderr) =
+        run_err(mortal().args(["train", "--chip", "reram", "--variation", "1000"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`variation`") && stderr.contains("scales"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn eval_on_no_images_and_duplicate_students_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("t");
+    run_ok(
+        mortal()
+            .args([
+                "train",
+                "-q",
+                "--layers",
+                "16",
+                "--epochs",
+                "1",
+                "--train-limit",
+                "200",
+                "--eval-limit",
+                "50",
+                "--chip",
+                "reram",
+                "--out",
+            ])
+            .arg(&teacher),
+    );
+    let t = teacher.to_string_lossy().to_string();
+    let out = dir.path().join("d").to_string_lossy().to_string();
+    quick_err(
+        &["eval", "--checkpoint", &t, "--eval-limit", "0"],
+        "eval-limit",
+    );
+    let distill = [
+        "distill",
+        "--teacher",
+        &t,
+        "--student-chip",
+        "harsh",
+        "--out",
+        &out,
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut a: Vec<&str> = distill.to_vec();
+        a.extend_from_slice(extra);
+        a
+    };
+    quick_err(&with(&["--transfer", "100,100"]), "transfer");
+    quick_err(
+        &with(&["--transfer", "100", "--student-seed", "2,2"]),
+        "student-seed",
+    );
+    quick_err(
+        &with(&["--transfer", "10", "--min-samples", "10000000000"]),
+        "min-samples",
+    );
+}
