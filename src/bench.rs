@@ -452,7 +452,7 @@ fn bp_analog_training(
         .build()
         .map_err(|e| crate::error::Error::Io {
             context: "building a one-thread pool".into(),
-            source: std::io::Error::other(e),
+            os: std::io::Error::other(e),
         })?;
     let mut failed = None;
     // Alternate chip and digital so both see the same machine load.

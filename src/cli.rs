@@ -288,6 +288,46 @@ pub struct TrainArgs {
     /// Do not save a checkpoint.
     #[arg(long)]
     pub no_checkpoint: bool,
+    /// Replace a different run already in --out (by default that is refused).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Refuses to write a run into a directory that holds a run of another configuration
+/// (its `results.json` or `checkpoint.json`), so one run never silently replaces or
+/// mixes with another. The same configuration may be re-run in place.
+fn refuse_other_run(out: &Path, cfg: &TrainConfig) -> Result<(), Error> {
+    for name in ["results.json", "checkpoint.json"] {
+        let p = out.join(name);
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        let theirs = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("config").cloned());
+        let ours = serde_json::to_value(cfg).ok();
+        let same = match (&theirs, &ours) {
+            (Some(t), Some(o)) => {
+                serde_json::from_value::<TrainConfig>(t.clone())
+                    .ok()
+                    .as_ref()
+                    == Some(cfg)
+                    || t == o
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(Error::param(
+                "out",
+                out.display(),
+                format!(
+                    "holds another run ({name} has a different configuration); use another \
+                     --out, or --force to replace it"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Negative-data strategies.
@@ -524,6 +564,9 @@ pub fn run(cli: Cli) -> Result<()> {
             cfg.validate()?;
             let data = cfg.load_data(data_dir)?;
             let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
+            if !args.force {
+                refuse_other_run(&out, &cfg)?;
+            }
             let opts = RunOptions {
                 out: Some(out.clone()),
                 reporter,

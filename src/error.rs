@@ -27,13 +27,10 @@ pub enum Error {
     /// A checkpoint or result file cannot be used.
     #[error("{}: {what}", path.display())]
     Artifact { path: PathBuf, what: String },
-    /// An operating-system error, with what we were doing.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An operating-system error, with what we were doing. (The OS error is part of the
+    /// message, not a separate cause, so a report prints it once.)
+    #[error("{context}: {os}")]
+    Io { context: String, os: std::io::Error },
     /// A network download failed.
     #[error("download of {url} failed: {what}")]
     Download { url: String, what: String },
@@ -73,18 +70,20 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            os: source,
         }
     }
 
-    /// Process exit code for this error: 2 bad parameters, 3 data or artifact problems,
-    /// 4 divergence, 1 anything else.
+    /// Process exit code for this error: 2 bad parameters, 3 data, file and I/O problems,
+    /// 4 divergence (1 is left for errors from outside the library).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Param { .. } => 2,
-            Error::Data { .. } | Error::Artifact { .. } | Error::Download { .. } => 3,
+            Error::Data { .. }
+            | Error::Artifact { .. }
+            | Error::Download { .. }
+            | Error::Io { .. } => 3,
             Error::Diverged(_) => 4,
-            Error::Io { .. } => 1,
         }
     }
 }

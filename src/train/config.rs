@@ -446,7 +446,9 @@ impl TrainConfig {
     }
 
     /// A default output directory name:
-    /// `runs/<algo>-<dataset>-<layers>[-<chip>-c<chip seed>-v<variation>]-s<seed>`.
+    /// `runs/<algo>-<dataset>-<layers>[-<chip>-c<chip seed>-v<variation>]-s<seed>-<hash>`,
+    /// where `<hash>` is the first 8 hex digits of the MD5 of the whole configuration, so
+    /// runs that differ in any setting (learning rate, epochs, …) never share a directory.
     pub fn default_out_dir(&self) -> std::path::PathBuf {
         let chip = self.chip.as_ref().map_or(String::new(), |c| {
             let name = std::path::Path::new(&c.source)
@@ -455,11 +457,12 @@ impl TrainConfig {
             format!("-{name}-c{}-v{}", c.chip_seed, c.variation)
         });
         std::path::PathBuf::from("runs").join(format!(
-            "{}-{}-{}{chip}-s{}",
+            "{}-{}-{}{chip}-s{}-{}",
             self.algo,
             self.dataset,
             self.layers_tag(),
-            self.seed
+            self.seed,
+            &crate::scenario::sweep::config_hash(self)[..8]
         ))
     }
 }

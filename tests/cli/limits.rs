@@ -135,3 +135,64 @@ fn eval_on_no_images_and_duplicate_students_are_refused() {
         "min-samples",
     );
 }
+
+#[test]
+fn io_errors_exit_3_once_and_runs_never_replace_other_runs_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let small = [
+        "train",
+        "-q",
+        "--epochs",
+        "1",
+        "--layers",
+        "16",
+        "--train-limit",
+        "100",
+        "--eval-limit",
+        "50",
+    ];
+    let (code, stderr) = run_err(mortal().args(small).arg("--out").arg(file.join("x")));
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+    // A different run into an existing run's directory is refused; the same one, or
+    // --force, is not.
+    let out = dir.path().join("run");
+    run_ok(mortal().args(small).arg("--out").arg(&out));
+    run_ok(mortal().args(small).arg("--out").arg(&out));
+    let (code, stderr) = run_err(
+        mortal()
+            .args(small)
+            .args(["--lr", "0.01", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`out`") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    run_ok(
+        mortal()
+            .args(small)
+            .args(["--lr", "0.01", "--force", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(
+        read_json(&out.join("results.json"))["config"]["ff"]["optimizer"]["lr"],
+        0.01
+    );
+    // Default directories differ when any setting does.
+    for lr in ["0.01", "0.02"] {
+        run_ok(
+            mortal()
+                .current_dir(dir.path())
+                .args(small)
+                .args(["--lr", lr]),
+        );
+    }
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 2);
+}
