@@ -27,6 +27,19 @@ pub struct CheckpointMeta {
     pub substrate_kind: String,
     /// Substrate identity (e.g. chip spec and seed).
     pub substrate_identity: serde_json::Value,
+    /// MD5 (hex) of `checkpoint.safetensors` as written with this file; set by [`save`]
+    /// and verified by [`load`], so corrupted tensors, or tensors of another run left
+    /// beside this file, are refused rather than evaluated. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors_md5: Option<String>,
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Current checkpoint format.
@@ -59,8 +72,12 @@ pub fn save(dir: &Path, meta: &CheckpointMeta, tensors: &[Tensor]) -> Result<()>
     let info: HashMap<String, String> = HashMap::from([("format".into(), "mortal".into())]);
     let blob = safetensors::serialize(views, Some(info))
         .map_err(|e| Error::artifact(dir.join(TENSOR_FILE), e.to_string()))?;
+    let meta = CheckpointMeta {
+        tensors_md5: Some(md5_hex(&blob)),
+        ..meta.clone()
+    };
     write_atomic(&dir.join(TENSOR_FILE), &blob)?;
-    write_json(&dir.join(META_FILE), meta)
+    write_json(&dir.join(META_FILE), &meta)
 }
 
 /// Reads a checkpoint from `dir`.
@@ -85,6 +102,17 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
     let path = dir.join(TENSOR_FILE);
     let blob = std::fs::read(&path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    if let Some(want) = &meta.tensors_md5
+        && md5_hex(&blob) != *want
+    {
+        return Err(Error::artifact(
+            &path,
+            format!(
+                "does not match the checksum in {META_FILE} (corrupted, or written by another \
+                 run); refusing to use it"
+            ),
+        ));
+    }
     let st = SafeTensors::deserialize(&blob)
         .map_err(|e| Error::artifact(&path, format!("corrupt tensor file: {e}")))?;
     let mut out = Vec::new();

@@ -939,6 +939,7 @@ mod tests {
                 config: cfg,
                 substrate_kind: id.kind,
                 substrate_identity: id.identity,
+                tensors_md5: None,
             },
             tensors: t.tensors(),
         }

@@ -253,6 +253,7 @@ pub fn save_checkpoint(dir: &Path, cfg: &TrainConfig, trainer: &dyn Trainer) -> 
         config: cfg.clone(),
         substrate_kind: id.kind,
         substrate_identity: id.identity,
+        tensors_md5: None,
     };
     checkpoint::save(dir, &meta, &trainer.tensors())
 }

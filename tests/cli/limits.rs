@@ -196,3 +196,34 @@ fn io_errors_exit_3_once_and_runs_never_replace_other_runs_silently() {
         .collect();
     assert_eq!(runs.len(), 2);
 }
+
+#[test]
+fn corrupted_or_foreign_checkpoint_tensors_are_refused_not_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |out: &std::path::Path, seed: &str| {
+        run_ok(
+            mortal()
+                .args(["train", "-q", "--epochs", "1", "--layers", "16"])
+                .args(["--train-limit", "100", "--eval-limit", "50", "--seed", seed])
+                .arg("--out")
+                .arg(out),
+        );
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    train(&a, "1");
+    train(&b, "2");
+    // A bit flip.
+    let t = a.join("checkpoint.safetensors");
+    let mut bytes = std::fs::read(&t).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x10;
+    std::fs::write(&t, &bytes).unwrap();
+    let (code, stderr) = run_err(mortal().args(["eval", "--checkpoint"]).arg(&a));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("checksum"), "{stderr}");
+    // Another run's tensors beside this run's checkpoint.json (an interrupted rewrite).
+    std::fs::copy(b.join("checkpoint.safetensors"), &t).unwrap();
+    let (code, stderr) = run_err(mortal().args(["eval", "--checkpoint"]).arg(&a));
+    assert_eq!(code, 3);
+    assert!(stderr.contains("checksum"), "{stderr}");
+}
