@@ -261,8 +261,9 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         .with_context(|| req.file.display().to_string())?;
     if !opened.forced_changes.is_empty() {
         say!(
-            "note: --force: the scenario changed ({}); finished runs with unchanged configurations are kept",
-            super::store::summarise(&opened.forced_changes)
+            "note: --force: the scenario changed ({}); finished runs with unchanged configurations are kept, {} rows of the old version removed from results.csv",
+            super::store::summarise(&opened.forced_changes),
+            opened.dropped_rows
         );
     }
     if opened.dropped_bytes > 0 {

@@ -245,6 +245,8 @@ pub struct Opened {
     pub moved_aside: Option<PathBuf>,
     /// With `--force`: what changed in the scenario.
     pub forced_changes: Vec<String>,
+    /// With `--force`: rows of the old version's runs removed from `results.csv`.
+    pub dropped_rows: usize,
 }
 
 impl Store {
@@ -290,6 +292,21 @@ impl Store {
                 std::fs::rename(&path, &aside)
                     .map_err(|e| Error::io(format!("cannot move {}", path.display()), e))?;
                 opened.moved_aside = Some(aside);
+            }
+            if !opened.forced_changes.is_empty() && path.is_file() {
+                // The new version's results only: rows of runs it no longer has (changed
+                // configurations get new ids) are dropped, unchanged runs are kept.
+                let header = store.manifest.header();
+                let ids: HashSet<&str> =
+                    store.manifest.runs.iter().map(|r| r.id.as_str()).collect();
+                let (rows, _) = read_rows(&path, &header)?;
+                let before = rows.len();
+                let kept: Vec<Vec<String>> = rows
+                    .into_iter()
+                    .filter(|r| ids.contains(r[0].as_str()))
+                    .collect();
+                opened.dropped_rows = before - kept.len();
+                write_results(&path, &header, kept)?;
             }
             opened.bad_rows = read_rows(&path, &store.manifest.header())?.1;
         }
