@@ -378,7 +378,8 @@ pub struct EvalArgs {
     /// Checkpoint directory (the --out of a `mortal train` run).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: PathBuf,
-    /// Where to write results.json (default: <checkpoint>/eval).
+    /// Where to write results.json (default: <checkpoint>/eval-c<chip seed>[-d<seconds>],
+    /// so evaluations on different chips or after different drift times are all kept).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Use only the first N validation and test images.
@@ -632,14 +633,33 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
         eprintln!("note: {note}");
     }
     if args.drift_seconds > 0.0 {
+        let drifts = cfg
+            .chip
+            .as_ref()
+            .is_some_and(|c| c.effective_spec().tracks_drift());
+        if !drifts {
+            eprintln!(
+                "note: --drift-seconds {}: this network's substrate has no conductance drift \
+                 (digital, or a chip spec with drift.nu_mean = drift.nu_std = 0), so time \
+                 changes nothing",
+                args.drift_seconds
+            );
+        }
         trainer.advance_time(args.drift_seconds);
     }
     let (valid, test) = train::evaluate(trainer.as_mut(), &data, cfg.seed)?;
     let (method, valid_error) = valid.best();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.checkpoint.join("eval"));
+    let out = args.out.clone().unwrap_or_else(|| {
+        let chip = cfg
+            .chip
+            .as_ref()
+            .map(|c| args.chip_seed.unwrap_or(c.chip_seed));
+        let mut name = chip.map_or("eval".to_string(), |s| format!("eval-c{s}"));
+        if args.drift_seconds > 0.0 {
+            name.push_str(&format!("-d{}", args.drift_seconds));
+        }
+        args.checkpoint.join(name)
+    });
     let record = serde_json::json!({
         "mortal_version": env!("CARGO_PKG_VERSION"),
         "checkpoint": args.checkpoint,

@@ -227,3 +227,33 @@ fn corrupted_or_foreign_checkpoint_tensors_are_refused_not_evaluated() {
     assert_eq!(code, 3);
     assert!(stderr.contains("checksum"), "{stderr}");
 }
+
+#[test]
+fn evaluations_on_other_chips_keep_their_own_directories_and_drift_without_drift_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    run_ok(
+        mortal()
+            .args([
+                "train", "-q", "--epochs", "1", "--layers", "16", "--chip", "reram",
+            ])
+            .args(["--train-limit", "100", "--eval-limit", "50", "--out"])
+            .arg(&run),
+    );
+    for seed in ["2", "3"] {
+        run_ok(
+            mortal()
+                .args(["eval", "-q", "--chip-seed", seed, "--checkpoint"])
+                .arg(&run),
+        );
+        assert!(run.join(format!("eval-c{seed}/results.json")).is_file());
+    }
+    let o = run_ok(
+        mortal()
+            .args(["eval", "-q", "--drift-seconds", "60", "--checkpoint"])
+            .arg(&run),
+    );
+    assert!(run.join("eval-c1-d60/results.json").is_file());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("no conductance drift"), "{stderr}");
+}

@@ -707,7 +707,7 @@ impl HardwareSpec {
     }
 
     /// Whether drift needs tracking (per-device ν and write times).
-    pub(crate) fn tracks_drift(&self) -> bool {
+    pub fn tracks_drift(&self) -> bool {
         self.drift.nu_mean > 0.0 || self.drift.nu_std > 0.0
     }
 
