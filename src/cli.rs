@@ -55,6 +55,7 @@ pub enum Command {
 
 /// `mortal distill` arguments.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct DistillArgs {
     /// Teacher checkpoint directory (the --out of a `mortal train` run, any --algo).
     #[arg(long, value_name = "DIR")]
@@ -66,7 +67,7 @@ pub struct DistillArgs {
     #[arg(long, value_name = "N,N,...", default_value = "2")]
     pub student_seed: String,
     /// Variation multiplier of the student chip's spreads and noises.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1.0)]
     pub variation: f64,
     /// Transfer-set size(s): the first N training images, comma-separated (a sweep with
     /// several sizes or seeds writes one directory per student and results.csv).
@@ -76,16 +77,16 @@ pub struct DistillArgs {
     #[arg(long)]
     pub unlabelled: bool,
     /// Temperature T of the soft targets and of the negatives' distribution.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 2.0)]
     pub temperature: f32,
     /// Teacher scores that define its distribution.
     #[arg(long, value_enum, default_value = "softmax")]
     pub source: SourceArg,
     /// Weight of the true label mixed into targets and positives (0 = pure distillation).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     pub hard_weight: f32,
     /// Temperature of the teacher distribution positives are drawn from (0 = its top-1).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1.0)]
     pub positive_temperature: f32,
     /// The student layers' loss: FF's own with teacher-drawn positives and negatives, or
     /// a per-layer KL of each layer's per-label goodness softmax to the teacher.
@@ -93,7 +94,7 @@ pub struct DistillArgs {
     pub loss: LossArg,
     /// Temperature τ of each layer's per-label goodness softmax (--loss layer-kl), in
     /// squared-activity units of goodness.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 20.0)]
     pub layer_temperature: f32,
     /// Student epochs (distillation and scratch alike).
     #[arg(long, default_value_t = 10)]
@@ -223,22 +224,22 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerArg>,
     /// Learning rate (default FF 1e-3, BP 0.05 for SGD; 1e-3 for Adam).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f32>,
     /// SGD momentum (default 0.9).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub momentum: Option<f32>,
     /// Weight cost (default FF 1e-3, BP 1e-4).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub weight_decay: Option<f32>,
     /// FF: how negative labels are chosen.
     #[arg(long, value_enum)]
     pub negatives: Option<NegativesArg>,
     /// FF: goodness threshold θ (default: number of units of the layer).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub threshold: Option<f32>,
     /// FF: temperature T of p = σ((G − θ)/T).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub temperature: Option<f32>,
     /// FF: whether positives aim for high (max-ssq) or low (min-ssq) goodness.
     #[arg(long, value_enum)]
@@ -258,7 +259,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "jitter:K")]
     pub augment: Option<String>,
     /// FF: peer normalisation strength (0 = off; default 0.03).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub peer_norm: Option<f32>,
     /// FF: first hidden layer (1-based) used in evaluation (default 2; 1 for one layer).
     #[arg(long)]
@@ -280,7 +281,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1, requires = "chip")]
     pub chip_seed: u64,
     /// Multiplier of every spread and noise of the chip spec (0 = none, 1 = as specified).
-    #[arg(long, default_value_t = 1.0, requires = "chip")]
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        default_value_t = 1.0,
+        requires = "chip"
+    )]
     pub variation: f64,
     /// Output directory (default runs/<algo>-<dataset>-<layers>[-<chip>…]-s<seed>).
     #[arg(long, value_name = "DIR")]
@@ -390,7 +396,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub chip_seed: Option<u64>,
     /// Let this much simulated time pass before evaluating (conductance drift), seconds.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     pub drift_seconds: f64,
 }
 

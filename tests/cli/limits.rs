@@ -36,6 +36,12 @@ fn huge_or_malformed_sizes_are_refused_before_allocation() {
     for bad in ["10,,10", "10,", "+10"] {
         quick_err(&["train", "--layers", bad], "layers");
     }
+    // Negative and infinite values reach validation instead of being taken for flags.
+    quick_err(&["train", "--lr", "-inf"], "ff.optimizer.lr");
+    quick_err(
+        &["train", "--chip", "reram", "--variation", "-1"],
+        "variation",
+    );
 }
 
 #[test]
