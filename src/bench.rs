@@ -66,6 +66,10 @@ pub struct Measurement {
     /// this net's number of existing weights (timed alternately in the same run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_vs_weights: Option<f64>,
+    /// Sparse nets: step time over the step time of dense layers of the same widths (a
+    /// masked dense product costs at least that).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_dense_same_widths: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -235,6 +239,7 @@ fn ff_chip_training(
         seconds: tc,
         ns_per_pair: None,
         cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
     })
 }
 
@@ -262,14 +267,17 @@ fn ff_local_vs_dense(
             Some(s) => Box::new(Chip::new(s, t.clone(), 1, 1)?),
         })
     };
-    let (mut sl, mut sd) = (build(&local)?, build(&dense)?);
+    // The same widths fully connected: what a masked dense product would cost at least.
+    let same = ff_topology(&local.widths()[1..])?;
+    let (mut sl, mut sd, mut ss) = (build(&local)?, build(&dense)?, build(&same)?);
     let cfg = ff_config(&[0, 0, 0]);
-    let (mut tl, mut td) = (Vec::new(), Vec::new());
+    let (mut tl, mut td, mut ts) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
         td.push(ff_steps(sd.as_mut(), &cfg, batch, batches, 1)?);
         tl.push(ff_steps(sl.as_mut(), &cfg, batch, batches, 1)?);
+        ts.push(ff_steps(ss.as_mut(), &cfg, batch, batches, 1)?);
     }
-    let (tl, td) = (median(tl), median(td));
+    let (tl, td, ts) = (median(tl), median(td), median(ts));
     let predicted = td * local.weight_count() as f64 / dense.weight_count() as f64;
     let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
     Ok(Measurement {
@@ -283,6 +291,7 @@ fn ff_local_vs_dense(
         seconds: tl,
         ns_per_pair: None,
         cost_vs_weights: Some(tl / predicted),
+        cost_vs_dense_same_widths: Some(tl / ts),
     })
 }
 
@@ -312,6 +321,7 @@ fn ff_training(
         seconds: t,
         ns_per_pair: None,
         cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
     })
 }
 
@@ -357,6 +367,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         seconds: t,
         ns_per_pair: None,
         cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
     })
 }
 
@@ -414,6 +425,7 @@ fn bp_training(
         seconds: t,
         ns_per_pair: None,
         cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
     })
 }
 
@@ -496,6 +508,7 @@ fn bp_analog_training(
         seconds: 60_000.0 / samples_per_s,
         ns_per_pair: None,
         cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
     })
 }
 
@@ -544,6 +557,7 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         seconds: tc,
         ns_per_pair: Some(tc * 1e9 / pairs as f64),
         cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
     })
 }
 
@@ -694,8 +708,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     for m in &report.measurements {
         if let Some(c) = m.cost_vs_weights {
             println!(
-                "{}: {c:.2}x the time its number of existing weights predicts",
-                m.name
+                "{}: {c:.2}x the time its number of existing weights predicts, {:.2}x the \
+                 time of dense layers of the same widths",
+                m.name,
+                m.cost_vs_dense_same_widths.unwrap_or(f64::NAN)
             );
         }
     }
