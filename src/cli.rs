@@ -480,6 +480,9 @@ impl TrainArgs {
                 self.variation,
             )?);
         }
+        if let Some(a) = &self.augment {
+            cfg.jitter = parse_augment(a)?;
+        }
         let ff = &mut cfg.ff;
         if let Some(v) = self.negatives {
             ff.negatives = match v {
@@ -500,10 +503,6 @@ impl TrainArgs {
         if let Some(n) = self.phase_block {
             ff.phase_block = n;
         }
-        if let Some(a) = &self.augment {
-            cfg.jitter = parse_augment(a)?;
-        }
-        let ff = &mut cfg.ff;
         ff.threshold = self.threshold.or(ff.threshold);
         if let Some(t) = self.temperature {
             ff.temperature = t;
