@@ -872,12 +872,35 @@ fn data_command(cmd: DataCommand, data_dir: Option<&Path>) -> Result<()> {
             for s in &statuses {
                 println!("{s}");
             }
-            if statuses.iter().any(|s| !s.is_ok()) {
+            // A dataset that is simply not installed is not an error (say so); a partly
+            // present or corrupt one is. At least one dataset must be usable.
+            let mut usable = 0;
+            let mut broken = Vec::new();
+            for kind in data::files::OFFICIAL_KINDS {
+                let of: Vec<_> = statuses.iter().filter(|s| s.kind == kind).collect();
+                if of.iter().all(|s| s.is_ok()) {
+                    usable += 1;
+                } else if of
+                    .iter()
+                    .all(|s| s.state == data::files::FileState::Missing)
+                {
+                    println!("{kind}: not installed (mortal data fetch {kind})");
+                } else {
+                    broken.push(kind.name());
+                }
+            }
+            if !broken.is_empty() {
                 return Err(Error::data(
                     &dir,
-                    "some dataset files are missing or corrupt (see above)",
+                    format!(
+                        "{} partly missing or corrupt (see above)",
+                        broken.join(" and ")
+                    ),
                 )
                 .into());
+            }
+            if usable == 0 {
+                return Err(Error::data(&dir, "no dataset installed here (see above)").into());
             }
             Ok(())
         }

@@ -263,3 +263,40 @@ fn evaluations_on_other_chips_keep_their_own_directories_and_drift_without_drift
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("no conductance drift"), "{stderr}");
 }
+
+/// `data check`: a dataset that is not installed is reported, not an error; a partly
+/// present one is (exit 3). Needs the real MNIST files (`MORTAL_DATA`).
+#[test]
+fn data_check_fails_only_for_partly_present_or_corrupt_datasets() {
+    let Some(data) = std::env::var_os("MORTAL_DATA") else {
+        eprintln!("MORTAL_DATA not set: skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = dir.path().join("mnist");
+    std::fs::create_dir(&mnist).unwrap();
+    let src = std::path::Path::new(&data).join("mnist");
+    let mut files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gz"))
+        .collect();
+    files.sort();
+    for f in &files {
+        std::fs::copy(f, mnist.join(f.file_name().unwrap())).unwrap();
+    }
+    let o = run_ok(
+        mortal()
+            .args(["data", "check", "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("fashion-mnist: not installed"));
+    std::fs::remove_file(mnist.join(files[0].file_name().unwrap())).unwrap();
+    let (code, stderr) = run_err(
+        mortal()
+            .args(["data", "check", "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert_eq!(code, 3);
+    assert!(stderr.contains("mnist partly missing"), "{stderr}");
+}
