@@ -97,19 +97,36 @@ pub fn load_official(kind: DatasetKind, dir: &Path) -> Result<(Dataset, Dataset)
     let folder = dataset_dir(kind, dir);
     for f in &m.files {
         let p = folder.join(f.name);
-        if !p.is_file() {
-            return Err(Error::data(
-                p,
-                format!(
-                    "file missing; dataset not found in {folder}; download it with \
+        // Something there that is not a readable file (a directory, a symlink loop, a
+        // dangling link) is said as such, not reported as missing.
+        match std::fs::metadata(&p) {
+            Ok(md) if md.is_file() => continue,
+            Ok(_) => {
+                return Err(Error::data(
+                    p,
+                    "is not a regular file (a directory?); put the official .gz file here",
+                ));
+            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound || p.symlink_metadata().is_ok() => {
+                return Err(Error::data(
+                    p,
+                    format!("cannot be opened ({e}); is it a broken link or a link loop?"),
+                ));
+            }
+            Err(_) => {
+                return Err(Error::data(
+                    p,
+                    format!(
+                        "file missing; dataset not found in {folder}; download it with \
                      `mortal data fetch {name} --data-dir {dir}`, or point --data-dir / {env} at \
                      a directory containing mnist/ and fashion-mnist/",
-                    folder = folder.display(),
-                    name = kind.name(),
-                    dir = dir.display(),
-                    env = super::DATA_ENV,
-                ),
-            ));
+                        folder = folder.display(),
+                        name = kind.name(),
+                        dir = dir.display(),
+                        env = super::DATA_ENV,
+                    ),
+                ));
+            }
         }
     }
     let path = |i: usize| folder.join(m.files[i].name);

@@ -300,3 +300,31 @@ fn data_check_fails_only_for_partly_present_or_corrupt_datasets() {
     assert_eq!(code, 3);
     assert!(stderr.contains("mnist partly missing"), "{stderr}");
 }
+
+#[test]
+fn a_directory_or_link_loop_where_a_data_file_should_be_is_not_called_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = dir.path().join("mnist");
+    std::fs::create_dir_all(mnist.join("train-images-idx3-ubyte.gz")).unwrap();
+    let train = |d: &std::path::Path| {
+        run_err(
+            mortal()
+                .args(["train", "--dataset", "mnist", "--epochs", "1", "--data-dir"])
+                .arg(d),
+        )
+    };
+    let (code, stderr) = train(dir.path());
+    assert_eq!(code, 3);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    #[cfg(unix)]
+    {
+        let loopy = tempfile::tempdir().unwrap();
+        let m = loopy.path().join("mnist");
+        std::fs::create_dir(&m).unwrap();
+        let f = m.join("train-images-idx3-ubyte.gz");
+        std::os::unix::fs::symlink(&f, &f).unwrap();
+        let (code, stderr) = train(loopy.path());
+        assert_eq!(code, 3);
+        assert!(stderr.contains("link loop"), "{stderr}");
+    }
+}
