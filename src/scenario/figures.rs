@@ -461,7 +461,7 @@ fn tiled_first_layer(tensors: &[Tensor]) -> Option<(usize, usize, Vec<f32>)> {
         blocks.push((w, rows.2[0] as usize, inputs));
     }
     let units = blocks.iter().map(|(w, r0, _)| r0 + w.1[0]).max()?;
-    // Inputs: an image (the widest index seen, rounded up to the 28 × 28 image).
+    // The first layer's input is the 28 × 28 image.
     let side = crate::data::SIDE;
     let inputs = side * side;
     let mut out = vec![0.0f32; units * inputs];
@@ -477,6 +477,26 @@ fn tiled_first_layer(tensors: &[Tensor]) -> Option<(usize, usize, Vec<f32>)> {
         }
     }
     Some((units, inputs, out))
+}
+
+/// The receptive fields to draw of a first layer (`units × inputs` weights `w`): `n` units,
+/// spread over the locations when the layer is tiled; returns (tiles, images).
+fn field_images(
+    tensors: &[Tensor],
+    units: usize,
+    inputs: usize,
+    w: &[f32],
+    n: usize,
+) -> (usize, Vec<Vec<f32>>) {
+    let tiles = tensors
+        .iter()
+        .filter(|t| t.0.ends_with(".weight") && t.0.contains("layer0.tile"))
+        .count();
+    let images = units_to_show(units, tiles, n)
+        .iter()
+        .map(|u| w[u * inputs..(u + 1) * inputs].to_vec())
+        .collect();
+    (tiles, images)
 }
 
 /// Which `n` units of a first layer of `units` to show: the first `n`, or for a layer of
@@ -509,15 +529,7 @@ fn draw_run(dir: &Path) -> Result<Vec<PathBuf>> {
         && let Some((units, inputs, w)) = first_layer_weights(&meta, &tensors)
         && inputs == crate::data::PIXELS
     {
-        let tiles = tensors
-            .iter()
-            .filter(|t| t.0.ends_with(".weight") && t.0.contains("layer0.tile"))
-            .count();
-        let shown = units_to_show(units, tiles, 48);
-        let images: Vec<Vec<f32>> = shown
-            .iter()
-            .map(|u| w[u * inputs..(u + 1) * inputs].to_vec())
-            .collect();
+        let (tiles, images) = field_images(&tensors, units, inputs, &w, 48);
         let side = crate::data::SIDE;
         let cols = if tiles > 1 { tiles.min(16) } else { 8 };
         files.push(plot::image_grid(
@@ -554,16 +566,8 @@ fn fields(m: &Manifest, dir: &Path, rows: &[Row<'_>], out: &Path) -> Result<Vec<
         if inputs != side * side || units == 0 {
             continue;
         }
-        let tiles = tensors
-            .iter()
-            .filter(|t| t.0.ends_with(".weight") && t.0.contains("layer0.tile"))
-            .count();
-        let shown = units_to_show(units, tiles, m.output.field_units);
-        let n = shown.len();
-        let images: Vec<Vec<f32>> = shown
-            .iter()
-            .map(|u| w[u * inputs..(u + 1) * inputs].to_vec())
-            .collect();
+        let (_, images) = field_images(&tensors, units, inputs, &w, m.output.field_units);
+        let n = images.len();
         let cols = (n as f64).sqrt().ceil() as usize;
         files.push(plot::image_grid(
             &images,
