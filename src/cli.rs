@@ -160,6 +160,8 @@ impl From<DatasetArg> for DatasetKind {
 pub enum AlgoArg {
     /// Forward-Forward (digital, or in situ with --chip).
     Ff,
+    /// Recurrent Forward-Forward with top-down connections (paper §3.4); ≥ 2 layers.
+    FfRecurrent,
     /// Digital backprop.
     Bp,
     /// Digital backprop, then programmed onto the chip (--chip) and evaluated there.
@@ -176,6 +178,7 @@ impl From<AlgoArg> for Algo {
     fn from(a: AlgoArg) -> Self {
         match a {
             AlgoArg::Ff => Algo::Ff,
+            AlgoArg::FfRecurrent => Algo::FfRecurrent,
             AlgoArg::Bp => Algo::Bp,
             AlgoArg::BpDeploy => Algo::BpDeploy,
             AlgoArg::BpHwa => Algo::BpHwa,
@@ -254,6 +257,21 @@ pub struct TrainArgs {
     /// (0 = both in every update, the default).
     #[arg(long)]
     pub phase_block: Option<usize>,
+    /// ff-recurrent: iterations per image after the bottom-up pass (default 8).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// ff-recurrent: weight of the previous state in new = d·previous + (1 − d)·computed,
+    /// in [0, 1) (default 0.3).
+    #[arg(long, allow_hyphen_values = true)]
+    pub damping: Option<f32>,
+    /// ff-recurrent: layer update order, synchronous (default) or alternating (even
+    /// layers, then odd ones from the new even states).
+    #[arg(long, value_name = "synchronous|alternating")]
+    pub update_order: Option<String>,
+    /// ff-recurrent: iterations FIRST-LAST whose goodness is averaged to pick a label
+    /// (default 3-5).
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub eval_window: Option<String>,
     /// Training-image augmentation: jitter:K shifts each image by up to K pixels each way
     /// (K = 2: the paper's 25 shifts).
     #[arg(long, value_name = "jitter:K")]
@@ -518,6 +536,22 @@ impl TrainArgs {
         }
         if let Some(e) = self.eval_from {
             ff.eval_from = e;
+        }
+        let rc = &mut cfg.recurrent;
+        if let Some(n) = self.iterations {
+            rc.iterations = n;
+        }
+        if let Some(d) = self.damping {
+            rc.damping = d;
+        }
+        if let Some(o) = &self.update_order {
+            rc.schedule = crate::learn::ff::recurrent::Schedule::parse(o)?;
+        }
+        if let Some(w) = &self.eval_window {
+            rc.eval_window = crate::learn::ff::recurrent::RecurrentConfig::parse_window(w)?;
+        } else if rc.eval_window[1] > rc.iterations {
+            // Fewer iterations than the default window: average over what there is.
+            rc.eval_window = [rc.eval_window[0].min(rc.iterations), rc.iterations];
         }
         self.apply_optimizer(cfg.optimizer_mut());
         Ok(cfg)

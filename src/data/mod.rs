@@ -21,22 +21,36 @@ pub const PIXELS: usize = SIDE * SIDE;
 /// Number of classes in every dataset here.
 pub const CLASSES: usize = 10;
 
-/// A set of labelled 28×28 grayscale images. Pixels are stored as bytes
-/// (0 = background, 255 = full ink) and scaled to [0, 1] when a batch is gathered.
+/// A set of labelled images (28×28 grayscale unless built with
+/// [`Dataset::with_geometry`]). Pixels are stored as bytes (0 = background, 255 = full
+/// ink) and scaled to [0, 1] when a batch is gathered; a colour image's values are stored
+/// location by location (`(y·w + x)·c + channel`, see [`crate::substrate::Geometry`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pixels: Vec<u8>,
     labels: Vec<u8>,
+    geometry: crate::substrate::Geometry,
 }
 
 impl Dataset {
-    /// Builds a dataset from row-major images (`PIXELS` bytes each) and labels in 0..10.
+    /// Builds a dataset from row-major 28 × 28 images (`PIXELS` bytes each) and labels
+    /// in 0..10.
     pub fn new(pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self> {
-        if pixels.len() != labels.len() * PIXELS {
+        Self::with_geometry(pixels, labels, DatasetKind::Mnist.geometry())
+    }
+
+    /// Builds a dataset of images shaped `geometry` (`geometry.units()` bytes each).
+    pub fn with_geometry(
+        pixels: Vec<u8>,
+        labels: Vec<u8>,
+        geometry: crate::substrate::Geometry,
+    ) -> Result<Self> {
+        let dim = geometry.units();
+        if pixels.len() != labels.len() * dim {
             return Err(Error::param(
                 "dataset",
                 format!("{} pixels, {} labels", pixels.len(), labels.len()),
-                "expected 784 pixels per label",
+                format!("expected {dim} values per label"),
             ));
         }
         if let Some((i, l)) = labels
@@ -50,7 +64,11 @@ impl Dataset {
                 "labels must be 0..=9",
             ));
         }
-        Ok(Self { pixels, labels })
+        Ok(Self {
+            pixels,
+            labels,
+            geometry,
+        })
     }
 
     /// Number of images.
@@ -73,23 +91,36 @@ impl Dataset {
         usize::from(self.labels[i])
     }
 
-    /// Raw bytes of image `i` (row-major, 784 bytes).
+    /// Values per image (784 for 28 × 28 grayscale).
+    pub fn pixels(&self) -> usize {
+        self.geometry.units()
+    }
+
+    /// The shape of every image.
+    pub fn geometry(&self) -> crate::substrate::Geometry {
+        self.geometry
+    }
+
+    /// Raw bytes of image `i` (row-major, [`Dataset::pixels`] bytes).
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.pixels[i * PIXELS..(i + 1) * PIXELS]
+        let d = self.pixels();
+        &self.pixels[i * d..(i + 1) * d]
     }
 
     /// Images `range` as a new dataset.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Dataset {
+        let d = self.pixels();
         Dataset {
-            pixels: self.pixels[range.start * PIXELS..range.end * PIXELS].to_vec(),
+            pixels: self.pixels[range.start * d..range.end * d].to_vec(),
             labels: self.labels[range].to_vec(),
+            geometry: self.geometry,
         }
     }
 
     /// The first `n` images (or all, if fewer).
     pub fn truncated(mut self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        self.pixels.truncate(n * PIXELS);
+        self.pixels.truncate(n * self.geometry.units());
         self.labels.truncate(n);
         self
     }
@@ -103,10 +134,12 @@ impl Dataset {
         c
     }
 
-    /// Writes images `idx` into the columns of `out` (784 × idx.len()), scaled to [0, 1].
+    /// Writes images `idx` into the columns of `out` (pixels × idx.len()), scaled to
+    /// [0, 1].
     pub fn gather(&self, idx: &[usize], out: &mut Mat) {
-        assert_eq!(out.shape(), (PIXELS, idx.len()), "gather: output shape");
-        for (col, &i) in out.as_mut_slice().chunks_mut(PIXELS).zip(idx) {
+        let d = self.pixels();
+        assert_eq!(out.shape(), (d, idx.len()), "gather: output shape");
+        for (col, &i) in out.as_mut_slice().chunks_mut(d).zip(idx) {
             for (o, &p) in col.iter_mut().zip(self.image(i)) {
                 *o = f32::from(p) * (1.0 / 255.0);
             }

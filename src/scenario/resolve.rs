@@ -182,10 +182,13 @@ impl Scenario {
             cfg.chip = None;
         }
         // Settings of algorithms a run does not use do not make it a different run.
-        if cfg.algo != Algo::Ff {
+        if !cfg.algo.is_ff() {
             cfg.ff = FfConfig::default();
         } else {
             cfg.bp = BpConfig::default();
+        }
+        if cfg.algo != Algo::FfRecurrent {
+            cfg.recurrent = Default::default();
         }
         cfg.validate()
             .map_err(|e| rekey(e, |k| scenario_key(k, &sections)))?;

@@ -2,10 +2,13 @@
 //! implementation's tests run (like a backend conformance suite). Noisy substrates pass
 //! it with a looser [`Tolerance`]; the ideal ones with [`Tolerance::EXACT`].
 //!
-//! Every check runs for each [`Wiring`] kind: dense, local receptive fields and an
-//! explicit mask (weights the connectivity leaves out are zero in the nominal maths).
+//! Every check runs for each [`Wiring`] kind: dense, local receptive fields, an
+//! explicit mask, and layers fed by several stacked projections (bottom-up, a second
+//! input port, top-down) (weights the connectivity leaves out are zero in the nominal maths).
 
-use super::{Activation, Connectivity, Geometry, Local, Substrate, Topology, Update};
+use super::{
+    Activation, Connectivity, Geometry, Local, Projection, Source, Substrate, Topology, Update,
+};
 use crate::linalg::{Mat, Op, gemm};
 use crate::rng::{Rng, stream};
 
@@ -34,10 +37,17 @@ pub enum Wiring {
     Local,
     /// An irregular mask whose units come in pairs with the same inputs.
     Mask,
+    /// Several projections into each layer: local windows on the layer below, a dense
+    /// one from a second input port (3 units), and a dense top-down one from the layer
+    /// above (all but the last layer).
+    Stacked,
 }
 
 /// Every kind.
-pub const WIRINGS: [Wiring; 3] = [Wiring::Dense, Wiring::Local, Wiring::Mask];
+pub const WIRINGS: [Wiring; 4] = [Wiring::Dense, Wiring::Local, Wiring::Mask, Wiring::Stacked];
+
+/// Width of the second input port of [`Wiring::Stacked`] topologies.
+const PORT1: usize = 3;
 
 fn connectivity(kind: Wiring, inp: usize, out: usize) -> Connectivity {
     match kind {
@@ -58,6 +68,7 @@ fn connectivity(kind: Wiring, inp: usize, out: usize) -> Connectivity {
                 pad: (inp / 8).max(1),
             })
         }
+        Wiring::Stacked => connectivity(Wiring::Local, inp, out),
         Wiring::Mask => Connectivity::Mask {
             inputs: (0..out)
                 .map(|o| {
@@ -72,14 +83,39 @@ fn connectivity(kind: Wiring, inp: usize, out: usize) -> Connectivity {
 
 /// A topology of `widths` with every projection wired as `kind`.
 pub fn topology(widths: Vec<usize>, act: Activation, kind: Wiring) -> Topology {
-    let conn = widths
+    let conn: Vec<Connectivity> = widths
         .windows(2)
         .map(|w| connectivity(kind, w[0], w[1]))
         .collect();
-    Topology::uniform(widths, act)
-        .unwrap()
-        .with_connectivity(conn)
-        .unwrap()
+    let chain = Topology::uniform(widths, act).unwrap();
+    if kind != Wiring::Stacked {
+        return chain.with_connectivity(conn).unwrap();
+    }
+    let layers = chain.layers();
+    let projections = conn
+        .into_iter()
+        .enumerate()
+        .map(|(l, c)| {
+            let mut ps = vec![
+                Projection {
+                    from: Topology::below(l),
+                    connectivity: c,
+                },
+                Projection {
+                    from: Source::Input(1),
+                    connectivity: Connectivity::Dense,
+                },
+            ];
+            if l + 1 < layers {
+                ps.push(Projection {
+                    from: Source::Layer(l + 1),
+                    connectivity: Connectivity::Dense,
+                });
+            }
+            ps
+        })
+        .collect();
+    chain.with_projections(vec![PORT1], projections).unwrap()
 }
 
 /// `w` with the weights projection `l` leaves out set to zero.
@@ -120,9 +156,9 @@ fn run(s: &mut dyn Substrate, l: usize, x: &Mat, noise: &mut Rng) -> (Mat, Mat) 
 /// Runs the whole contract, for every connectivity. Substrates held to
 /// [`Tolerance::EXACT`] (digital, zero-noise chips) meet every numeric check for every
 /// connectivity. Noisy ones meet the numeric checks for dense and masked projections; for
-/// the small local tiles of these test shapes (fan-in 6 to 18, 3 to 5 rows) a tile's own
+/// the small local (and stacked local + dense) tiles of these test shapes (fan-in 6 to 18, 3 to 5 rows) a tile's own
 /// gain, faults and per-tile read noise dominate a relative-error bound calibrated on
-/// dense layers, so local projections are held to the behavioural checks only (shapes,
+/// dense layers, so local and stacked projections are held to the behavioural checks only (shapes,
 /// reproducibility, updates move the function, state round trips).
 pub fn run_all(make: Factory<'_>, tol: Tolerance) {
     for k in WIRINGS {
@@ -130,7 +166,8 @@ pub fn run_all(make: Factory<'_>, tol: Tolerance) {
         reproducible(make, k);
         update_moves_the_function_as_asked(make, k);
         state_round_trips(make, k);
-        if k == Wiring::Local && tol.relative > Tolerance::EXACT.relative {
+        if matches!(k, Wiring::Local | Wiring::Stacked) && tol.relative > Tolerance::EXACT.relative
+        {
             continue;
         }
         programmed_linear_layer_computes_wx_plus_b(make, tol, k);
@@ -146,23 +183,28 @@ pub fn shapes(make: Factory<'_>, kind: Wiring) {
     let mut s = make(&topo, 1);
     assert_eq!(s.topology(), &topo);
     let mut noise = stream(1, "noise");
-    let x = signals(7, 4, 1);
+    let (in0, in1) = (topo.dims(0).0, topo.dims(1).0);
+    let x = signals(in0, 4, 1);
     let (r, a) = run(s.as_mut(), 0, &x, &mut noise);
-    assert_eq!(r.shape(), (7, 4));
+    assert_eq!(r.shape(), (in0, 4));
     assert_eq!(a.shape(), (5, 4));
     assert!(a.iter().all(|v| v.is_finite()));
-    let (_, a2) = run(s.as_mut(), 1, &a, &mut noise);
+    // The next layer's lines: this layer's activities, then any other sources.
+    let mut x1 = signals(in1, 4, 2);
+    x1.rows_mut(0, 5).copy_from(&a);
+    let (_, a2) = run(s.as_mut(), 1, &x1, &mut noise);
     assert_eq!(a2.shape(), (3, 4));
     let mut back = Mat::zeros(1, 1);
     s.transpose_read(1, &a2, &mut back, &mut noise);
-    assert_eq!(back.shape(), (5, 4));
+    assert_eq!(back.shape(), (in1, 4));
 }
 
 /// Same construction seed and same noise stream ⇒ bit-identical behaviour.
 pub fn reproducible(make: Factory<'_>, kind: Wiring) {
     let topo = topology(vec![9, 6], Activation::Relu, kind);
-    let x = signals(9, 5, 2);
-    let dw = packed(&topo, 0, &signals(6, 9, 3));
+    let inp = topo.dims(0).0;
+    let x = signals(inp, 5, 2);
+    let dw = packed(&topo, 0, &signals(6, inp, 3));
     let outcome = || {
         let mut s = make(&topo, 11);
         let mut noise = stream(5, "noise");
@@ -188,10 +230,11 @@ pub fn programmed_linear_layer_computes_wx_plus_b(make: Factory<'_>, tol: Tolera
     let topo = topology(vec![40, 20], Activation::Linear, kind);
     let mut s = make(&topo, 3);
     let mut noise = stream(3, "noise");
-    let w = masked(&topo, 0, signals(20, 40, 4) * 0.3);
+    let inp = topo.dims(0).0;
+    let w = masked(&topo, 0, signals(20, inp, 4) * 0.3);
     let b: Vec<f32> = (0..20).map(|i| (i as f32 - 10.0) * 0.02).collect();
     s.program(0, &w, &b, &mut noise);
-    let x = signals(40, 16, 5);
+    let x = signals(inp, 16, 5);
     let (r, a) = run(s.as_mut(), 0, &x, &mut noise);
     let mut want = Mat::zeros(20, 16);
     gemm(1.0, &w, Op::N, &r, Op::N, 0.0, &mut want);
@@ -213,12 +256,13 @@ pub fn transpose_read_is_the_adjoint(make: Factory<'_>, tol: Tolerance, kind: Wi
     let topo = topology(vec![30, 12], Activation::Linear, kind);
     let mut s = make(&topo, 4);
     let mut noise = stream(4, "noise");
-    let w = masked(&topo, 0, signals(12, 30, 6) * 0.3);
+    let inp = topo.dims(0).0;
+    let w = masked(&topo, 0, signals(12, inp, 6) * 0.3);
     s.program(0, &w, &[0.0; 12], &mut noise);
     let d = signals(12, 8, 7);
     let mut back = Mat::zeros(0, 0);
     s.transpose_read(0, &d, &mut back, &mut noise);
-    let mut want = Mat::zeros(30, 8);
+    let mut want = Mat::zeros(inp, 8);
     gemm(1.0, &w, Op::T, &d, Op::N, 0.0, &mut want);
     let err = max_abs_diff(&back, &want) / rms(&want);
     assert!(
@@ -233,22 +277,23 @@ pub fn update_moves_the_function_as_asked(make: Factory<'_>, kind: Wiring) {
     let topo = topology(vec![16, 4], Activation::Linear, kind);
     let mut s = make(&topo, 5);
     let mut noise = stream(6, "noise");
-    let x = signals(16, 32, 8);
+    let inp = topo.dims(0).0;
+    let x = signals(inp, 32, 8);
     let mean_unit0 = |s: &mut dyn Substrate, noise: &mut Rng| {
         let (_, a) = run(s, 0, &x, noise);
         a.row(0).iter().sum::<f32>() / 32.0
     };
     let before = mean_unit0(s.as_mut(), &mut noise);
     // dw = e0 · mean(x)ᵀ raises unit 0's mean output by ‖mean(x)‖²·scale.
-    let mean_x: Vec<f32> = (0..16)
+    let mean_x: Vec<f32> = (0..inp)
         .map(|i| x.row(i).iter().sum::<f32>() / 32.0)
         .collect();
     let wiring = topo.wiring(0);
-    let norm2: f32 = (0..16)
+    let norm2: f32 = (0..inp)
         .filter(|c| wiring.connects(0, *c))
         .map(|c| mean_x[c] * mean_x[c])
         .sum();
-    let dw = Mat::from_fn(4, 16, |r, c| if r == 0 { mean_x[c] / norm2 } else { 0.0 });
+    let dw = Mat::from_fn(4, inp, |r, c| if r == 0 { mean_x[c] / norm2 } else { 0.0 });
     let dw = packed(&topo, 0, &dw);
     s.update(
         0,
@@ -273,7 +318,7 @@ pub fn decay_shrinks_weights(make: Factory<'_>, tol: Tolerance, kind: Wiring) {
     let topo = topology(vec![24, 10], Activation::Linear, kind);
     let mut s = make(&topo, 6);
     let mut noise = stream(7, "noise");
-    let w = masked(&topo, 0, signals(10, 24, 9) * 0.4);
+    let w = masked(&topo, 0, signals(10, topo.dims(0).0, 9) * 0.4);
     s.program(0, &w, &[0.0; 10], &mut noise);
     let zero = vec![0.0; topo.wiring(0).weight_count()];
     s.update(
@@ -300,16 +345,17 @@ pub fn decay_shrinks_weights(make: Factory<'_>, tol: Tolerance, kind: Wiring) {
 /// The outer-product form asks for the same change as the dense one.
 pub fn outer_update_equals_dense(make: Factory<'_>, tol: Tolerance, kind: Wiring) {
     let topo = topology(vec![12, 6], Activation::Linear, kind);
-    let x = signals(12, 5, 10);
+    let inp = topo.dims(0).0;
+    let x = signals(inp, 5, 10);
     let d = signals(6, 5, 11);
-    let mut dw = Mat::zeros(6, 12);
+    let mut dw = Mat::zeros(6, inp);
     gemm(1.0, &d, Op::N, &x, Op::T, 0.0, &mut dw);
     let dw = packed(&topo, 0, &dw);
     let db: Vec<f32> = (0..6).map(|i| d.row(i).iter().sum()).collect();
     let read = |outer: bool| {
         let mut s = make(&topo, 7);
         let mut noise = stream(8, "noise");
-        let w = masked(&topo, 0, signals(6, 12, 12) * 0.3);
+        let w = masked(&topo, 0, signals(6, inp, 12) * 0.3);
         s.program(0, &w, &[0.0; 6], &mut noise);
         let u = if outer {
             Update::Outer {
@@ -327,7 +373,7 @@ pub fn outer_update_equals_dense(make: Factory<'_>, tol: Tolerance, kind: Wiring
             }
         };
         s.update(0, u, &mut noise);
-        let probe = signals(12, 9, 13);
+        let probe = signals(inp, 9, 13);
         run(s.as_mut(), 0, &probe, &mut noise).1
     };
     let (a, b) = (read(true), read(false));
@@ -344,7 +390,8 @@ pub fn state_round_trips(make: Factory<'_>, kind: Wiring) {
     let topo = topology(vec![10, 8, 4], Activation::Relu, kind);
     let mut s = make(&topo, 8);
     let mut noise = stream(9, "noise");
-    let dw = packed(&topo, 0, &signals(8, 10, 14));
+    let inp = topo.dims(0).0;
+    let dw = packed(&topo, 0, &signals(8, inp, 14));
     s.update(
         0,
         Update::Dense {
@@ -362,7 +409,7 @@ pub fn state_round_trips(make: Factory<'_>, kind: Wiring) {
         note.is_none(),
         "same identity must not be reported as another instance: {note:?}"
     );
-    let x = signals(10, 6, 15);
+    let x = signals(inp, 6, 15);
     let (_, a) = run(s.as_mut(), 0, &x, &mut stream(10, "noise"));
     let (_, b) = run(fresh.as_mut(), 0, &x, &mut stream(10, "noise"));
     assert_eq!(a, b);

@@ -71,27 +71,64 @@ impl Activation {
     }
 }
 
-/// The shape of a layered network: widths `[inputs, layer 1, …, layer L]`, the nominal
-/// activation of each layer, and the connectivity of the projection into each layer
-/// (dense unless given; see [`wiring`]). Projection `l` is the crossbar array from layer
-/// `l` (the input for `l = 0`) into layer `l + 1`; the substrate methods take its index.
+/// Where a projection takes its inputs from: one of the network's input ports
+/// (`Input(0)` is the data, e.g. an image; further ports carry e.g. a clamped label), or
+/// the output of a layer (`Layer(l)`, 0-based, so `Layer(0)` is the first hidden layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Input port `i` (width `Topology::input_widths()[i]`).
+    Input(usize),
+    /// The output of layer `l`.
+    Layer(usize),
+}
+
+/// A crossbar array from a source into a layer, with its connectivity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Projection {
+    /// Where its input lines come from.
+    pub from: Source,
+    /// Which of the source's units each target unit sees.
+    #[serde(default, skip_serializing_if = "Connectivity::is_dense")]
+    pub connectivity: Connectivity,
+}
+
+/// The shape of a network: input ports, layers (units and the nominal activation of
+/// each), and the **projections** into each layer. A layer's input current is the sum
+/// over its incoming projections: the substrate realises a layer's projections as one
+/// array whose input lines are the projections' sources one after another (in the
+/// order listed), so `dims(l).0` is the sum of the sources' widths and a learner drives
+/// layer `l` with its sources' signals stacked in that order. Weights a connectivity
+/// leaves out do not exist (see [`wiring`]).
+///
+/// The common case is a **chain**: one input port and one projection into each layer,
+/// from the layer below (the data for layer 0). Feed-forward learners need a chain;
+/// recurrent ones add top-down projections (`Source::Layer(l + 1)` into layer `l`) and
+/// extra input ports (a label layer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "TopologyRepr", into = "TopologyRepr")]
 pub struct Topology {
+    /// `[input port 0, layer 0, …, layer L−1]` widths (port 0 first, as before).
     widths: Vec<usize>,
+    /// Widths of input ports 1, 2, … (none for a chain).
+    extra_inputs: Vec<usize>,
     activations: Vec<Activation>,
-    connectivity: Vec<Connectivity>,
+    projections: Vec<Vec<Projection>>,
     wiring: Vec<Wiring>,
 }
 
-/// What a topology serialises to (the wiring is derived). Dense networks serialise as
-/// they did before connectivity existed.
+/// What a topology serialises to (the wiring is derived). A chain serialises as it did
+/// before projections existed (`connectivity` only when some projection is not dense).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct TopologyRepr {
     widths: Vec<usize>,
     activations: Vec<Activation>,
     #[serde(default, skip_serializing_if = "all_dense")]
     connectivity: Vec<Connectivity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    extra_inputs: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    projections: Option<Vec<Vec<Projection>>>,
 }
 
 fn all_dense(c: &[Connectivity]) -> bool {
@@ -102,7 +139,9 @@ impl TryFrom<TopologyRepr> for Topology {
     type Error = Error;
     fn try_from(r: TopologyRepr) -> Result<Self> {
         let mut t = Topology::new(r.widths, r.activations)?;
-        if !r.connectivity.is_empty() {
+        if let Some(p) = r.projections {
+            t = t.with_projections(r.extra_inputs, p)?;
+        } else if !r.connectivity.is_empty() {
             t = t.with_connectivity(r.connectivity)?;
         }
         Ok(t)
@@ -111,16 +150,26 @@ impl TryFrom<TopologyRepr> for Topology {
 
 impl From<Topology> for TopologyRepr {
     fn from(t: Topology) -> Self {
+        let chain = t.is_chain();
         Self {
+            connectivity: if chain {
+                t.projections
+                    .iter()
+                    .map(|p| p[0].connectivity.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
             widths: t.widths,
             activations: t.activations,
-            connectivity: t.connectivity,
+            extra_inputs: t.extra_inputs,
+            projections: (!chain).then_some(t.projections),
         }
     }
 }
 
 impl Topology {
-    /// A topology with the given widths (inputs first) and one activation per layer.
+    /// A chain with the given widths (inputs first) and one activation per layer.
     pub fn new(widths: Vec<usize>, activations: Vec<Activation>) -> Result<Self> {
         if widths.len() < 2 {
             return Err(Error::param(
@@ -143,21 +192,38 @@ impl Topology {
                 "need one activation per layer",
             ));
         }
-        let connectivity = vec![Connectivity::Dense; widths.len() - 1];
+        let projections = (0..widths.len() - 1)
+            .map(|l| {
+                vec![Projection {
+                    from: Self::below(l),
+                    connectivity: Connectivity::Dense,
+                }]
+            })
+            .collect();
         let wiring = widths
             .windows(2)
             .map(|w| Wiring::new(w[0], w[1], &Connectivity::Dense, "layers"))
             .collect::<Result<_>>()?;
         Ok(Self {
             widths,
+            extra_inputs: Vec::new(),
             activations,
-            connectivity,
+            projections,
             wiring,
         })
     }
 
-    /// The same layers with the given connectivity of each projection (one per layer).
-    pub fn with_connectivity(mut self, connectivity: Vec<Connectivity>) -> Result<Self> {
+    /// The source of layer `l`'s projection in a chain: the layer below (the data for 0).
+    pub fn below(l: usize) -> Source {
+        if l == 0 {
+            Source::Input(0)
+        } else {
+            Source::Layer(l - 1)
+        }
+    }
+
+    /// The same chain with the given connectivity of each projection (one per layer).
+    pub fn with_connectivity(self, connectivity: Vec<Connectivity>) -> Result<Self> {
         if connectivity.len() != self.layers() {
             return Err(Error::param(
                 "connectivity",
@@ -165,33 +231,116 @@ impl Topology {
                 format!("need one per layer ({})", self.layers()),
             ));
         }
-        self.wiring = connectivity
-            .iter()
+        let projections = connectivity
+            .into_iter()
             .enumerate()
             .map(|(l, c)| {
-                Wiring::new(
-                    self.widths[l],
-                    self.widths[l + 1],
-                    c,
-                    &format!("layers[{l}]"),
-                )
+                vec![Projection {
+                    from: Self::below(l),
+                    connectivity: c,
+                }]
             })
-            .collect::<Result<_>>()?;
-        self.connectivity = connectivity;
+            .collect();
+        self.with_projections(Vec::new(), projections)
+    }
+
+    /// The same layers with extra input ports (widths of ports 1, 2, …) and the given
+    /// projections into each layer (at least one per layer; sources listed in the order
+    /// their lines are stacked).
+    pub fn with_projections(
+        mut self,
+        extra_inputs: Vec<usize>,
+        projections: Vec<Vec<Projection>>,
+    ) -> Result<Self> {
+        if projections.len() != self.layers() {
+            return Err(Error::param(
+                "projections",
+                projections.len(),
+                format!("need a list per layer ({})", self.layers()),
+            ));
+        }
+        if let Some(w) = extra_inputs.iter().find(|w| **w == 0) {
+            return Err(Error::param(
+                "inputs",
+                w,
+                "an input port needs at least one unit",
+            ));
+        }
+        self.extra_inputs = extra_inputs;
+        let mut wiring = Vec::with_capacity(projections.len());
+        for (l, ps) in projections.iter().enumerate() {
+            let key = format!("layers[{l}]");
+            if ps.is_empty() {
+                return Err(Error::param(
+                    key,
+                    "[]",
+                    "a layer needs an incoming projection",
+                ));
+            }
+            let out = self.widths[l + 1];
+            let mut parts = Vec::with_capacity(ps.len());
+            for (k, p) in ps.iter().enumerate() {
+                let inp = self.source_width(p.from).ok_or_else(|| {
+                    Error::param(
+                        format!("{key}.projections[{k}].from"),
+                        format!("{:?}", p.from),
+                        "no such input port or layer",
+                    )
+                })?;
+                let pkey = if ps.len() == 1 {
+                    key.clone()
+                } else {
+                    format!("{key}.projections[{k}]")
+                };
+                parts.push(Wiring::new(inp, out, &p.connectivity, &pkey)?);
+            }
+            wiring.push(Wiring::stack(&parts, &key)?);
+        }
+        self.projections = projections;
+        self.wiring = wiring;
         Ok(self)
     }
 
-    /// Connectivity of projection `l`.
-    pub fn connectivity(&self, l: usize) -> &Connectivity {
-        &self.connectivity[l]
+    /// Whether this is a chain: one input port, one projection into each layer, from the
+    /// layer below.
+    pub fn is_chain(&self) -> bool {
+        self.extra_inputs.is_empty()
+            && self
+                .projections
+                .iter()
+                .enumerate()
+                .all(|(l, p)| p.len() == 1 && p[0].from == Self::below(l))
+    }
+
+    /// The projections into layer `l`, in the order their sources are stacked.
+    pub fn projections(&self, l: usize) -> &[Projection] {
+        &self.projections[l]
+    }
+
+    /// Widths of the input ports (port 0 first).
+    pub fn input_widths(&self) -> Vec<usize> {
+        std::iter::once(self.widths[0])
+            .chain(self.extra_inputs.iter().copied())
+            .collect()
+    }
+
+    /// Width of a source, if it exists.
+    pub fn source_width(&self, s: Source) -> Option<usize> {
+        match s {
+            Source::Input(0) => Some(self.widths[0]),
+            Source::Input(i) => self.extra_inputs.get(i - 1).copied(),
+            Source::Layer(l) => self.widths.get(l + 1).copied(),
+        }
     }
 
     /// Whether every projection is dense.
     pub fn is_dense(&self) -> bool {
-        all_dense(&self.connectivity)
+        self.projections
+            .iter()
+            .all(|ps| ps.iter().all(|p| p.connectivity.is_dense()))
     }
 
-    /// The tiles of projection `l`.
+    /// The tiles of layer `l`'s array (all its projections stacked).
     pub fn wiring(&self, l: usize) -> &Wiring {
         &self.wiring[l]
     }
@@ -212,7 +361,7 @@ impl Topology {
         Self::new(widths, acts)
     }
 
-    /// Widths `[inputs, layer 1, …, layer L]`.
+    /// Widths `[input port 0, layer 0, …, layer L−1]`.
     pub fn widths(&self) -> &[usize] {
         &self.widths
     }
@@ -222,9 +371,10 @@ impl Topology {
         self.widths.len() - 1
     }
 
-    /// (inputs, outputs) of layer `l` (0-based).
+    /// (input lines, outputs) of layer `l` (0-based): the input lines are the stacked
+    /// sources of its projections (in a chain, the layer below).
     pub fn dims(&self, l: usize) -> (usize, usize) {
-        (self.widths[l], self.widths[l + 1])
+        (self.wiring[l].inp, self.widths[l + 1])
     }
 
     /// Nominal activation of layer `l`.
@@ -375,6 +525,62 @@ mod tests {
         assert_eq!(t.activation(0), Activation::Relu);
         assert_eq!(t.activation(1), Activation::Linear);
         assert_eq!(t.weight_count(), 12 + 6);
+    }
+
+    #[test]
+    fn projections_stack_their_sources_and_round_trip() {
+        let chain = Topology::uniform(vec![6, 4, 3], Activation::Relu).unwrap();
+        let json = serde_json::to_value(&chain).unwrap();
+        assert!(
+            json.get("projections").is_none(),
+            "a chain serialises as before"
+        );
+        assert!(chain.is_chain());
+        let p = |from, connectivity| Projection { from, connectivity };
+        let rec = chain
+            .clone()
+            .with_projections(
+                vec![2],
+                vec![
+                    vec![
+                        p(Source::Input(0), Connectivity::Dense),
+                        p(Source::Layer(1), Connectivity::Dense),
+                    ],
+                    vec![
+                        p(Source::Layer(0), Connectivity::Dense),
+                        p(
+                            Source::Input(1),
+                            Connectivity::Mask {
+                                inputs: vec![vec![0], vec![1], vec![0, 1]],
+                            },
+                        ),
+                    ],
+                ],
+            )
+            .unwrap();
+        assert!(!rec.is_chain());
+        assert_eq!(rec.dims(0), (6 + 3, 4));
+        assert_eq!(rec.dims(1), (4 + 2, 3));
+        assert_eq!(rec.input_widths(), vec![6, 2]);
+        // Layer 1: dense over the 4 lines of layer 0, then its own label lines.
+        let w = rec.wiring(1);
+        assert!(w.connects(0, 3) && w.connects(0, 4) && !w.connects(0, 5));
+        assert!(w.connects(2, 4) && w.connects(2, 5));
+        assert_eq!(rec.weight_count(), 9 * 4 + 3 * 4 + 4);
+        let back: Topology = serde_json::from_value(serde_json::to_value(&rec).unwrap()).unwrap();
+        assert_eq!(back, rec);
+        let bad = chain.with_projections(
+            vec![],
+            vec![
+                vec![p(Source::Input(1), Connectivity::Dense)],
+                vec![p(Source::Layer(0), Connectivity::Dense)],
+            ],
+        );
+        let e = bad.unwrap_err().to_string();
+        assert!(
+            e.contains("layers[0].projections[0].from") || e.contains("layers[0]"),
+            "{e}"
+        );
     }
 
     #[test]

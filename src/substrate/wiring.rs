@@ -310,6 +310,35 @@ impl Wiring {
         })
     }
 
+    /// The wiring of several projections into the same outputs whose inputs are stacked
+    /// one after another (a layer fed by several sources): dense if every part is, else
+    /// the mask of each unit's inputs, offset by the widths of the parts before.
+    pub fn stack(parts: &[Wiring], key: &str) -> Result<Self> {
+        let Some(first) = parts.first() else {
+            return Err(Error::param(key, "[]", "no projection to stack"));
+        };
+        if parts.len() == 1 {
+            return Ok(first.clone());
+        }
+        let out = first.out;
+        let inp: usize = parts.iter().map(|p| p.inp).sum();
+        if parts.iter().all(Wiring::is_dense) {
+            return Wiring::new(inp, out, &Connectivity::Dense, key);
+        }
+        let mut inputs: Vec<Vec<u32>> = vec![Vec::new(); out];
+        let mut offset = 0u32;
+        for p in parts {
+            assert_eq!(p.out, out, "stack: every part feeds the same outputs");
+            for t in &p.tiles {
+                for unit in &mut inputs[t.row0..t.row0 + t.rows] {
+                    unit.extend(p.inputs(t).map(|i| offset + i as u32));
+                }
+            }
+            offset += p.inp as u32;
+        }
+        Wiring::new(inp, out, &Connectivity::Mask { inputs }, key)
+    }
+
     /// Whether this is one tile over every input and output (dense).
     pub fn is_dense(&self) -> bool {
         self.tiles.len() == 1 && self.tiles[0].cols.is_none()

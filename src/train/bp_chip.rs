@@ -243,6 +243,7 @@ impl Trainer for DeployTrainer {
         Ok(Errors {
             goodness: None,
             softmax: Some(e),
+            ..Default::default()
         })
     }
 
@@ -356,6 +357,7 @@ impl Trainer for InSituTrainer {
         Ok(Errors {
             goodness: None,
             softmax: Some(e),
+            ..Default::default()
         })
     }
 

@@ -6,6 +6,7 @@ use super::layers::{self, LayerSpec};
 use crate::data::DatasetKind;
 use crate::data::synthetic::SyntheticConfig;
 use crate::error::{Error, Result, ensure};
+use crate::learn::ff::recurrent::RecurrentConfig;
 use crate::learn::{BpConfig, FfConfig};
 use crate::substrate::Topology;
 use crate::substrate::device::{Chip, HardwareSpec, presets};
@@ -16,6 +17,8 @@ use crate::substrate::device::{Chip, HardwareSpec, presets};
 pub enum Algo {
     /// Supervised Forward-Forward, trained through the substrate.
     Ff,
+    /// Recurrent Forward-Forward with top-down connections (§3.4).
+    FfRecurrent,
     /// Digital backprop.
     Bp,
     /// Digital backprop, then the weights are programmed onto the chip and evaluated there.
@@ -30,8 +33,9 @@ pub enum Algo {
 
 impl Algo {
     /// Every algorithm, in the order of the command line's help.
-    pub const ALL: [Algo; 6] = [
+    pub const ALL: [Algo; 7] = [
         Algo::Ff,
+        Algo::FfRecurrent,
         Algo::Bp,
         Algo::BpDeploy,
         Algo::BpHwa,
@@ -43,6 +47,7 @@ impl Algo {
     pub fn name(self) -> &'static str {
         match self {
             Algo::Ff => "ff",
+            Algo::FfRecurrent => "ff-recurrent",
             Algo::Bp => "bp",
             Algo::BpDeploy => "bp-deploy",
             Algo::BpHwa => "bp-hwa",
@@ -68,7 +73,12 @@ impl Algo {
 
     /// Whether the algorithm is backprop (any variant; it uses the `bp` settings).
     pub fn is_backprop(self) -> bool {
-        self != Algo::Ff
+        !self.is_ff()
+    }
+
+    /// Whether the algorithm is Forward-Forward (any variant; it uses the `ff` settings).
+    pub fn is_ff(self) -> bool {
+        matches!(self, Algo::Ff | Algo::FfRecurrent)
     }
 
     /// Whether the algorithm is one of backprop's ways onto a chip (it needs one).
@@ -113,8 +123,11 @@ pub struct TrainConfig {
     pub eval_limit: Option<usize>,
     /// Settings of the synthetic dataset (used when `dataset = synthetic`).
     pub synthetic: SyntheticConfig,
-    /// Forward-Forward settings (used when `algo = ff`).
+    /// Forward-Forward settings (used when `algo` is `ff` or `ff-recurrent`).
     pub ff: FfConfig,
+    /// Recurrent FF settings (used when `algo = ff-recurrent`).
+    #[serde(default)]
+    pub recurrent: RecurrentConfig,
     /// Backprop settings (used when `algo` is `bp` or one of the `bp-*` chip algorithms).
     pub bp: BpConfig,
     /// The analog chip to train on (FF in situ) or to get backprop onto (`bp-*`); `None` =
@@ -233,6 +246,7 @@ impl Default for TrainConfig {
             eval_limit: None,
             synthetic: SyntheticConfig::default(),
             ff: FfConfig::default(),
+            recurrent: RecurrentConfig::default(),
             bp: BpConfig::default(),
             chip: None,
             jitter: 0,
@@ -354,6 +368,23 @@ impl TrainConfig {
         }
         match self.algo {
             Algo::Ff => self.ff.validate(self.layers.len()),
+            Algo::FfRecurrent => {
+                self.ff.validate(self.layers.len())?;
+                self.recurrent.validate()?;
+                ensure(
+                    self.ff.negatives != crate::learn::ff::NegativeLabels::Hybrid,
+                    "negatives",
+                    "hybrid",
+                    "recurrent FF has the label at the top: use hard or random negatives",
+                )?;
+                ensure(
+                    self.ff.phase_block == 0,
+                    "phase_block",
+                    self.ff.phase_block,
+                    "sleep phases are not available with recurrent FF (use 0)",
+                )?;
+                self.recurrent_topology().map(|_| ())
+            }
             Algo::BpAnalog => crate::learn::backprop::analog::check_config(&self.bp),
             Algo::Bp | Algo::BpDeploy | Algo::BpHwa | Algo::BpPat => self.bp.validate(),
         }
@@ -376,6 +407,9 @@ impl TrainConfig {
         let widths = self.widths();
         let weights: f64 = if self.algo == Algo::Ff {
             self.ff_topology()
+                .map_or(f64::INFINITY, |t| t.weight_count() as f64)
+        } else if self.algo == Algo::FfRecurrent {
+            self.recurrent_topology()
                 .map_or(f64::INFINITY, |t| t.weight_count() as f64)
         } else {
             let mut w = vec![crate::data::PIXELS];
@@ -428,6 +462,12 @@ impl TrainConfig {
             self.dataset.geometry(),
             crate::substrate::Activation::Relu,
         )
+    }
+
+    /// The recurrent FF network (`ff-recurrent`): the image, the hidden layers (ReLU),
+    /// each fed from below and from above, and the 10-unit label layer on top.
+    pub fn recurrent_topology(&self) -> Result<Topology> {
+        layers::recurrent_topology(&self.layers, self.dataset.geometry())
     }
 
     /// The layers as one file-name-safe tag (`500x500`, `local-4x4x128-f10-s6x…`).

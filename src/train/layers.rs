@@ -324,6 +324,56 @@ pub fn topology(layers: &[LayerSpec], input: Geometry, act: Activation) -> Resul
     Topology::uniform(widths, act)?.with_connectivity(conn)
 }
 
+/// The recurrent FF network (`ff-recurrent`, see
+/// [`crate::learn::ff::recurrent::recurrent_topology`]): `input → layers` bottom-up as
+/// in [`topology`], plus a top-down projection into every layer from the layer above
+/// (the 10-unit label layer for the last). A top-down projection is local when the layer
+/// above is a local layer of stride 1 on this layer's map (the CIFAR-10 nets): each unit
+/// sees the same-sized window (field and padding of the layer above) of the layer above,
+/// centred on its own location; otherwise it is dense.
+pub fn recurrent_topology(layers: &[LayerSpec], input: Geometry) -> Result<Topology> {
+    let chain = topology(layers, input, Activation::Relu)?;
+    if layers.len() < 2 {
+        return Err(Error::param(
+            "layers",
+            format!("{} layer", layers.len()),
+            "recurrent FF needs at least 2 hidden layers",
+        ));
+    }
+    let up: Vec<Connectivity> = (0..chain.layers())
+        .map(|l| chain.projections(l)[0].connectivity.clone())
+        .collect();
+    let mut down = Vec::with_capacity(layers.len());
+    for l in 0..layers.len() {
+        let conn = match (up.get(l + 1), &up[l]) {
+            (Some(Connectivity::Local(above)), Connectivity::Local(here))
+                if above.stride == 1 && above.input == here.output() =>
+            {
+                let top = above.output();
+                let local = Local {
+                    input: top,
+                    grid: here.grid,
+                    channels: here.channels,
+                    field: above.field,
+                    stride: 1,
+                    pad: above.pad,
+                };
+                local.validate(&format!("layers[{}]", l + 1))?;
+                Connectivity::Local(local)
+            }
+            _ => Connectivity::Dense,
+        };
+        down.push(conn);
+    }
+    crate::learn::ff::recurrent::recurrent_topology(
+        input.units(),
+        &widths(layers),
+        crate::data::CLASSES,
+        up,
+        down,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,6 +208,7 @@ pub fn run_with(
         eval_method: method.into(),
         test_error_goodness: test.goodness,
         test_error_softmax: test.softmax,
+        test_error_by_iteration: test.by_iteration.clone(),
         test_error_digital: test_digital,
         valid_error,
         train_seconds,

@@ -39,12 +39,16 @@ pub struct EpochRecord {
 }
 
 /// Test and validation errors of a trained network, by evaluation method.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Errors {
     /// FF: goodness per label.
     pub goodness: Option<f64>,
     /// FF: softmax head; BP: the network's output.
     pub softmax: Option<f64>,
+    /// Recurrent FF: the goodness error of each single iteration (1, 2, …); empty for
+    /// the other algorithms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_iteration: Vec<f64>,
 }
 
 impl Errors {
@@ -95,6 +99,10 @@ pub struct RunResults {
     pub test_error_goodness: Option<f64>,
     /// Test error by the softmax head (FF) or output layer (BP).
     pub test_error_softmax: Option<f64>,
+    /// Recurrent FF: test error by the goodness of each single iteration of evaluation
+    /// (iteration 1 first); absent for other algorithms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_error_by_iteration: Vec<f64>,
     /// Test error of the host's digital model next to the chip (`bp-deploy`, `bp-hwa`: the
     /// trained network before deployment; `bp-pat`: the nominal twin); `test_error` is
     /// measured on the chip. None for other algorithms.

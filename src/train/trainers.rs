@@ -6,6 +6,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::learn::BpLearner;
 use crate::learn::ff::FfLearner;
+use crate::learn::ff::recurrent::RecurrentFf;
 use crate::learn::optim::Schedule;
 use crate::linalg::Mat;
 use crate::rng::Rng;
@@ -88,6 +89,20 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             };
             Box::new(FfTrainer { learner, substrate })
         }
+        Algo::FfRecurrent => {
+            let topology = cfg.recurrent_topology()?;
+            let learner = RecurrentFf::new(
+                cfg.ff.clone(),
+                cfg.recurrent.clone(),
+                topology.clone(),
+                cfg.dataset.geometry(),
+            )?;
+            let substrate: Box<dyn Substrate> = match &cfg.chip {
+                None => Box::new(DigitalNet::new(topology, seeds.init)),
+                Some(chip) => Box::new(chip.build(topology, seeds.init)?),
+            };
+            Box::new(RecurrentTrainer { learner, substrate })
+        }
         Algo::Bp => Box::new(BpTrainer {
             learner: BpLearner::new(cfg.bp.clone(), &cfg.widths(), seeds.init)?,
         }),
@@ -136,6 +151,7 @@ impl Trainer for FfTrainer {
         Ok(Errors {
             goodness: full.then_some(e.error_goodness),
             softmax: Some(e.error_softmax),
+            ..Default::default()
         })
     }
 
@@ -183,6 +199,108 @@ impl Trainer for FfTrainer {
     }
 }
 
+/// Recurrent Forward-Forward on a substrate.
+pub struct RecurrentTrainer {
+    pub learner: RecurrentFf,
+    pub substrate: Box<dyn Substrate>,
+}
+
+impl Trainer for RecurrentTrainer {
+    fn schedule(&self) -> Schedule {
+        self.learner.config().schedule
+    }
+
+    fn train_batch(
+        &mut self,
+        images: &Mat,
+        labels: &[usize],
+        gain: f32,
+        s: &mut Streams,
+    ) -> Result<BatchOutcome> {
+        let st = self.learner.train_batch(
+            self.substrate.as_mut(),
+            images,
+            labels,
+            gain,
+            &mut s.negatives,
+            &mut s.noise,
+        )?;
+        Ok(BatchOutcome {
+            loss_sum: st.mean_layer_loss() * st.samples as f64,
+            errors: st.head.errors,
+            samples: st.samples,
+        })
+    }
+
+    /// The goodness evaluation (every label, all iterations) is the expensive one: the
+    /// cheap evaluation is the head's one-pass softmax readout.
+    fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors> {
+        if !full {
+            let logits = self.learner.logits(self.substrate.as_mut(), data, noise);
+            return Ok(Errors {
+                softmax: Some(error_of(&logits, data)),
+                ..Default::default()
+            });
+        }
+        let e = self
+            .learner
+            .evaluate(self.substrate.as_mut(), data, noise)?;
+        Ok(Errors {
+            goodness: Some(e.error_goodness),
+            softmax: Some(e.error_softmax),
+            by_iteration: e.error_by_iteration,
+        })
+    }
+
+    fn logits(&mut self, data: &Dataset, noise: &mut Rng) -> Result<Mat> {
+        Ok(self.learner.logits(self.substrate.as_mut(), data, noise))
+    }
+
+    fn substrate(&self) -> String {
+        self.substrate.describe()
+    }
+
+    fn substrate_id(&self) -> SubstrateId {
+        let st = self.substrate.save_state();
+        SubstrateId {
+            kind: st.kind,
+            identity: st.identity,
+        }
+    }
+
+    fn tensors(&self) -> Vec<Tensor> {
+        let mut out = tensor::prefixed(self.substrate.save_state().tensors, "substrate/");
+        out.extend(tensor::prefixed(self.learner.tensors(), "ff/"));
+        out
+    }
+
+    fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>> {
+        self.learner.restore(&tensor::with_prefix(tensors, "ff/"))?;
+        let state = SubstrateState {
+            kind: saved.kind.clone(),
+            identity: saved.identity.clone(),
+            tensors: tensor::with_prefix(tensors, "substrate/"),
+        };
+        self.substrate.load_state(&state)
+    }
+
+    fn advance_time(&mut self, seconds: f64) {
+        self.substrate.advance_time(seconds);
+    }
+}
+
+/// Fraction of columns of `scores` (classes × n) whose argmax is not the label.
+fn error_of(scores: &Mat, data: &Dataset) -> f64 {
+    let wrong = (0..data.len())
+        .filter(|&j| {
+            let c = scores.column(j);
+            let best = (0..c.len()).fold(0, |b, k| if c[k] > c[b] { k } else { b });
+            best != data.label(j)
+        })
+        .count();
+    wrong as f64 / data.len().max(1) as f64
+}
+
 /// Digital backprop.
 pub struct BpTrainer {
     pub learner: BpLearner,
@@ -212,6 +330,7 @@ impl Trainer for BpTrainer {
         Ok(Errors {
             goodness: None,
             softmax: Some(self.learner.evaluate(data)),
+            ..Default::default()
         })
     }
 

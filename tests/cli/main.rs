@@ -6,5 +6,6 @@ mod common;
 mod distill;
 mod learners;
 mod limits;
+mod recurrent;
 mod scenario;
 mod train;

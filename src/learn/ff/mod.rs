@@ -12,6 +12,7 @@ pub mod head;
 pub mod labels;
 mod layer_kl;
 mod learner;
+pub mod recurrent;
 
 use serde::{Deserialize, Serialize};
 
