@@ -143,6 +143,10 @@ pub enum DatasetArg {
     Synthetic,
     Mnist,
     FashionMnist,
+    /// CIFAR-10, binary version (not bundled: `mortal data fetch cifar10`).
+    Cifar10,
+    /// The synthetic glyphs as 32 × 32 colour images (runs the CIFAR-10 path without files).
+    SyntheticColor,
 }
 
 impl From<DatasetArg> for DatasetKind {
@@ -151,6 +155,8 @@ impl From<DatasetArg> for DatasetKind {
             DatasetArg::Synthetic => DatasetKind::Synthetic,
             DatasetArg::Mnist => DatasetKind::Mnist,
             DatasetArg::FashionMnist => DatasetKind::FashionMnist,
+            DatasetArg::Cifar10 => DatasetKind::Cifar10,
+            DatasetArg::SyntheticColor => DatasetKind::SyntheticColor,
         }
     }
 }
@@ -450,7 +456,7 @@ pub struct BenchArgs {
 /// `mortal data` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Download the four official files of a dataset and verify their MD5s.
+    /// Download the official files of a dataset and verify their MD5s.
     Fetch {
         /// Dataset to download.
         #[arg(value_enum)]
@@ -468,6 +474,8 @@ pub enum DataCommand {
 pub enum FetchDatasetArg {
     Mnist,
     FashionMnist,
+    /// The official binary archive (162 MB), MD5-checked, then its six batch files.
+    Cifar10,
 }
 
 impl TrainArgs {
@@ -894,8 +902,13 @@ fn data_command(cmd: DataCommand, data_dir: Option<&Path>) -> Result<()> {
             let kind = match dataset {
                 FetchDatasetArg::Mnist => DatasetKind::Mnist,
                 FetchDatasetArg::FashionMnist => DatasetKind::FashionMnist,
+                FetchDatasetArg::Cifar10 => DatasetKind::Cifar10,
             };
-            let files = data::files::fetch(kind, &dir, mirror.as_deref())?;
+            let files = if kind == DatasetKind::Cifar10 {
+                data::cifar::fetch(&dir, mirror.as_deref())?
+            } else {
+                data::files::fetch(kind, &dir, mirror.as_deref())?
+            };
             for f in files {
                 println!("ok  {}", f.display());
             }
@@ -905,6 +918,26 @@ fn data_command(cmd: DataCommand, data_dir: Option<&Path>) -> Result<()> {
             let statuses = data::files::check(&dir);
             for s in &statuses {
                 println!("{s}");
+            }
+            // CIFAR-10: reported like the others; not installed is not an error.
+            let cifar = data::cifar::check(&dir);
+            let mut cifar_state = None;
+            if cifar
+                .iter()
+                .all(|(_, s)| matches!(s, Err(w) if w == "missing"))
+            {
+                println!(
+                    "cifar10: not installed in {} (mortal data fetch cifar10)",
+                    data::cifar::folder(&dir).display()
+                );
+            } else {
+                for (p, s) in &cifar {
+                    match s {
+                        Ok(n) => println!("ok       {} ({n} images)", p.display()),
+                        Err(why) => println!("bad      {}: {why}", p.display()),
+                    }
+                }
+                cifar_state = Some(cifar.iter().all(|(_, s)| s.is_ok()));
             }
             // A dataset that is simply not installed is not an error (say so); a partly
             // present or corrupt one is. At least one dataset must be usable.
@@ -922,6 +955,11 @@ fn data_command(cmd: DataCommand, data_dir: Option<&Path>) -> Result<()> {
                 } else {
                     broken.push(kind.name());
                 }
+            }
+            match cifar_state {
+                Some(true) => usable += 1,
+                Some(false) => broken.push("cifar10"),
+                None => {}
             }
             if !broken.is_empty() {
                 return Err(Error::data(

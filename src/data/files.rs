@@ -77,10 +77,15 @@ pub fn manifest(kind: DatasetKind) -> Result<&'static Manifest> {
     match kind {
         DatasetKind::Mnist => Ok(&MNIST),
         DatasetKind::FashionMnist => Ok(&FASHION_MNIST),
-        DatasetKind::Synthetic => Err(Error::param(
+        DatasetKind::Synthetic | DatasetKind::SyntheticColor => Err(Error::param(
             "dataset",
             kind,
             "the synthetic set is generated in memory and has no files; expected mnist or fashion-mnist",
+        )),
+        DatasetKind::Cifar10 => Err(Error::param(
+            "dataset",
+            kind,
+            "CIFAR-10 comes as one archive (see `mortal data fetch cifar10`), not IDX files",
         )),
     }
 }

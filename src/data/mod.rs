@@ -2,6 +2,7 @@
 //! the paper's train/validation/test split, and the negative-data generators.
 
 pub mod augment;
+pub mod cifar;
 pub mod files;
 pub mod idx;
 pub mod negatives;
@@ -162,6 +163,11 @@ pub enum DatasetKind {
     Mnist,
     /// Zalando's Fashion-MNIST.
     FashionMnist,
+    /// CIFAR-10, binary version (32 × 32 colour; not bundled, see [`cifar`]).
+    Cifar10,
+    /// The synthetic glyphs as 32 × 32 colour images (random ink and background colours,
+    /// random placement), for running the CIFAR-10 path without its files.
+    SyntheticColor,
 }
 
 impl DatasetKind {
@@ -171,16 +177,27 @@ impl DatasetKind {
             DatasetKind::Synthetic => "synthetic",
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::SyntheticColor => "synthetic-color",
         }
     }
 
-    /// The image as a map (rows, columns, channels): 28 × 28 × 1 for every dataset here.
+    /// The image as a map (rows, columns, channels): 28 × 28 × 1, or 32 × 32 × 3 for the
+    /// colour sets.
     pub fn geometry(self) -> crate::substrate::Geometry {
-        crate::substrate::Geometry {
-            h: SIDE,
-            w: SIDE,
-            c: 1,
+        match self {
+            DatasetKind::Cifar10 | DatasetKind::SyntheticColor => cifar::geometry(),
+            _ => crate::substrate::Geometry {
+                h: SIDE,
+                w: SIDE,
+                c: 1,
+            },
         }
+    }
+
+    /// Whether the set is generated in memory (no files).
+    pub fn is_synthetic(self) -> bool {
+        matches!(self, DatasetKind::Synthetic | DatasetKind::SyntheticColor)
     }
 
     /// Parses a dataset name, with an error that lists the valid ones.
@@ -189,10 +206,13 @@ impl DatasetKind {
             "synthetic" => Ok(DatasetKind::Synthetic),
             "mnist" => Ok(DatasetKind::Mnist),
             "fashion-mnist" | "fashion_mnist" | "fashion" => Ok(DatasetKind::FashionMnist),
+            "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
+            "synthetic-color" | "synthetic-colour" => Ok(DatasetKind::SyntheticColor),
             other => Err(Error::param(
                 "dataset",
                 other,
-                "unknown dataset; expected synthetic, mnist or fashion-mnist",
+                "unknown dataset; expected synthetic, mnist, fashion-mnist, cifar10 or \
+                 synthetic-color",
             )),
         }
     }
@@ -249,6 +269,21 @@ pub const TRAIN_SPLIT: usize = 50_000;
 pub fn load(kind: DatasetKind, source: &DataSource) -> Result<Splits> {
     let mut splits = match kind {
         DatasetKind::Synthetic => synthetic::splits(&source.synthetic)?,
+        DatasetKind::SyntheticColor => synthetic::color_splits(&source.synthetic)?,
+        DatasetKind::Cifar10 => {
+            // The official 50,000 training images: the first 45,000 train, the last 5,000
+            // validate; the official test set tests.
+            let dir = resolve_data_dir(source.dir.as_deref());
+            let (train_all, test) = cifar::load(&dir)?;
+            let n = train_all.len();
+            let v = cifar::valid_count(n);
+            Splits {
+                kind,
+                train: train_all.slice(0..n - v),
+                valid: train_all.slice(n - v..n),
+                test,
+            }
+        }
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
             let dir = resolve_data_dir(source.dir.as_deref());
             let (train_all, test) = files::load_official(kind, &dir)?;

@@ -92,6 +92,52 @@ pub fn splits(cfg: &SyntheticConfig) -> Result<Splits> {
     })
 }
 
+/// The colour variant's splits (`synthetic-color`): the same glyphs as [`splits`], each
+/// made a 32 × 32 × 3 image by [`colorize`].
+pub fn color_splits(cfg: &SyntheticConfig) -> Result<Splits> {
+    let s = splits(cfg)?;
+    let c = |d: Dataset, part: &str| colorize(&d, crate::rng::derive(cfg.seed, part));
+    Ok(Splits {
+        kind: DatasetKind::SyntheticColor,
+        train: c(s.train, "color/train"),
+        valid: c(s.valid, "color/valid"),
+        test: c(s.test, "color/test"),
+    })
+}
+
+/// Each 28 × 28 glyph placed at a random offset (0–4 pixels each way) on a 32 × 32
+/// canvas, with a random dark background colour (each channel 0–0.3) and a random bright
+/// ink colour (each channel 0.5–1): the class is in the shape, not in the colours.
+/// Image `i` draws from its own stream, so the result is independent of threads.
+pub fn colorize(d: &Dataset, seed: u64) -> Dataset {
+    let g = super::cifar::geometry();
+    let dim = g.units();
+    let mut pixels = vec![0u8; d.len() * dim];
+    pixels.par_chunks_mut(dim).enumerate().for_each(|(i, out)| {
+        let mut r = crate::rng::indexed(seed, i as u64);
+        let bg: [f32; 3] = std::array::from_fn(|_| r.random_range(0.0..0.3f32));
+        let ink: [f32; 3] = std::array::from_fn(|_| r.random_range(0.5..1.0f32));
+        let (oy, ox) = (r.random_range(0..=4usize), r.random_range(0..=4usize));
+        let src = d.image(i);
+        for y in 0..g.h {
+            for x in 0..g.w {
+                let v = match (y.checked_sub(oy), x.checked_sub(ox)) {
+                    (Some(sy), Some(sx)) if sy < SIDE && sx < SIDE => {
+                        f32::from(src[sy * SIDE + sx]) / 255.0
+                    }
+                    _ => 0.0,
+                };
+                for c in 0..3 {
+                    let val = bg[c] + (ink[c] - bg[c]) * v;
+                    out[(y * g.w + x) * 3 + c] = (val * 255.0).round() as u8;
+                }
+            }
+        }
+    });
+    let labels = d.labels().to_vec();
+    Dataset::with_geometry(pixels, labels, g).expect("consistent shapes")
+}
+
 /// Generates `n` labelled glyph images from `seed`.
 ///
 /// Labels are balanced: image `i` starts with class `i % 10`, then the label order is

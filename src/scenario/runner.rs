@@ -226,9 +226,8 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     let base_dataset = p.scenario.base["data"]["dataset"].clone();
     if let Some(s) = &smoke
         && base_dataset != json!(DatasetKind::Synthetic)
-        && p.runs
-            .iter()
-            .any(|r| r.config.dataset == DatasetKind::Synthetic)
+        && base_dataset != json!(DatasetKind::SyntheticColor)
+        && p.runs.iter().any(|r| r.config.dataset.is_synthetic())
     {
         say!(
             "note: --smoke: the {} files are not in {}; the smoke runs use the synthetic dataset \

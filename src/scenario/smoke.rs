@@ -60,8 +60,12 @@ impl Smoke {
             }
         }
         cfg.ff.eval_from = cfg.ff.eval_from.min(cfg.layers.len());
-        if cfg.dataset != DatasetKind::Synthetic && !files_present(cfg.dataset, &self.data_dir) {
-            cfg.dataset = DatasetKind::Synthetic;
+        if !cfg.dataset.is_synthetic() && !files_present(cfg.dataset, &self.data_dir) {
+            cfg.dataset = if cfg.dataset.geometry().c == 3 {
+                DatasetKind::SyntheticColor
+            } else {
+                DatasetKind::Synthetic
+            };
         }
         let s = &mut cfg.synthetic;
         s.train = s.train.min(TRAIN_IMAGES);
@@ -70,8 +74,14 @@ impl Smoke {
     }
 }
 
-/// Whether the four official files of `kind` are in data directory `dir`.
+/// Whether the official files of `kind` are in data directory `dir`.
 pub fn files_present(kind: DatasetKind, dir: &Path) -> bool {
+    if kind == DatasetKind::Cifar10 {
+        let f = crate::data::cifar::folder(dir);
+        return crate::data::cifar::FILES
+            .iter()
+            .all(|n| f.join(n).is_file());
+    }
     crate::data::files::manifest(kind).is_ok_and(|m| {
         m.files.iter().all(|f| {
             crate::data::files::dataset_dir(kind, dir)

@@ -300,17 +300,33 @@ impl TrainConfig {
 
     /// Checks every setting; errors name the offending key.
     pub fn validate(&self) -> Result<()> {
-        layers::validate(&self.layers, self.dataset.geometry())?;
-        if self.dataset == DatasetKind::Synthetic {
+        let geometry = self.dataset.geometry();
+        for net in ["cifar-local2", "cifar-local3"] {
+            if layers::named(net).is_ok_and(|l| l == self.layers)
+                && geometry != crate::data::cifar::geometry()
+            {
+                return Err(Error::param(
+                    "net",
+                    net,
+                    format!(
+                        "needs 32 × 32 × 3 images (--dataset cifar10 or synthetic-color); {} \
+                         images are {} × {} × {}",
+                        self.dataset, geometry.h, geometry.w, geometry.c
+                    ),
+                ));
+            }
+        }
+        layers::validate(&self.layers, geometry)?;
+        if self.dataset.is_synthetic() {
             self.synthetic.validate()?;
         }
         self.check_memory()?;
-        if self.algo.is_backprop() && !layers::all_dense(&self.layers) {
+        if self.algo.is_backprop() && self.algo != Algo::Bp && !layers::all_dense(&self.layers) {
             return Err(Error::param(
                 "layers",
                 self.layers_tag(),
                 format!(
-                    "{} needs dense layers; local layers train with --algo ff",
+                    "{} needs dense layers; local layers train with --algo ff, ff-recurrent or bp",
                     self.algo
                 ),
             ));
@@ -412,20 +428,22 @@ impl TrainConfig {
             self.recurrent_topology()
                 .map_or(f64::INFINITY, |t| t.weight_count() as f64)
         } else {
-            let mut w = vec![crate::data::PIXELS];
+            let mut w = vec![self.dataset.geometry().units()];
             w.extend(&widths);
             w.push(crate::data::CLASSES);
             w.windows(2).map(|p| p[0] as f64 * p[1] as f64).sum()
         };
         let per_weight = 12.0 + if self.chip.is_some() { 48.0 } else { 0.0 };
-        let units: f64 = widths.iter().map(|w| *w as f64).sum::<f64>() + 784.0;
+        let units: f64 =
+            widths.iter().map(|w| *w as f64).sum::<f64>() + self.dataset.geometry().units() as f64;
         let per_unit = 4.0 * 24.0 * (self.batch.max(100) as f64);
+        let per_image = (self.dataset.geometry().units() + 1) as f64;
         let data = match self.dataset {
-            DatasetKind::Synthetic => {
+            DatasetKind::Synthetic | DatasetKind::SyntheticColor => {
                 let s = &self.synthetic;
-                (s.train + s.valid + s.test) as f64 * 785.0
+                (s.train + s.valid + s.test) as f64 * per_image
             }
-            _ => 70_000.0 * 785.0,
+            _ => 70_000.0 * per_image,
         };
         weights * per_weight + units * per_unit + data
     }

@@ -23,7 +23,7 @@ use super::checkpoint;
 use super::config::{Algo, ChipConfig, Seeds, TrainConfig};
 use super::trainers::{FfTrainer, SubstrateId, Trainer};
 use super::{batches, epoch_order};
-use crate::data::{CLASSES, PIXELS, Splits};
+use crate::data::{CLASSES, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_csv, write_json};
 use crate::learn::distill::{
@@ -736,7 +736,7 @@ impl Lesson<'_> {
             for idx in bs {
                 let b = idx.len();
                 if images.ncols() != b {
-                    images = Mat::zeros(PIXELS, b);
+                    images = Mat::zeros(transfer.pixels(), b);
                     targets = Mat::zeros(CLASSES, b);
                 }
                 transfer.gather(idx, &mut images);

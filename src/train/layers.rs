@@ -212,7 +212,7 @@ pub fn display(layers: &[LayerSpec]) -> String {
 }
 
 /// Named architectures (`--net NAME`).
-pub const NETS: [&str; 1] = ["paper-local"];
+pub const NETS: [&str; 3] = ["paper-local", "cifar-local2", "cifar-local3"];
 
 /// The hidden layers of a named architecture.
 ///
@@ -230,12 +230,23 @@ pub fn named(name: &str) -> Result<Vec<LayerSpec>> {
             pad: 0,
         })
     };
+    // CIFAR-10 (§4, Table 1): 32 × 32 maps of 3 units per location, each unit an 11 × 11
+    // field of the layer below centred on its location, truncated at the edges.
+    let cifar = LayerSpec::Local(LocalLayer {
+        grid: [32, 32],
+        channels: 3,
+        field: 11,
+        stride: 1,
+        pad: 5,
+    });
     match name {
         "paper-local" => Ok(vec![
             local(4, 128, 10, 6),
             local(3, 220, 2, 1),
             local(2, 512, 2, 1),
         ]),
+        "cifar-local2" => Ok(vec![cifar; 2]),
+        "cifar-local3" => Ok(vec![cifar; 3]),
         other => Err(Error::param(
             "net",
             other,
@@ -322,6 +333,23 @@ pub fn topology(layers: &[LayerSpec], input: Geometry, act: Activation) -> Resul
         widths.push(units);
     }
     Topology::uniform(widths, act)?.with_connectivity(conn)
+}
+
+/// A backprop classifier: `input → layers` (activation `hidden`, connectivity as in
+/// [`topology`]) then a dense linear layer of 10 logits.
+pub fn classifier_topology(
+    layers: &[LayerSpec],
+    input: Geometry,
+    hidden: Activation,
+) -> Result<Topology> {
+    let chain = topology(layers, input, hidden)?;
+    let mut widths = chain.widths().to_vec();
+    widths.push(crate::data::CLASSES);
+    let mut conn: Vec<Connectivity> = (0..chain.layers())
+        .map(|l| chain.projections(l)[0].connectivity.clone())
+        .collect();
+    conn.push(Connectivity::Dense);
+    Topology::classifier(widths, hidden)?.with_connectivity(conn)
 }
 
 /// The recurrent FF network (`ff-recurrent`, see

@@ -19,7 +19,7 @@ pub use config::{Algo, ChipConfig, Seeds, TrainConfig};
 pub use results::{EpochRecord, Errors, RunResults};
 pub use trainers::{Streams, Trainer};
 
-use crate::data::{PIXELS, Splits};
+use crate::data::Splits;
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_json};
 use crate::linalg::Mat;
@@ -119,7 +119,7 @@ pub fn run_with(
         let (mut loss, mut errors, mut samples) = (0.0f64, 0usize, 0usize);
         for idx in batches {
             if images.ncols() != idx.len() {
-                images = Mat::zeros(PIXELS, idx.len());
+                images = Mat::zeros(data.train.pixels(), idx.len());
             }
             data.train.gather(idx, &mut images);
             crate::data::augment::jitter(

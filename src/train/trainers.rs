@@ -103,9 +103,16 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             };
             Box::new(RecurrentTrainer { learner, substrate })
         }
-        Algo::Bp => Box::new(BpTrainer {
-            learner: BpLearner::new(cfg.bp.clone(), &cfg.widths(), seeds.init)?,
-        }),
+        Algo::Bp => {
+            let topology = super::layers::classifier_topology(
+                &cfg.layers,
+                cfg.dataset.geometry(),
+                cfg.bp.hidden,
+            )?;
+            Box::new(BpTrainer {
+                learner: BpLearner::with_topology(cfg.bp.clone(), topology, seeds.init)?,
+            })
+        }
         Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog => super::bp_chip::build(cfg)?,
     })
 }

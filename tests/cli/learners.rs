@@ -125,7 +125,17 @@ fn bad_learner_input_fails_with_one_line_naming_the_key() {
             &["--negatives", "hybrid", "--train-limit", "1"],
             "negatives",
         ),
-        (&["--algo", "bp", "--net", "paper-local"], "layers"),
+        (
+            &[
+                "--algo",
+                "bp-analog",
+                "--chip",
+                "reram",
+                "--net",
+                "paper-local",
+            ],
+            "layers",
+        ),
     ];
     for (extra, key) in cases {
         let (code, stderr) = run_err(

@@ -120,6 +120,14 @@ impl BpLearner {
         Ok(Self::from_model(cfg, Mlp::new(topology, seed)))
     }
 
+    /// A learner for a classifier of any shape (e.g. local receptive fields: see
+    /// [`crate::train::layers::classifier_topology`]); weights its connectivity leaves out
+    /// stay zero (their gradients are dropped).
+    pub fn with_topology(cfg: BpConfig, topology: Topology, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self::from_model(cfg, Mlp::new(topology, seed)))
+    }
+
     /// A learner that continues training `mlp`.
     pub fn from_model(cfg: BpConfig, mlp: Mlp) -> Self {
         let topo = mlp.topology().clone();
@@ -167,6 +175,14 @@ impl BpLearner {
         }
         self.mlp
             .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
+        // Sparse layers: only existing weights learn (dense maths, gradients masked).
+        let topo = self.mlp.topology();
+        for (l, g) in self.grads.iter_mut().enumerate() {
+            let wiring = topo.wiring(l);
+            if !wiring.is_dense() {
+                g.w = wiring.unpack(&wiring.pack(&g.w));
+            }
+        }
         let grads = std::mem::take(&mut self.grads);
         self.apply_gradients(&grads, gain);
         self.grads = grads;
@@ -220,7 +236,7 @@ pub fn batched_logits(data: &Dataset, mut forward: impl FnMut(&Mat) -> Mat) -> M
     let mut x = Mat::zeros(0, 0);
     for chunk in idx.chunks(100) {
         if x.ncols() != chunk.len() {
-            x = Mat::zeros(PIXELS, chunk.len());
+            x = Mat::zeros(data.pixels(), chunk.len());
         }
         data.gather(chunk, &mut x);
         let logits = forward(&x);

@@ -17,7 +17,7 @@ pub mod targets;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{CLASSES, Dataset, PIXELS};
+use crate::data::{CLASSES, Dataset};
 use crate::error::{Error, Result, ensure};
 use crate::learn::ff::{FfLearner, Scores, eval::EVAL_BATCH};
 use crate::linalg::Mat;
@@ -178,7 +178,7 @@ pub fn scores_of(
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(EVAL_BATCH) {
         if images.ncols() != chunk.len() {
-            images = Mat::zeros(PIXELS, chunk.len());
+            images = Mat::zeros(data.pixels(), chunk.len());
         }
         data.gather(chunk, &mut images);
         learner.scores(sub, &images, want_goodness, noise, &mut sc);

@@ -131,7 +131,7 @@ impl FfLearner {
         let idx: Vec<usize> = (0..data.len()).collect();
         for chunk in idx.chunks(EVAL_BATCH) {
             if images.ncols() != chunk.len() {
-                images = Mat::zeros(crate::data::PIXELS, chunk.len());
+                images = Mat::zeros(data.pixels(), chunk.len());
             }
             data.gather(chunk, &mut images);
             self.scores(sub, &images, goodness, noise, &mut scores);
