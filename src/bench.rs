@@ -70,6 +70,10 @@ pub struct Measurement {
     /// masked dense product costs at least that).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_vs_dense_same_widths: Option<f64>,
+    /// Recurrent FF: step time over the feed-forward FF step of the same hidden layers on
+    /// the same kind of substrate (timed alternately in the same run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_feedforward: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -240,6 +244,7 @@ fn ff_chip_training(
         ns_per_pair: None,
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
     })
 }
 
@@ -292,6 +297,70 @@ fn ff_local_vs_dense(
         ns_per_pair: None,
         cost_vs_weights: Some(tl / predicted),
         cost_vs_dense_same_widths: Some(tl / ts),
+        cost_vs_feedforward: None,
+    })
+}
+
+/// Recurrent FF training steps (8 iterations, synchronous) vs feed-forward FF steps of
+/// the same hidden layers, alternately on the same kind of substrate.
+fn recurrent_vs_feedforward(
+    spec: Option<&HardwareSpec>,
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    use crate::learn::ff::recurrent::{RecurrentConfig, RecurrentFf, recurrent_topology};
+    let n = hidden.len();
+    let dense = vec![crate::substrate::Connectivity::Dense; n];
+    let rt = recurrent_topology(PIXELS, hidden, 10, dense.clone(), dense)?;
+    let ft = ff_topology(hidden)?;
+    let build = |t: &Topology| -> Result<Box<dyn Substrate>> {
+        Ok(match spec {
+            None => Box::new(DigitalNet::new(t.clone(), 1)),
+            Some(s) => Box::new(Chip::new(s, t.clone(), 1, 1)?),
+        })
+    };
+    let (mut sr, mut sf) = (build(&rt)?, build(&ft)?);
+    let cfg = ff_config(hidden);
+    let rc = RecurrentConfig::default();
+    let geom = crate::data::DatasetKind::Mnist.geometry();
+    let mut learner = RecurrentFf::new(cfg.clone(), rc.clone(), rt.clone(), geom)?;
+    let images = random(PIXELS, batch, 7);
+    let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
+    let (mut neg, mut noise) = (stream(1, "neg"), stream(1, "noise"));
+    let (mut tr, mut tf) = (Vec::new(), Vec::new());
+    let mut failed = None;
+    for _ in 0..repeats.max(1) {
+        tf.push(ff_steps(sf.as_mut(), &cfg, batch, batches, 1)?);
+        tr.push(time_median(1, || {
+            for _ in 0..batches {
+                if let Err(e) =
+                    learner.train_batch(sr.as_mut(), &images, &labels, 1.0, &mut neg, &mut noise)
+                {
+                    failed = Some(e);
+                }
+            }
+        }));
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (tr, tf) = (median(tr), median(tf));
+    let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
+    Ok(Measurement {
+        name: format!("ff-recurrent-train {} b{batch}{on} vs ff", label(hidden)),
+        cost_vs_digital: None,
+        samples_per_s: Some((batches * batch) as f64 / tr),
+        images_per_s: None,
+        gflops: None,
+        gemm_gflops: None,
+        fraction_of_gemm: None,
+        seconds: tr,
+        ns_per_pair: None,
+        cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: Some(tr / tf),
     })
 }
 
@@ -322,6 +391,7 @@ fn ff_training(
         ns_per_pair: None,
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
     })
 }
 
@@ -368,6 +438,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         ns_per_pair: None,
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
     })
 }
 
@@ -426,6 +497,7 @@ fn bp_training(
         ns_per_pair: None,
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
     })
 }
 
@@ -509,6 +581,7 @@ fn bp_analog_training(
         ns_per_pair: None,
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
     })
 }
 
@@ -558,6 +631,7 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         ns_per_pair: Some(tc * 1e9 / pairs as f64),
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
     })
 }
 
@@ -651,6 +725,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             Box::new(move || ff_local_vs_dense(spec, small, 100, (batches / 2).max(1), r)),
         ));
     }
+    for spec in [None, Some(&reram)] {
+        let small = &small;
+        let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
+        cases.push((
+            format!("ff-recurrent-train {} b100{on} vs ff", label(small)),
+            Box::new(move || recurrent_vs_feedforward(spec, small, 100, (batches / 4).max(1), r)),
+        ));
+    }
     cases.push((
         "bp-analog 256-128 sigmoid b64 1 core".into(),
         Box::new(|| bp_analog_training(&[256, 128], 64, analog_batches, r)),
@@ -712,6 +794,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                  time of dense layers of the same widths",
                 m.name,
                 m.cost_vs_dense_same_widths.unwrap_or(f64::NAN)
+            );
+        }
+    }
+    for m in &report.measurements {
+        if let Some(c) = m.cost_vs_feedforward {
+            println!(
+                "{}: {c:.2}x the feed-forward FF step of the same layers (8 iterations, each \
+                 layer fed from below and above)",
+                m.name
             );
         }
     }
