@@ -695,7 +695,28 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
         trainer.advance_time(args.drift_seconds);
     }
     let (valid, test) = train::evaluate(trainer.as_mut(), &data, cfg.seed)?;
-    let (method, valid_error) = valid.best();
+    // The evaluation method training chose on validation (its results.json, sealed with
+    // the checkpoint), so re-evaluating an unchanged network cannot switch method on
+    // different validation noise; else the better one on this validation.
+    let trained: Option<String> =
+        crate::fsutil::read_json::<serde_json::Value>(&args.checkpoint.join("results.json"))
+            .ok()
+            .and_then(|r| r["eval_method"].as_str().map(str::to_string));
+    let (method, valid_error) = match trained.as_deref().and_then(|m| {
+        valid.by_name(m).map(|e| {
+            (
+                if m == "goodness" {
+                    "goodness"
+                } else {
+                    "softmax"
+                },
+                e,
+            )
+        })
+    }) {
+        Some(chosen) => chosen,
+        None => valid.best(),
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         let chip = cfg
             .chip

@@ -51,7 +51,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.write_all(bytes).map_err(|e| Error::io(ctx(), e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(ctx(), e))?;
     tmp.persist(path).map_err(|e| Error::io(ctx(), e.error))?;
+    failpoint(path);
     Ok(())
+}
+
+/// Test failpoint: when the environment variable `MORTAL_ABORT_AFTER` names this file
+/// (its file name), the process aborts right after writing it, as `kill -9` would. Used
+/// by the crash-consistency tests; unset, it does nothing.
+pub fn failpoint(path: &Path) {
+    if let Some(want) = std::env::var_os("MORTAL_ABORT_AFTER")
+        && path.file_name() == Some(want.as_os_str())
+    {
+        std::process::abort();
+    }
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.

@@ -364,6 +364,30 @@ pub fn line_chart(chart: &LineChart, stem: &Path) -> Result<PathBuf> {
         PathBuf::from(s)
     };
     let (png, svg) = (with(".png"), with(".svg"));
+    // A log axis cannot show x ≤ 0: say so in the figure rather than drop points silently.
+    let hidden = if chart.log_x {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| &s.points)
+            .filter(|p| p.0.is_finite() && p.0 <= 0.0)
+            .count()
+    } else {
+        0
+    };
+    let annotated;
+    let chart = if hidden > 0 {
+        let mut c = chart.clone();
+        c.title = format!(
+            "{} ({hidden} point{} at x ≤ 0 not shown on the log axis)",
+            c.title,
+            if hidden == 1 { "" } else { "s" }
+        );
+        annotated = c;
+        &annotated
+    } else {
+        chart
+    };
     {
         let root = BitMapBackend::new(&png, (1000, 620)).into_drawing_area();
         draw_chart(&root, chart).map_err(|e| plot_err(&png, e))?;
@@ -586,6 +610,12 @@ mod tests {
             ..chart
         };
         assert!(line_chart(&log, &dir.path().join("log")).is_ok());
+        // The x = 0 point cannot be drawn on the log axis: the figure says so.
+        let svg = std::fs::read_to_string(dir.path().join("log.svg")).unwrap();
+        assert!(
+            svg.contains("1 point at x ≤ 0 not shown"),
+            "no note of the hidden point"
+        );
         let imgs = vec![vec![0.5f32; 784], vec![-1.0f32; 784], vec![0.0; 784]];
         let png = image_grid(
             &imgs,

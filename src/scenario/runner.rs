@@ -199,7 +199,11 @@ fn execute(
     let cfg = &run.config;
     let mut trainer = train::trainers::build(cfg)?;
     if run.replicate == 0 && cfg.chip.is_some() {
-        train::save_checkpoint(&dir.join("init"), cfg, trainer.as_ref())?;
+        let init = dir.join("init");
+        crate::fsutil::create_dir(&init)?;
+        train::manifest::unseal(&init)?;
+        train::save_checkpoint(&init, cfg, trainer.as_ref())?;
+        train::manifest::seal(&init)?;
     }
     let opts = RunOptions {
         out: Some(dir.to_path_buf()),

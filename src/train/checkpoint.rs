@@ -32,6 +32,10 @@ pub struct CheckpointMeta {
     /// beside this file, are refused rather than evaluated. Absent in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensors_md5: Option<String>,
+    /// Whether the directory is sealed by a manifest written after every file of the run
+    /// ([`super::manifest`]); loading then requires it. Absent (false) in older ones.
+    #[serde(default)]
+    pub sealed: bool,
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
@@ -98,6 +102,9 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
                 meta.format
             ),
         ));
+    }
+    if meta.sealed {
+        super::manifest::verify(dir)?;
     }
     let path = dir.join(TENSOR_FILE);
     let blob = std::fs::read(&path)

@@ -514,6 +514,7 @@ pub fn run(
         .clone()
         .ok_or_else(|| Error::param("student-chip", "none", "the student needs a chip"))?;
     create_dir(out)?;
+    super::manifest::unseal(out)?;
     let cfg = &s.student;
     let seeds = cfg.seeds();
     let source = s.distill.source;
@@ -619,6 +620,7 @@ pub fn run(
     };
     write_json(&out.join("results.json"), &results)?;
     finish_csv(out)?;
+    super::manifest::seal(out)?;
     Ok(results)
 }
 
@@ -940,6 +942,7 @@ mod tests {
                 substrate_kind: id.kind,
                 substrate_identity: id.identity,
                 tensors_md5: None,
+                sealed: false,
             },
             tensors: t.tensors(),
         }

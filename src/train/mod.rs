@@ -7,6 +7,7 @@ pub mod config;
 pub mod distill;
 pub mod distill_sweep;
 pub mod layers;
+pub mod manifest;
 pub mod results;
 pub mod trainers;
 
@@ -96,6 +97,11 @@ pub fn run_with(
     let rep = &opts.reporter;
     if let Some(out) = &opts.out {
         create_dir(out)?;
+        // Nothing of an earlier run in `out` counts as complete from here on; and an
+        // --out that cannot be written is found now, not after the first epoch.
+        manifest::unseal(out)?;
+        crate::fsutil::write_atomic(&out.join(".write-probe"), b"")?;
+        let _ = std::fs::remove_file(out.join(".write-probe"));
     }
     let mut streams = Streams {
         negatives: stream(seeds.negatives, "negatives"),
@@ -234,6 +240,8 @@ pub fn run_with(
                 e,
             )
         })?;
+        crate::fsutil::failpoint(&out.join("epochs.csv"));
+        manifest::seal(out)?;
     }
     Ok(results)
 }
@@ -255,6 +263,7 @@ pub fn save_checkpoint(dir: &Path, cfg: &TrainConfig, trainer: &dyn Trainer) -> 
         substrate_kind: id.kind,
         substrate_identity: id.identity,
         tensors_md5: None,
+        sealed: true,
     };
     checkpoint::save(dir, &meta, &trainer.tensors())
 }

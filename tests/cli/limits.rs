@@ -226,12 +226,18 @@ fn corrupted_or_foreign_checkpoint_tensors_are_refused_not_evaluated() {
     std::fs::write(&t, &bytes).unwrap();
     let (code, stderr) = run_err(mortal().args(["eval", "--checkpoint"]).arg(&a));
     assert_eq!(code, 3);
-    assert!(stderr.contains("checksum"), "{stderr}");
+    assert!(
+        stderr.contains("checksum") || stderr.contains("does not match manifest.json"),
+        "{stderr}"
+    );
     // Another run's tensors beside this run's checkpoint.json (an interrupted rewrite).
     std::fs::copy(b.join("checkpoint.safetensors"), &t).unwrap();
     let (code, stderr) = run_err(mortal().args(["eval", "--checkpoint"]).arg(&a));
     assert_eq!(code, 3);
-    assert!(stderr.contains("checksum"), "{stderr}");
+    assert!(
+        stderr.contains("checksum") || stderr.contains("does not match manifest.json"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -326,5 +332,103 @@ fn a_directory_or_link_loop_where_a_data_file_should_be_is_not_called_missing() 
         let (code, stderr) = train(loopy.path());
         assert_eq!(code, 3);
         assert!(stderr.contains("link loop"), "{stderr}");
+    }
+}
+
+/// A re-run into an existing directory killed (abort, as `kill -9`) right after each file
+/// it writes: the directory is then either the complete new run or refused, never a mix.
+#[test]
+fn a_rerun_killed_at_every_file_boundary_leaves_one_version_or_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |out: &std::path::Path, seed: &str, abort_after: Option<&str>| {
+        let mut c = mortal();
+        c.args(["train", "-q", "--epochs", "2", "--layers", "16"])
+            .args(["--train-limit", "100", "--eval-limit", "50", "--seed", seed])
+            .arg("--force")
+            .arg("--out")
+            .arg(out);
+        if let Some(f) = abort_after {
+            c.env("MORTAL_ABORT_AFTER", f);
+        }
+        c.output().unwrap()
+    };
+    let first = dir.path().join("first");
+    assert!(train(&first, "1", None).status.success());
+    let boundaries = [
+        "epochs.csv.partial",
+        "checkpoint.safetensors",
+        "checkpoint.json",
+        "results.json",
+        "epochs.csv",
+        "manifest.json",
+    ];
+    for f in boundaries {
+        let d = dir.path().join(format!("killed-after-{f}"));
+        std::fs::create_dir(&d).unwrap();
+        for e in std::fs::read_dir(&first).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        let o = train(&d, "2", Some(f));
+        assert!(!o.status.success(), "{f}: the run was not interrupted");
+        let (ok, code, stderr) = {
+            let o = mortal()
+                .args(["eval", "-q", "--checkpoint"])
+                .arg(&d)
+                .arg("--out")
+                .arg(dir.path().join(format!("eval-{f}")))
+                .output()
+                .unwrap();
+            (
+                o.status.success(),
+                o.status.code(),
+                String::from_utf8_lossy(&o.stderr).to_string(),
+            )
+        };
+        if f == "manifest.json" {
+            assert!(ok, "{f}: the complete new run must evaluate: {stderr}");
+            let r = read_json(&d.join("results.json"));
+            assert_eq!(r["seed"], 2, "{f}");
+        } else {
+            assert!(!ok, "{f}: a half-rewritten directory was evaluated");
+            assert_eq!(code, Some(3), "{f}: {stderr}");
+            assert!(stderr.contains("did not finish"), "{f}: {stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{f}: {stderr}");
+        }
+    }
+}
+
+/// `eval` keeps the evaluation method training chose on validation, whatever the
+/// validation noise of the re-evaluation (here: another chip instance) prefers.
+#[test]
+fn eval_keeps_the_method_training_chose() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t");
+    run_ok(
+        mortal()
+            .args([
+                "train", "-q", "--epochs", "1", "--layers", "20,20", "--chip", "harsh",
+            ])
+            .args(["--train-limit", "300", "--eval-limit", "100", "--out"])
+            .arg(&out),
+    );
+    let trained = read_json(&out.join("results.json"))["eval_method"].clone();
+    for seed in ["1", "2", "3"] {
+        let ev = dir.path().join(format!("e{seed}"));
+        run_ok(
+            mortal()
+                .args(["eval", "-q", "--checkpoint"])
+                .arg(&out)
+                .args(["--chip-seed", seed, "--out"])
+                .arg(&ev),
+        );
+        let r = read_json(&ev.join("results.json"));
+        assert_eq!(r["eval_method"], trained, "chip {seed}: {r}");
+        let m = trained.as_str().unwrap();
+        assert_eq!(
+            r["test_error"],
+            r[format!("test_error_{m}").as_str()],
+            "{r}"
+        );
     }
 }
