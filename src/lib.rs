@@ -28,3 +28,6 @@ pub mod resources;
 pub mod scenario;
 pub mod tensor;
 pub mod train;
+
+#[cfg(test)]
+mod fuzz;
