@@ -402,3 +402,18 @@ fn checkpoint_fixture(dir: &Path) {
     )
     .unwrap();
 }
+
+/// Inputs the fuzzer once found failing, replayed by name.
+mod regressions {
+    use super::*;
+
+    /// `ideal` preset with `crossbar.g_max = 1e308` (found by `fuzz_chip_specs`: it was
+    /// accepted, overflowed f32 and panicked in programming).
+    #[test]
+    fn ideal_spec_with_a_huge_number() {
+        let spec = crate::substrate::device::presets::by_name("ideal").unwrap();
+        let t = toml::to_string(&spec).unwrap();
+        let m = Mutation::Number(8341938435009485427, 5);
+        load_spec(&mutate(&t, &m));
+    }
+}

@@ -89,6 +89,24 @@ impl Local {
                 "field and stride must be at least 1",
             );
         }
+        const MAX: usize = 1 << 20;
+        let sizes = [
+            g.h,
+            g.w,
+            g.c,
+            self.grid[0],
+            self.grid[1],
+            self.channels,
+            self.field,
+            self.stride,
+            self.pad,
+        ];
+        if let Some(v) = sizes.iter().find(|v| **v > MAX) {
+            return bad(
+                v.to_string(),
+                "sizes, fields, strides and padding must be at most 2²⁰",
+            );
+        }
         if self.pad >= self.field {
             return bad(
                 format!("p{}", self.pad),
@@ -519,6 +537,18 @@ mod tests {
         assert_eq!(*last.last().unwrap(), 27 * 28 + 27);
         assert!(w.connects(15 * 128, 18 * 28 + 18));
         assert!(!w.connects(0, 27 * 28 + 27));
+    }
+
+    /// Found by the scenario fuzzer: a huge stride overflowed the fit check.
+    #[test]
+    fn huge_sizes_are_refused_not_overflowed() {
+        let mut l = paper_l1();
+        l.stride = usize::MAX;
+        let e = l.validate("layers[0]").unwrap_err().to_string();
+        assert!(e.contains("layers[0]") && e.contains("2²⁰"), "{e}");
+        let mut l = paper_l1();
+        l.grid = [usize::MAX / 2, 1];
+        assert!(l.validate("layers[0]").is_err());
     }
 
     #[test]

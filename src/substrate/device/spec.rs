@@ -500,12 +500,26 @@ impl Default for BlackBoxSpec {
     }
 }
 
+/// Largest magnitude of any setting: the chip computes in f32, and products of a few
+/// settings (e.g. conductances squared times a fan-in) must stay far below f32's 3.4e38.
+const MAX_SETTING: f64 = 1e9;
+
 fn non_negative(key: &str, v: f64) -> Result<()> {
-    ensure(v.is_finite() && v >= 0.0, key, v, "must be finite and ≥ 0")
+    ensure(
+        v.is_finite() && (0.0..=MAX_SETTING).contains(&v),
+        key,
+        v,
+        "must be in [0, 1e9]",
+    )
 }
 
 fn positive(key: &str, v: f64) -> Result<()> {
-    ensure(v.is_finite() && v > 0.0, key, v, "must be finite and > 0")
+    ensure(
+        v.is_finite() && v > 0.0 && v <= MAX_SETTING,
+        key,
+        v,
+        "must be > 0 and at most 1e9",
+    )
 }
 
 fn probability(key: &str, v: f64) -> Result<()> {
@@ -561,10 +575,10 @@ impl HardwareSpec {
         non_negative("programming.sigma", p.sigma)?;
         for (k, v) in p.pcm_coefficients.iter().enumerate() {
             ensure(
-                v.is_finite(),
+                v.is_finite() && v.abs() <= MAX_SETTING,
                 &format!("programming.pcm_coefficients[{k}]"),
                 v,
-                "must be finite",
+                "must be finite, |c| ≤ 1e9",
             )?;
         }
         positive("programming.pcm_reference_g_max", p.pcm_reference_g_max)?;
@@ -785,7 +799,7 @@ mod tests {
             s.validate().unwrap_err().to_string()
         };
         assert!(
-            msg.contains("read.out_noise") && msg.contains("≥ 0"),
+            msg.contains("read.out_noise") && msg.contains("[0, 1e9]"),
             "{msg}"
         );
     }
