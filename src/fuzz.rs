@@ -416,4 +416,16 @@ mod regressions {
         let m = Mutation::Number(8341938435009485427, 5);
         load_spec(&mutate(&t, &m));
     }
+
+    /// `reram` with `device.dw_min = 1e-310` (found by `fuzz_chip_specs`: the pulse count
+    /// of an update overflowed).
+    #[test]
+    fn spec_with_a_subnormal_setting() {
+        let name = crate::substrate::device::presets::NAMES[1];
+        let spec = crate::substrate::device::presets::by_name(name).unwrap();
+        let t = toml::to_string(&spec).unwrap();
+        let m = Mutation::Number(6862776965716726362, 7);
+        let text = mutate(&t, &m);
+        load_spec(&text);
+    }
 }

@@ -515,10 +515,10 @@ fn non_negative(key: &str, v: f64) -> Result<()> {
 
 fn positive(key: &str, v: f64) -> Result<()> {
     ensure(
-        v.is_finite() && v > 0.0 && v <= MAX_SETTING,
+        v.is_finite() && (1e-12..=MAX_SETTING).contains(&v),
         key,
         v,
-        "must be > 0 and at most 1e9",
+        "must be in [1e-12, 1e9]",
     )
 }
 
@@ -599,10 +599,11 @@ impl HardwareSpec {
         )?;
         let d = &self.device;
         ensure(
-            d.dw_min.is_finite() && d.dw_min > 0.0 && d.dw_min <= 0.5,
+            d.dw_min.is_finite() && (1e-6..=0.5).contains(&d.dw_min),
             "device.dw_min",
             d.dw_min,
-            "must be in (0, 0.5] (a fraction of the conductance range)",
+            "must be in [1e-6, 0.5] (a fraction of the conductance range: at most a million \
+             steps across it)",
         )?;
         non_negative("device.dw_min_dtod", d.dw_min_dtod)?;
         ensure(
