@@ -275,7 +275,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "synchronous|alternating")]
     pub update_order: Option<String>,
     /// ff-recurrent: iterations FIRST-LAST whose goodness is averaged to pick a label
-    /// (default 3-5).
+    /// (default 3-5, cut to the last iteration when --iterations is smaller).
     #[arg(long, value_name = "FIRST-LAST")]
     pub eval_window: Option<String>,
     /// Training-image augmentation: jitter:K shifts each image by up to K pixels each way
