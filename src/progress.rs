@@ -65,9 +65,15 @@ impl Reporter {
                 let pb = mp.add(ProgressBar::new(len));
                 pb.set_style(
                     ProgressStyle::with_template(
-                        "{prefix:>14} [{bar:30}] {pos}/{len} {per_sec:>12} eta {eta:>4} {msg}",
+                        "{prefix:>14} [{bar:30}] {pos}/{len} {rate:>10} eta {eta:>4} {msg}",
                     )
                     .expect("valid template")
+                    .with_key(
+                        "rate",
+                        |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = w.write_str(&rate(s.per_sec()));
+                        },
+                    )
                     .progress_chars("=> "),
                 );
                 if self.label.is_empty() {
@@ -97,5 +103,33 @@ impl Reporter {
                 let _ = mp.println(msg);
             }
         }
+    }
+}
+
+/// A throughput as a progress bar shows it: three significant digits, `/s`
+/// (`30.2/s`, `1234/s`, `0.512/s`).
+fn rate(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return "-".into();
+    }
+    if per_sec >= 100.0 {
+        format!("{per_sec:.0}/s")
+    } else if per_sec >= 10.0 {
+        format!("{per_sec:.1}/s")
+    } else if per_sec >= 1.0 {
+        format!("{per_sec:.2}/s")
+    } else {
+        format!("{per_sec:.3}/s")
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    #[test]
+    fn rates_have_three_significant_digits() {
+        assert_eq!(super::rate(30.234044984466), "30.2/s");
+        assert_eq!(super::rate(1234.56), "1235/s");
+        assert_eq!(super::rate(0.51234), "0.512/s");
+        assert_eq!(super::rate(f64::NAN), "-");
     }
 }

@@ -134,9 +134,19 @@ fn minutes(s: f64) -> String {
     }
 }
 
+/// An error rate (a count over at most 10¹⁰ images) without float noise: rounded to 10
+/// decimals, printed in the shortest form (`0.6557`, not `0.6557000000000001`).
+fn fraction(x: f64) -> String {
+    if x.is_finite() {
+        ((x * 1e10).round() / 1e10).to_string()
+    } else {
+        x.to_string()
+    }
+}
+
 /// The `results.csv` row of a run.
 fn row(run: &RunSpec, outcome: &std::result::Result<RunResults, String>) -> Vec<String> {
-    let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    let opt = |v: Option<f64>| v.map_or(String::new(), fraction);
     let c = &run.config;
     let mut r = vec![
         run.id.clone(),
@@ -156,11 +166,11 @@ fn row(run: &RunSpec, outcome: &std::result::Result<RunResults, String>) -> Vec<
     match outcome {
         Ok(res) => r.extend([
             "ok".into(),
-            res.test_error.to_string(),
+            fraction(res.test_error),
             opt(res.test_error_goodness),
             opt(res.test_error_softmax),
             res.eval_method.clone(),
-            res.valid_error.to_string(),
+            fraction(res.valid_error),
             res.epochs.to_string(),
             format!("{:.3}", res.train_seconds),
             format!("{:.3}", res.eval_seconds),
@@ -411,4 +421,16 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         )));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_rates_print_without_float_noise() {
+        assert_eq!(super::fraction(0.6557000000000001), "0.6557");
+        assert_eq!(super::fraction(0.1 + 0.2), "0.3");
+        assert_eq!(super::fraction(0.0123), "0.0123");
+        assert_eq!(super::fraction(1.0), "1");
+        assert_eq!(super::fraction(f64::NAN), "NaN");
+    }
 }
