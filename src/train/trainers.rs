@@ -83,10 +83,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             let topology = cfg.ff_topology()?;
             let learner =
                 FfLearner::with_geometry(cfg.ff.clone(), topology.clone(), cfg.dataset.geometry())?;
-            let substrate: Box<dyn Substrate> = match &cfg.chip {
-                None => Box::new(DigitalNet::new(topology, seeds.init)),
-                Some(chip) => Box::new(chip.build(topology, seeds.init)?),
-            };
+            let substrate = build_substrate(cfg, topology)?;
             Box::new(FfTrainer { learner, substrate })
         }
         Algo::FfRecurrent => {
@@ -97,10 +94,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
                 topology.clone(),
                 cfg.dataset.geometry(),
             )?;
-            let substrate: Box<dyn Substrate> = match &cfg.chip {
-                None => Box::new(DigitalNet::new(topology, seeds.init)),
-                Some(chip) => Box::new(chip.build(topology, seeds.init)?),
-            };
+            let substrate = build_substrate(cfg, topology)?;
             Box::new(RecurrentTrainer { learner, substrate })
         }
         Algo::Bp => {
@@ -114,6 +108,49 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             })
         }
         Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog => super::bp_chip::build(cfg)?,
+    })
+}
+
+/// The substrate of a run: its chip, or the digital network, starting from the run's
+/// initial weights.
+fn build_substrate(
+    cfg: &TrainConfig,
+    topology: crate::substrate::Topology,
+) -> Result<Box<dyn Substrate>> {
+    let init = cfg.seeds().init;
+    Ok(match &cfg.chip {
+        None => Box::new(DigitalNet::new(topology, init)),
+        Some(chip) => Box::new(chip.build(topology, init)?),
+    })
+}
+
+/// What identifies `sub` in a checkpoint.
+fn substrate_id_of(sub: &dyn Substrate) -> SubstrateId {
+    let st = sub.save_state();
+    SubstrateId {
+        kind: st.kind,
+        identity: st.identity,
+    }
+}
+
+/// A Forward-Forward checkpoint's tensors: the substrate's under `substrate/`, the
+/// learner's host state under `ff/`.
+fn ff_tensors(sub: &dyn Substrate, learner: Vec<Tensor>) -> Vec<Tensor> {
+    let mut out = tensor::prefixed(sub.save_state().tensors, "substrate/");
+    out.extend(tensor::prefixed(learner, "ff/"));
+    out
+}
+
+/// Loads the `substrate/` tensors saved from `saved` into `sub`.
+fn restore_substrate(
+    sub: &mut dyn Substrate,
+    tensors: &[Tensor],
+    saved: &SubstrateId,
+) -> Result<Option<String>> {
+    sub.load_state(&SubstrateState {
+        kind: saved.kind.clone(),
+        identity: saved.identity.clone(),
+        tensors: tensor::with_prefix(tensors, "substrate/"),
     })
 }
 
@@ -178,27 +215,16 @@ impl Trainer for FfTrainer {
     }
 
     fn substrate_id(&self) -> SubstrateId {
-        let st = self.substrate.save_state();
-        SubstrateId {
-            kind: st.kind,
-            identity: st.identity,
-        }
+        substrate_id_of(self.substrate.as_ref())
     }
 
     fn tensors(&self) -> Vec<Tensor> {
-        let mut out = tensor::prefixed(self.substrate.save_state().tensors, "substrate/");
-        out.extend(tensor::prefixed(self.learner.tensors(), "ff/"));
-        out
+        ff_tensors(self.substrate.as_ref(), self.learner.tensors())
     }
 
     fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>> {
         self.learner.restore(&tensor::with_prefix(tensors, "ff/"))?;
-        let state = SubstrateState {
-            kind: saved.kind.clone(),
-            identity: saved.identity.clone(),
-            tensors: tensor::with_prefix(tensors, "substrate/"),
-        };
-        self.substrate.load_state(&state)
+        restore_substrate(self.substrate.as_mut(), tensors, saved)
     }
 
     fn advance_time(&mut self, seconds: f64) {
@@ -245,7 +271,7 @@ impl Trainer for RecurrentTrainer {
         if !full {
             let logits = self.learner.logits(self.substrate.as_mut(), data, noise);
             return Ok(Errors {
-                softmax: Some(error_of(&logits, data)),
+                softmax: Some(crate::learn::backprop::error_of(&logits, data)),
                 ..Default::default()
             });
         }
@@ -268,44 +294,21 @@ impl Trainer for RecurrentTrainer {
     }
 
     fn substrate_id(&self) -> SubstrateId {
-        let st = self.substrate.save_state();
-        SubstrateId {
-            kind: st.kind,
-            identity: st.identity,
-        }
+        substrate_id_of(self.substrate.as_ref())
     }
 
     fn tensors(&self) -> Vec<Tensor> {
-        let mut out = tensor::prefixed(self.substrate.save_state().tensors, "substrate/");
-        out.extend(tensor::prefixed(self.learner.tensors(), "ff/"));
-        out
+        ff_tensors(self.substrate.as_ref(), self.learner.tensors())
     }
 
     fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>> {
         self.learner.restore(&tensor::with_prefix(tensors, "ff/"))?;
-        let state = SubstrateState {
-            kind: saved.kind.clone(),
-            identity: saved.identity.clone(),
-            tensors: tensor::with_prefix(tensors, "substrate/"),
-        };
-        self.substrate.load_state(&state)
+        restore_substrate(self.substrate.as_mut(), tensors, saved)
     }
 
     fn advance_time(&mut self, seconds: f64) {
         self.substrate.advance_time(seconds);
     }
-}
-
-/// Fraction of columns of `scores` (classes × n) whose argmax is not the label.
-fn error_of(scores: &Mat, data: &Dataset) -> f64 {
-    let wrong = (0..data.len())
-        .filter(|&j| {
-            let c = scores.column(j);
-            let best = (0..c.len()).fold(0, |b, k| if c[k] > c[b] { k } else { b });
-            best != data.label(j)
-        })
-        .count();
-    wrong as f64 / data.len().max(1) as f64
 }
 
 /// Digital backprop.

@@ -29,6 +29,7 @@ use super::{FfBatchStats, FfConfig, FfLearner};
 use crate::data::negatives::{NegativeLabels, hard_wrong, random_wrong};
 use crate::data::{CLASSES, Dataset};
 use crate::error::{Error, Result, ensure};
+use crate::learn::distill::argmax;
 use crate::learn::ff::head::HeadStats;
 use crate::linalg::{Mat, copy_columns, ensure_shape, normalize_rms};
 use crate::rng::Rng;
@@ -252,6 +253,9 @@ pub struct RecurrentFf {
     ff: FfLearner,
     rc: RecurrentConfig,
     buf: Buffers,
+    /// The buffers of the side-by-side copies (positive and negative, or one per label),
+    /// kept apart from the bottom-up pass's so neither is reallocated every batch.
+    wide: Buffers,
 }
 
 /// What the dynamics report after each layer update: iteration (1-based), layer.
@@ -295,6 +299,7 @@ impl RecurrentFf {
             ff,
             rc,
             buf: Buffers::default(),
+            wide: Buffers::default(),
         })
     }
 
@@ -324,9 +329,12 @@ impl RecurrentFf {
     }
 
     fn shape(&mut self, n: usize) {
-        let t = self.ff.topology();
+        Self::shape_buffers(self.ff.topology(), &mut self.buf, n);
+    }
+
+    /// Sizes `buf` for `n` columns (a no-op when it already has them).
+    fn shape_buffers(t: &Topology, buf: &mut Buffers, n: usize) {
         let layers = t.layers();
-        let buf = &mut self.buf;
         if buf.state.len() == layers && buf.state[0].ncols() == n {
             return;
         }
@@ -375,6 +383,28 @@ impl RecurrentFf {
             );
             normalize_rms(&buf.state[l], &mut buf.norm[l]);
         }
+    }
+
+    /// Switches to the wide buffers, holding `copies` side-by-side copies of the current
+    /// `n` columns of image, states and normalised states (one bottom-up pass, then
+    /// several labels). [`RecurrentFf::narrow`] switches back.
+    fn replicate(&mut self, copies: usize) {
+        let n = self.buf.image.ncols();
+        let (one, wide) = (&self.buf, &mut self.wide);
+        Self::shape_buffers(self.ff.topology(), wide, copies * n);
+        for k in 0..copies {
+            copy_columns(&one.image, 0, &mut wide.image, k * n, n);
+            for (l, (s, m)) in one.state.iter().zip(&one.norm).enumerate() {
+                copy_columns(s, 0, &mut wide.state[l], k * n, n);
+                copy_columns(m, 0, &mut wide.norm[l], k * n, n);
+            }
+        }
+        std::mem::swap(&mut self.buf, &mut self.wide);
+    }
+
+    /// Back to the bottom-up pass's buffers after [`RecurrentFf::replicate`].
+    fn narrow(&mut self) {
+        std::mem::swap(&mut self.buf, &mut self.wide);
     }
 
     /// Updates layer `l` once: forward from its current lines, then damps its state.
@@ -509,33 +539,18 @@ impl RecurrentFf {
         }
         // Positive and negative copies side by side (2B columns), starting from the same
         // bottom-up states.
-        let init: Vec<(Mat, Mat)> = self
-            .buf
-            .state
-            .iter()
-            .zip(&self.buf.norm)
-            .map(|(s, n)| (s.clone(), n.clone()))
-            .collect();
-        let image = self.buf.image.clone();
-        self.shape(2 * b);
-        copy_columns(&image, 0, &mut self.buf.image, 0, b);
-        copy_columns(&image, 0, &mut self.buf.image, b, b);
-        for (l, (s, n)) in init.iter().enumerate() {
-            for half in [0, b] {
-                copy_columns(s, 0, &mut self.buf.state[l], half, b);
-                copy_columns(n, 0, &mut self.buf.norm[l], half, b);
-            }
-        }
+        self.replicate(2);
         self.write_labels(0, labels);
         self.write_labels(b, &neg);
-        let t = self.ff.topology().clone();
+        let t = self.ff.topology();
+        let dims: Vec<(usize, usize)> = (0..layers).map(|l| t.dims(l)).collect();
+        let acts: Vec<_> = (0..layers).map(|l| t.activation(l)).collect();
         let buf = &mut self.buf;
         buf.r_cat.resize_with(layers, Mat::default);
         buf.d_cat.resize_with(layers, Mat::default);
-        for l in 0..layers {
-            let (inp, out) = t.dims(l);
-            ensure_shape(&mut buf.r_cat[l], inp, 2 * b * iters);
-            ensure_shape(&mut buf.d_cat[l], out, 2 * b * iters);
+        for ((r, d), (inp, out)) in buf.r_cat.iter_mut().zip(&mut buf.d_cat).zip(&dims) {
+            ensure_shape(r, *inp, 2 * b * iters);
+            ensure_shape(d, *out, 2 * b * iters);
         }
         let cfg = self.ff.cfg.clone();
         let losses = self.ff.losses.clone();
@@ -573,7 +588,7 @@ impl RecurrentFf {
             // Local errors of the computed activity: the goodness gradient at the damped
             // state, times (1 − damping), gated by the neuron's derivative; the peer term
             // (positives only) is not gated, so dead units revive.
-            let act = t.activation(l);
+            let act = acts[l];
             let off = (it - 1) * 2 * b;
             let d = &mut d_cat[l].as_mut_slice()[off * rows..(off + 2 * b) * rows];
             let comp = buf.computed[l].as_slice();
@@ -600,13 +615,22 @@ impl RecurrentFf {
         };
         let result = self.iterate(sub, noise, &mut visit);
         self.ff.peer = peer;
-        result?;
-        for l in 0..layers {
-            self.ff
-                .request_update(sub, l, &d_cat[l], &r_cat[l], b * iters, gain, noise);
-        }
         self.buf.r_cat = r_cat;
         self.buf.d_cat = d_cat;
+        self.narrow();
+        result?;
+        let wide = &self.wide;
+        for l in 0..layers {
+            self.ff.request_update(
+                sub,
+                l,
+                &wide.d_cat[l],
+                &wide.r_cat[l],
+                b * iters,
+                gain,
+                noise,
+            );
+        }
         self.buf.neg_labels = neg;
         Ok(stats)
     }
@@ -632,21 +656,8 @@ impl RecurrentFf {
         self.bottom_up(sub, noise);
         self.head_logits(n);
         let logits = self.buf.logits.clone();
-        let init: Vec<(Mat, Mat)> = self
-            .buf
-            .state
-            .iter()
-            .zip(&self.buf.norm)
-            .map(|(s, m)| (s.clone(), m.clone()))
-            .collect();
-        let image = self.buf.image.clone();
-        self.shape(classes * n);
+        self.replicate(classes);
         for k in 0..classes {
-            copy_columns(&image, 0, &mut self.buf.image, k * n, n);
-            for (l, (s, m)) in init.iter().enumerate() {
-                copy_columns(s, 0, &mut self.buf.state[l], k * n, n);
-                copy_columns(m, 0, &mut self.buf.norm[l], k * n, n);
-            }
             self.write_labels(k * n, &vec![k; n]);
         }
         let first = self.ff.config().eval_from - 1;
@@ -670,7 +681,9 @@ impl RecurrentFf {
             }
             Ok(())
         };
-        self.iterate(sub, noise, &mut visit)?;
+        let result = self.iterate(sub, noise, &mut visit);
+        self.narrow();
+        result?;
         Ok((out, logits))
     }
 
@@ -688,8 +701,6 @@ impl RecurrentFf {
         let mut wrong_t = vec![0usize; iters];
         let (mut wrong_g, mut wrong_s) = (0usize, 0usize);
         let idx: Vec<usize> = (0..data.len()).collect();
-        let argmax =
-            |c: &[f32]| (0..c.len()).fold(0, |best, k| if c[k] > c[best] { k } else { best });
         for chunk in idx.chunks(super::eval::EVAL_BATCH) {
             if images.ncols() != chunk.len() {
                 images = Mat::zeros(data.pixels(), chunk.len());
