@@ -111,17 +111,9 @@ fn bad_recurrent_input_fails_with_one_line_naming_the_key() {
 /// Writes CIFAR-10 binary files (`per_file` records each, labels cycling 0..9, pixel
 /// values from the record index) under `dir/cifar10/cifar-10-batches-bin/`.
 fn write_cifar(dir: &std::path::Path, per_file: usize) {
-    let f = dir.join("cifar10").join("cifar-10-batches-bin");
+    let f = mortal::data::cifar::folder(dir);
     std::fs::create_dir_all(&f).unwrap();
-    let names = [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ];
-    for (fi, name) in names.iter().enumerate() {
+    for (fi, name) in mortal::data::cifar::FILES.iter().enumerate() {
         let mut b = Vec::new();
         for k in 0..per_file {
             let label = (fi + k) % 10;
