@@ -282,6 +282,13 @@ pub struct TrainArgs {
     /// (K = 2: the paper's 25 shifts).
     #[arg(long, value_name = "jitter:K")]
     pub augment: Option<String>,
+    /// Energy and latency model of the cost report: reram, pcm or a model TOML file
+    /// (default: the chip preset's own, reram otherwise).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub energy: Option<String>,
+    /// Do not count operations (no `cost` block in results.json; results are identical).
+    #[arg(long)]
+    pub no_count: bool,
     /// FF: peer normalisation strength (0 = off; default 0.03).
     #[arg(long, allow_hyphen_values = true)]
     pub peer_norm: Option<f32>,
@@ -509,6 +516,9 @@ impl TrainArgs {
         if let Some(a) = &self.augment {
             cfg.jitter = parse_augment(a)?;
         }
+        if let Some(e) = &self.energy {
+            cfg.energy = Some(e.clone());
+        }
         let ff = &mut cfg.ff;
         if let Some(v) = self.negatives {
             ff.negatives = match v {
@@ -619,6 +629,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 out: Some(out.clone()),
                 reporter,
                 checkpoint: !args.no_checkpoint,
+                count: !args.no_count,
             };
             let r = train::run(&cfg, &data, &opts)?;
             print_result_line(&r);

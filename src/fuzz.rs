@@ -398,6 +398,7 @@ fn checkpoint_fixture(dir: &Path) {
             out: Some(dir.to_path_buf()),
             reporter: crate::progress::Reporter::quiet(),
             checkpoint: true,
+            count: true,
         },
     )
     .unwrap();

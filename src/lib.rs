@@ -19,6 +19,7 @@ pub mod substrate;
 pub use substrate::{Substrate, Topology};
 pub mod bench;
 pub mod cli;
+pub mod cost;
 pub mod fsutil;
 pub mod learn;
 pub mod plot;

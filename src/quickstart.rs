@@ -53,6 +53,7 @@ pub fn run(out: &Path, plots: &Path, rep: &Reporter) -> Result<Vec<RunResults>> 
                 out: Some(dir.clone()),
                 reporter: rep.clone(),
                 checkpoint: true,
+                count: true,
             },
         )?;
         crate::cli::print_result_line(&r);

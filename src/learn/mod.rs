@@ -4,6 +4,7 @@
 pub mod backprop;
 pub mod distill;
 pub mod ff;
+pub mod host;
 pub mod optim;
 
 pub use backprop::{BpConfig, BpLearner};

@@ -255,6 +255,7 @@ fn teacher(cfg: &TrainConfig, dir: &Path, data_dir: Option<&Path>, rep: &Reporte
         out: Some(dir.to_path_buf()),
         reporter: rep.clone(),
         checkpoint: true,
+        count: true,
     };
     let r = train::run_with(cfg, trainer.as_mut(), &data, &opts)?;
     rep.line(&format!(

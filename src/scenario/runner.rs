@@ -176,6 +176,20 @@ fn row(run: &RunSpec, outcome: &std::result::Result<RunResults, String>) -> Vec<
             format!("{:.3}", res.eval_seconds),
             res.peak_rss_mib
                 .map_or(String::new(), |m| format!("{m:.1}")),
+            energy(res.cost.as_ref().map(|c| c.train.per_sample.energy_j)),
+            energy(res.cost.as_ref().map(|c| c.inference.per_sample.energy_j)),
+            energy(
+                res.cost
+                    .as_ref()
+                    .and_then(|c| c.analog_native.as_ref())
+                    .map(|n| n.train_per_sample.energy_j),
+            ),
+            energy(
+                res.cost
+                    .as_ref()
+                    .and_then(|c| c.analog_native.as_ref())
+                    .map(|n| n.inference_per_image.energy_j),
+            ),
         ]),
         Err(_) => r.extend([
             "diverged".into(),
@@ -188,9 +202,18 @@ fn row(run: &RunSpec, outcome: &std::result::Result<RunResults, String>) -> Vec<
             String::new(),
             String::new(),
             String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
         ]),
     }
     r
+}
+
+/// An energy in J with four significant digits (empty when not measured).
+fn energy(v: Option<f64>) -> String {
+    v.map_or(String::new(), |e| format!("{e:.4e}"))
 }
 
 /// The data a run trains on, loaded once per distinct source.
@@ -219,6 +242,7 @@ fn execute(
         out: Some(dir.to_path_buf()),
         reporter,
         checkpoint: true,
+        count: true,
     };
     match train::run_with(cfg, trainer.as_mut(), data, &opts) {
         Ok(r) => Ok(Ok(r)),

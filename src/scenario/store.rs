@@ -38,7 +38,7 @@ pub const FORMAT: u32 = 1;
 /// Fixed columns of `results.csv` before the axis columns.
 pub const LEAD_COLUMNS: [&str; 6] = ["run_id", "index", "name", "algo", "seed", "chip_seed"];
 /// Fixed columns after the axis columns.
-pub const TAIL_COLUMNS: [&str; 10] = [
+pub const TAIL_COLUMNS: [&str; 14] = [
     "status",
     "test_error",
     "test_error_goodness",
@@ -49,6 +49,10 @@ pub const TAIL_COLUMNS: [&str; 10] = [
     "train_seconds",
     "eval_seconds",
     "peak_rss_mib",
+    "train_energy_j_per_sample",
+    "inference_energy_j_per_image",
+    "train_energy_j_per_sample_native",
+    "inference_energy_j_per_image_native",
 ];
 /// Columns that legitimately differ between identical runs (timing and memory).
 pub const VOLATILE_COLUMNS: [&str; 3] = ["train_seconds", "eval_seconds", "peak_rss_mib"];

@@ -5,8 +5,9 @@
 
 use serde_json::json;
 
+use super::ops::{F32, Ledger, Purpose};
 use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
-use super::{Substrate, SubstrateState, Topology, Update, initial_parameters};
+use super::{Activation, Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
 use crate::linalg::{Mat, Op, axpby, ensure_shape, for_each_column, gemm, row_sums};
 use crate::rng::Rng;
@@ -27,6 +28,7 @@ pub struct DigitalNet {
     /// Gathered inputs of a tile (fan-in × batch) and a tile's transposed product.
     gather: Mat,
     tmp: Mat,
+    ledger: Ledger,
 }
 
 /// Splits a dense `out × in` matrix into the tile blocks of projection `l`.
@@ -58,11 +60,43 @@ impl DigitalNet {
             })
             .collect();
         Self {
-            topology,
             params,
             gather: Mat::zeros(0, 0),
             tmp: Mat::zeros(0, 0),
+            ledger: Ledger::new(topology.layers()),
+            topology,
         }
+    }
+
+    /// Counts a pass of `cols` samples through layer `l` (forward, or transposed with
+    /// `transposed`): 2 FLOPs per existing weight per sample, plus bias and activation
+    /// forward; the weights read once per call and the signals in and out.
+    fn count_pass(&mut self, l: usize, cols: usize, transposed: bool) {
+        let (inp, out) = self.topology.dims(l);
+        let w = self.topology.wiring(l).weight_count() as u64;
+        let (b, inp, out) = (cols as u64, inp as u64, out as u64);
+        let extra = if transposed {
+            0
+        } else {
+            out * (1 + u64::from(self.topology.activation(l) != Activation::Linear))
+        };
+        let flops = (2 * w + extra) * b;
+        let bytes = F32 * (w + out + (inp + out) * b);
+        self.ledger.host(Purpose::Substrate, flops, bytes);
+    }
+
+    /// Counts an update of layer `l` (dense request, or outer product of `cols` samples).
+    fn count_update(&mut self, l: usize, outer_cols: Option<usize>) {
+        let (inp, out) = self.topology.dims(l);
+        let p = (self.topology.wiring(l).weight_count() + out) as u64;
+        // Read w and Δw, write w: 3 FLOPs (scale, decay, add) per parameter.
+        let (mut flops, mut bytes) = (3 * p, 3 * F32 * p);
+        if let Some(b) = outer_cols {
+            let b = b as u64;
+            flops += 2 * p * b;
+            bytes += F32 * (inp + out) as u64 * b;
+        }
+        self.ledger.host(Purpose::Substrate, flops, bytes);
     }
 
     /// Weights (dense out × in, absent entries 0) and biases of layer `l`. For digital
@@ -122,14 +156,20 @@ impl Substrate for DigitalNet {
             }
         }
         bias_activate(activity, &p.bias, self.topology.activation(layer));
+        let b = x.ncols();
+        self.count_pass(layer, b, false);
+        self.ledger.count(layer, |c| c.forward_passes += b as u64);
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out: &mut Mat, _noise: &mut Rng) {
         let p = &self.params[layer];
         let wiring = self.topology.wiring(layer);
         ensure_shape(out, wiring.inp, d.ncols());
+        self.ledger
+            .count(layer, |c| c.transposed_reads += d.ncols() as u64);
         if wiring.is_dense() {
             gemm(1.0, &p.blocks[0], Op::T, d, Op::N, 0.0, out);
+            self.count_pass(layer, d.ncols(), true);
             return;
         }
         out.fill(0.0);
@@ -144,9 +184,17 @@ impl Substrate for DigitalNet {
                 }
             }
         }
+        self.count_pass(layer, d.ncols(), true);
     }
 
     fn update(&mut self, layer: usize, update: Update<'_>, _noise: &mut Rng) {
+        self.count_update(
+            layer,
+            match update {
+                Update::Dense { .. } => None,
+                Update::Outer { x, .. } => Some(x.ncols()),
+            },
+        );
         let p = &mut self.params[layer];
         let wiring = self.topology.wiring(layer);
         match update {
@@ -192,6 +240,16 @@ impl Substrate for DigitalNet {
         assert_eq!(w.shape(), (wiring.out, wiring.inp), "program: weight shape");
         self.params[layer].blocks = blocks_of(&self.topology, layer, w);
         self.params[layer].bias.copy_from_slice(b);
+        let p = (wiring.weight_count() + wiring.out) as u64;
+        self.ledger.host(Purpose::Substrate, 0, 2 * F32 * p);
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 
     fn save_state(&self) -> SubstrateState {

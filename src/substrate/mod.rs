@@ -15,6 +15,7 @@
 
 pub mod device;
 pub mod digital;
+pub mod ops;
 pub mod wiring;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::rng::Rng;
 
 pub use device::{Chip, HardwareSpec};
 pub use digital::DigitalNet;
+pub use ops::{Counts, Ledger, Purpose};
 pub use wiring::{Connectivity, Geometry, Local, Wiring};
 
 /// The nominal nonlinearity of a layer's neurons.
@@ -480,6 +482,14 @@ pub trait Substrate: Send {
 
     /// A short human-readable description (e.g. `digital` or `chip reram #7`).
     fn describe(&self) -> String;
+
+    /// The operation counters of this substrate ([`ops`]): what its calls did, per layer,
+    /// plus the host work learners record on it.
+    fn ledger(&self) -> &Ledger;
+
+    /// The counters, for learners to add their host work and for the run loop to switch
+    /// counting on or off. Counting never changes a result.
+    fn ledger_mut(&mut self) -> &mut Ledger;
 }
 
 /// The initial weights and biases every substrate starts from: weights drawn from

@@ -25,6 +25,7 @@ use crate::learn::backprop::{BpBatchStats, Mlp, Trace, classifier_topology, eval
 use crate::learn::optim::Schedule;
 use crate::linalg::Mat;
 use crate::rng::{Rng, derive};
+use crate::substrate::Ledger;
 use crate::substrate::{Substrate, SubstrateState, Topology};
 use crate::tensor::{self, Tensor};
 
@@ -48,6 +49,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             chip,
             deployer,
             trace: Trace::default(),
+            deployment: Ledger::new(0),
         }),
         Algo::BpHwa => {
             // The nominal spec of the family (variation applied), never the instance.
@@ -58,6 +60,7 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
                 chip,
                 deployer,
                 trace: Trace::default(),
+                deployment: Ledger::new(0),
             })
         }
         Algo::BpPat => Box::new(InSituTrainer {
@@ -113,6 +116,7 @@ pub fn deploy_digital(cfg: &TrainConfig, tensors: &[Tensor]) -> Result<Box<dyn T
         chip,
         deployer: Deployer::new(derive(cfg.seeds().noise, "deploy")),
         trace: Trace::default(),
+        deployment: Ledger::new(0),
     }))
 }
 
@@ -206,6 +210,32 @@ pub struct DeployTrainer {
     pub chip: Box<dyn Substrate>,
     deployer: Deployer,
     trace: Trace,
+    /// Counters of the latest deployment (write-and-verify of the trained weights).
+    deployment: Ledger,
+}
+
+impl DeployTrainer {
+    /// Deploys the current weights if the chip does not hold them, recording the cost.
+    fn deploy(&mut self) -> Result<()> {
+        let before = self.chip.ledger().clone();
+        let mlp = match &self.learner {
+            Offline::Plain(l) => &l.mlp,
+            Offline::Hwa(h) => h.mlp(),
+        };
+        self.deployer.ensure(mlp, self.chip.as_mut())?;
+        let d = self.chip.ledger().since(&before);
+        if !d.total().is_empty() {
+            self.deployment = d;
+        }
+        Ok(())
+    }
+
+    fn host_ledger(&self) -> &Ledger {
+        match &self.learner {
+            Offline::Plain(l) => &l.ledger,
+            Offline::Hwa(h) => &h.bp.ledger,
+        }
+    }
 }
 
 impl DeployTrainer {
@@ -237,8 +267,7 @@ impl Trainer for DeployTrainer {
 
     /// On the chip: the current weights are deployed first if they are not there yet.
     fn evaluate(&mut self, data: &Dataset, _full: bool, noise: &mut Rng) -> Result<Errors> {
-        self.deployer
-            .ensure(self.learner.mlp(), self.chip.as_mut())?;
+        self.deploy()?;
         let e = onchip::evaluate(self.chip.as_mut(), data, &mut self.trace, noise);
         Ok(Errors {
             goodness: None,
@@ -248,8 +277,7 @@ impl Trainer for DeployTrainer {
     }
 
     fn logits(&mut self, data: &Dataset, noise: &mut Rng) -> Result<Mat> {
-        self.deployer
-            .ensure(self.learner.mlp(), self.chip.as_mut())?;
+        self.deploy()?;
         Ok(onchip::logits(
             self.chip.as_mut(),
             data,
@@ -309,6 +337,27 @@ impl Trainer for DeployTrainer {
 
     fn advance_time(&mut self, seconds: f64) {
         self.chip.advance_time(seconds);
+    }
+
+    /// The offline training's host work and the chip's operations.
+    fn ledger(&self) -> Ledger {
+        let mut l = self.host_ledger().clone();
+        l.absorb(self.chip.ledger());
+        l
+    }
+
+    fn set_counting(&mut self, on: bool) {
+        self.chip.ledger_mut().set_enabled(on);
+        match &mut self.learner {
+            Offline::Plain(l) => l.ledger.set_enabled(on),
+            Offline::Hwa(h) => h.bp.ledger.set_enabled(on),
+        }
+    }
+
+    /// One deployment of the trained weights (the chip's programming of random initial
+    /// weights is not part of this route).
+    fn setup_cost(&self, _initial: &Ledger) -> Ledger {
+        self.deployment.clone()
     }
 }
 
@@ -404,6 +453,14 @@ impl Trainer for InSituTrainer {
     fn advance_time(&mut self, seconds: f64) {
         self.chip.advance_time(seconds);
     }
+
+    fn ledger(&self) -> Ledger {
+        self.chip.ledger().clone()
+    }
+
+    fn set_counting(&mut self, on: bool) {
+        self.chip.ledger_mut().set_enabled(on);
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +511,7 @@ mod tests {
                 out: out.map(std::path::Path::to_path_buf),
                 reporter: Reporter::quiet(),
                 checkpoint: out.is_some(),
+                count: true,
             },
         )
         .unwrap()

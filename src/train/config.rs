@@ -137,6 +137,24 @@ pub struct TrainConfig {
     /// each way, drawn per sample from the seed (0 = off; 2 = the paper's 25 shifts).
     #[serde(default)]
     pub jitter: usize,
+    /// Energy and latency model of the run's cost report: a preset name (`reram`, `pcm`)
+    /// or a model TOML file ([`crate::cost::EnergyModel`]); `None`: the chip preset's own
+    /// (`pcm` for `pcm`, else `reram`). Counting never changes a result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<String>,
+}
+
+impl TrainConfig {
+    /// The energy model of the run's cost report (see [`TrainConfig::energy`]).
+    pub fn energy_model(&self) -> Result<crate::cost::EnergyModel> {
+        let source = match &self.energy {
+            Some(s) => s.as_str(),
+            None => {
+                crate::cost::EnergyModel::default_for(self.chip.as_ref().map(|c| c.source.as_str()))
+            }
+        };
+        crate::cost::EnergyModel::load(source)
+    }
 }
 
 /// Which chip a run uses: a hardware family, an instance seed and a variation level.
@@ -250,6 +268,7 @@ impl Default for TrainConfig {
             bp: BpConfig::default(),
             chip: None,
             jitter: 0,
+            energy: None,
         }
     }
 }
@@ -300,6 +319,7 @@ impl TrainConfig {
 
     /// Checks every setting; errors name the offending key.
     pub fn validate(&self) -> Result<()> {
+        self.energy_model()?;
         let geometry = self.dataset.geometry();
         for net in ["cifar-local2", "cifar-local3"] {
             if layers::named(net).is_ok_and(|l| l == self.layers)

@@ -930,6 +930,7 @@ mod tests {
                 out: None,
                 reporter: Reporter::quiet(),
                 checkpoint: false,
+                count: true,
             },
         )
         .unwrap();

@@ -26,6 +26,7 @@ use crate::fsutil::{create_dir, write_json};
 use crate::linalg::Mat;
 use crate::progress::Reporter;
 use crate::rng::{derive, indexed, stream};
+use crate::substrate::Ledger;
 
 /// Where and how a run reports.
 #[derive(Clone, Debug)]
@@ -36,7 +37,15 @@ pub struct RunOptions {
     pub reporter: Reporter,
     /// Save a checkpoint at the end.
     pub checkpoint: bool,
+    /// Count operations and report the `cost` block (off: no counting and no `cost`;
+    /// results are the same either way).
+    pub count: bool,
 }
+
+/// Images of the inference-cost probe: the first ones of the test set, evaluated once
+/// more by the run's method with the counters watching (its own noise stream; the
+/// reported errors come from the full evaluation before it).
+pub const COST_PROBE_IMAGES: usize = 100;
 
 /// Name of the per-epoch file while a run is in progress (renamed when it completes, so
 /// a finished run's files are never left half-replaced by a failed re-run).
@@ -108,6 +117,9 @@ pub fn run_with(
         noise: stream(seeds.noise, "train"),
     };
     let eval_seed = derive(seeds.noise, "eval");
+    trainer.set_counting(opts.count);
+    let initial = trainer.ledger();
+    let mut trained = Ledger::new(0);
     let mut records: Vec<EpochRecord> = Vec::new();
     let mut images = Mat::zeros(0, 0);
     let start = Instant::now();
@@ -122,6 +134,7 @@ pub fn run_with(
             &format!("epoch {epoch}/{}", cfg.epochs),
         );
         let t0 = Instant::now();
+        let before = trainer.ledger();
         let (mut loss, mut errors, mut samples) = (0.0f64, 0usize, 0usize);
         for idx in batches {
             if images.ncols() != idx.len() {
@@ -147,6 +160,7 @@ pub fn run_with(
             }
         }
         bar.finish_and_clear();
+        trained.absorb(&trainer.ledger().since(&before));
         let t_train = t0.elapsed().as_secs_f64();
         train_seconds += t_train;
         let full = epoch == cfg.epochs || (cfg.eval_every > 0 && epoch % cfg.eval_every == 0);
@@ -201,6 +215,32 @@ pub fn run_with(
     let test_digital = trainer.evaluate_digital(&data.test)?;
     eval_seconds += t1.elapsed().as_secs_f64();
     let (method, valid_error) = last_valid.best();
+    let cost = if opts.count {
+        let mut train = trainer.setup_cost(&initial);
+        train.absorb(&trained);
+        let probe = data.test.slice(0..data.test.len().min(COST_PROBE_IMAGES));
+        let before = trainer.ledger();
+        trainer.evaluate(
+            &probe,
+            method == "goodness",
+            &mut stream(derive(eval_seed, "cost-probe"), "probe"),
+        )?;
+        let inference = trainer.ledger().since(&before);
+        let model = cfg.energy_model()?;
+        Some(crate::cost::report(
+            &model,
+            &crate::cost::Measured {
+                train: &train,
+                train_samples: (cfg.epochs * data.train.len()) as u64,
+                inference: &inference,
+                images: probe.len() as u64,
+                method,
+                ff: cfg.algo.is_ff(),
+            },
+        ))
+    } else {
+        None
+    };
     let results = RunResults {
         mortal_version: env!("CARGO_PKG_VERSION").to_string(),
         algo: cfg.algo.name().into(),
@@ -228,6 +268,7 @@ pub fn run_with(
         threads: rayon::current_num_threads(),
         peak_rss_mib: crate::resources::peak_rss_mib(),
         config: cfg.clone(),
+        cost,
     };
     if let Some(out) = &opts.out {
         if opts.checkpoint {

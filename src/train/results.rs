@@ -132,4 +132,8 @@ pub struct RunResults {
     pub peak_rss_mib: Option<f64>,
     /// The full resolved configuration.
     pub config: TrainConfig,
+    /// What training and inference cost under the run's energy model (operation counts,
+    /// energy, latency; see [`crate::cost`]). Absent when counting was switched off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostReport>,
 }

@@ -10,7 +10,7 @@ use crate::learn::ff::recurrent::RecurrentFf;
 use crate::learn::optim::Schedule;
 use crate::linalg::Mat;
 use crate::rng::Rng;
-use crate::substrate::{DigitalNet, Substrate, SubstrateState};
+use crate::substrate::{DigitalNet, Ledger, Substrate, SubstrateState};
 use crate::tensor::{self, Tensor};
 
 /// The random streams a batch may draw from.
@@ -73,6 +73,17 @@ pub trait Trainer: Send {
     fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>>;
     /// Lets simulated time pass on the substrate (conductance drift); seconds.
     fn advance_time(&mut self, seconds: f64);
+    /// Everything counted so far ([`crate::substrate::ops`]): the substrate's operations
+    /// and the host's digital work, cumulative.
+    fn ledger(&self) -> Ledger;
+    /// Switches the operation counters on or off (never changes a result).
+    fn set_counting(&mut self, on: bool);
+    /// The one-time cost of putting the trained network in place, given the counters at
+    /// the start of training: by default whatever was counted before training (a chip's
+    /// initial write-and-verify); offline training deployed onto a chip: the deployment.
+    fn setup_cost(&self, initial: &Ledger) -> Ledger {
+        initial.clone()
+    }
 }
 
 /// Builds the trainer of a (validated) configuration.
@@ -230,6 +241,14 @@ impl Trainer for FfTrainer {
     fn advance_time(&mut self, seconds: f64) {
         self.substrate.advance_time(seconds);
     }
+
+    fn ledger(&self) -> Ledger {
+        self.substrate.ledger().clone()
+    }
+
+    fn set_counting(&mut self, on: bool) {
+        self.substrate.ledger_mut().set_enabled(on);
+    }
 }
 
 /// Recurrent Forward-Forward on a substrate.
@@ -309,6 +328,14 @@ impl Trainer for RecurrentTrainer {
     fn advance_time(&mut self, seconds: f64) {
         self.substrate.advance_time(seconds);
     }
+
+    fn ledger(&self) -> Ledger {
+        self.substrate.ledger().clone()
+    }
+
+    fn set_counting(&mut self, on: bool) {
+        self.substrate.ledger_mut().set_enabled(on);
+    }
 }
 
 /// Digital backprop.
@@ -337,6 +364,8 @@ impl Trainer for BpTrainer {
     }
 
     fn evaluate(&mut self, data: &Dataset, _full: bool, _noise: &mut Rng) -> Result<Errors> {
+        let topo = self.learner.mlp.topology().clone();
+        crate::learn::backprop::count_model(&mut self.learner.ledger, &topo, data.len(), false);
         Ok(Errors {
             goodness: None,
             softmax: Some(self.learner.evaluate(data)),
@@ -383,4 +412,12 @@ impl Trainer for BpTrainer {
     }
 
     fn advance_time(&mut self, _seconds: f64) {}
+
+    fn ledger(&self) -> Ledger {
+        self.learner.ledger.clone()
+    }
+
+    fn set_counting(&mut self, on: bool) {
+        self.learner.ledger.set_enabled(on);
+    }
 }

@@ -103,6 +103,11 @@ impl AnalogLearner {
             &mut self.delta,
             |l, d, out| sub.transpose_read(l, d, out, noise),
         );
+        // Host work: the derivative times the error read back, below the output layer.
+        for l in 0..self.topology.layers().saturating_sub(1) {
+            let rows = self.topology.dims(l).1;
+            crate::learn::host::derivative(sub.ledger_mut(), rows, labels.len());
+        }
         let step = self.sgd.sgd_step_from_velocity(gain, true);
         for l in 0..self.topology.layers() {
             sub.update(

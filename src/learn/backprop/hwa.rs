@@ -357,6 +357,12 @@ impl HwaLearner {
         }
         self.noisy
             .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
+        // Host work: the noisy forward (the model's pass plus one noise draw and add per
+        // weight-read output, counted as the pass again) and the backward pass.
+        let topo = self.noisy.topology().clone();
+        super::count_model(&mut self.bp.ledger, &topo, labels.len(), true);
+        super::count_model(&mut self.bp.ledger, &topo, labels.len(), false);
+        crate::learn::host::softmax_error(&mut self.bp.ledger, self.dlogits.nrows(), labels.len());
         self.bp.apply_gradients(&self.grads, gain);
         Ok(BpBatchStats {
             loss_sum,

@@ -25,7 +25,7 @@ use crate::data::{Dataset, PIXELS};
 use crate::error::{Error, Result};
 use crate::learn::optim::{OptState, OptimizerConfig, Schedule};
 use crate::linalg::Mat;
-use crate::substrate::{Activation, Topology};
+use crate::substrate::{Activation, Ledger, Topology};
 pub use model::{LayerGrad, Mlp, Trace, backward_deltas, softmax_cross_entropy};
 
 /// Backprop settings.
@@ -110,6 +110,29 @@ pub struct BpLearner {
     delta: Vec<Mat>,
     dlogits: Mat,
     scratch: Vec<f32>,
+    /// The host's digital work (operation counters): the model's passes and optimiser.
+    pub ledger: Ledger,
+}
+
+/// Counts a digital model's forward (and, with `backward`, backward) pass of `cols`
+/// samples over every layer of `topo` (existing weights only).
+pub fn count_model(ledger: &mut Ledger, topo: &Topology, cols: usize, backward: bool) {
+    for l in 0..topo.layers() {
+        let (w, out) = (topo.wiring(l).weight_count(), topo.dims(l).1);
+        crate::learn::host::model_pass(ledger, w + out, out, cols, false);
+        if backward {
+            crate::learn::host::model_pass(ledger, w + out, out, cols, true);
+        }
+    }
+}
+
+/// Counts only the backward pass of a digital model (the twin of `bp-pat`, whose forward
+/// pass runs on the chip).
+pub fn count_model_backward(ledger: &mut Ledger, topo: &Topology, cols: usize) {
+    for l in 0..topo.layers() {
+        let (w, out) = (topo.wiring(l).weight_count(), topo.dims(l).1);
+        crate::learn::host::model_pass(ledger, w + out, out, cols, true);
+    }
 }
 
 impl BpLearner {
@@ -150,6 +173,7 @@ impl BpLearner {
             delta: Vec::new(),
             dlogits: Mat::zeros(0, 0),
             scratch: Vec::new(),
+            ledger: Ledger::new(0),
         }
     }
 
@@ -173,6 +197,8 @@ impl BpLearner {
                 "backprop loss is {loss_sum}; lower the learning rate"
             )));
         }
+        count_model(&mut self.ledger, self.mlp.topology(), labels.len(), true);
+        crate::learn::host::softmax_error(&mut self.ledger, self.dlogits.nrows(), labels.len());
         self.mlp
             .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
         // Sparse layers: only existing weights learn (dense maths, gradients masked).
@@ -196,6 +222,12 @@ impl BpLearner {
     /// One optimiser step of the model from gradients computed elsewhere (e.g. through a
     /// noisy forward pass, [`hwa`]). `gain` is the schedule multiplier.
     pub fn apply_gradients(&mut self, grads: &[LayerGrad], gain: f32) {
+        let adam = !self.opt_w.first().is_some_and(OptState::is_sgd);
+        let params = self.mlp.topology().weight_count()
+            + (0..self.mlp.topology().layers())
+                .map(|l| self.mlp.topology().dims(l).1)
+                .sum::<usize>();
+        crate::learn::host::optimiser(&mut self.ledger, params, adam);
         for (l, g) in grads.iter().enumerate() {
             let (w, b) = &mut self.mlp.params[l];
             self.opt_w[l].apply_gradient(

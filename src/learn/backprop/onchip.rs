@@ -51,6 +51,7 @@ pub fn forward_loss(
     }
     forward(sub, images, trace, noise);
     let (loss_sum, errors) = super::softmax_cross_entropy(trace.logits(), labels, dlogits);
+    crate::learn::host::softmax_error(sub.ledger_mut(), dlogits.nrows(), labels.len());
     if !loss_sum.is_finite() {
         return Err(Error::Diverged(format!(
             "{method} loss is {loss_sum}; lower the learning rate"

@@ -104,6 +104,14 @@ impl PatLearner {
         // Backward through the twin, at the chip's measured activities.
         self.host
             .backward(&self.trace, &self.dlogits, &mut self.grads, &mut self.delta);
+        // Host work: the twin's backward pass and the optimiser (twin and chip request).
+        super::count_model_backward(sub.ledger_mut(), self.host.topology(), labels.len());
+        let adam = !self.opt_w.first().is_some_and(OptState::is_sgd);
+        let params = self.host.topology().weight_count()
+            + (0..self.host.topology().layers())
+                .map(|l| self.host.topology().dims(l).1)
+                .sum::<usize>();
+        crate::learn::host::optimiser(sub.ledger_mut(), params, adam);
         for (l, g) in self.grads.iter().enumerate() {
             ensure_shape(&mut self.step_w, g.w.nrows(), g.w.ncols());
             self.step_b.resize(g.b.len(), 0.0);

@@ -7,6 +7,7 @@ use super::FfLearner;
 use super::labels::write_label_blocks;
 use crate::data::{CLASSES, Dataset};
 use crate::error::{Error, Result};
+use crate::learn::host;
 use crate::linalg::{Mat, normalize_rms};
 use crate::rng::Rng;
 use crate::substrate::Substrate;
@@ -90,12 +91,15 @@ impl FfLearner {
             write_label_blocks(images, &mut buf.x, labelled, neutral, strength);
         }
         normalize_rms(&buf.x, &mut buf.norm[0]);
+        host::normalise(sub.ledger_mut(), widths[0], cols);
         out.goodness = Mat::zeros(labelled, n);
         for l in 0..layers {
             let (head, tail) = buf.norm.split_at_mut(l + 1);
             sub.forward(l, &head[l], &mut buf.received, &mut buf.activity[l], noise);
             let act = &buf.activity[l];
+            host::normalise(sub.ledger_mut(), act.nrows(), cols);
             if goodness && l + 1 >= self.cfg.eval_from {
+                host::goodness(sub.ledger_mut(), act.nrows(), cols);
                 self.cfg
                     .goodness
                     .columns(act.as_slice(), act.nrows(), &mut buf.goodness);
@@ -112,6 +116,8 @@ impl FfLearner {
             .map(|l| buf.norm[l + 1].columns(0, n))
             .collect();
         self.head.logits(&features, &mut out.logits);
+        let f: usize = features.iter().map(|m| m.nrows()).sum();
+        host::head_logits(sub.ledger_mut(), f, CLASSES, n);
     }
 
     /// Error rates on a whole dataset, in batches of [`EVAL_BATCH`]. Without `goodness`

@@ -9,6 +9,7 @@ use super::labels::{write_neutral, write_one_hot};
 use crate::data::augment::hybrids;
 use crate::data::negatives::{NegativeLabels, hard_wrong, random_wrong};
 use crate::error::{Error, Result};
+use crate::learn::host;
 use crate::learn::optim::OptState;
 use crate::linalg::{Mat, axpby, copy_columns, normalize_rms, row_sums};
 use crate::rng::Rng;
@@ -420,6 +421,7 @@ impl FfLearner {
             write_neutral(&mut buf.x, b, b, self.cfg.neutral_label * strength);
         }
         normalize_rms(&buf.x, &mut buf.norm[0]);
+        host::normalise(sub.ledger_mut(), buf.x.nrows(), p);
         for l in 0..layers {
             let (head_norm, tail_norm) = buf.norm.split_at_mut(l + 1);
             sub.forward(
@@ -431,6 +433,13 @@ impl FfLearner {
             );
             let act = &buf.activity[l];
             let rows = act.nrows();
+            // Host work: goodness of the positives, local errors, normalisation of all p.
+            let ledger = sub.ledger_mut();
+            host::goodness(ledger, rows, b);
+            host::normalise(ledger, rows, p);
+            if phase != Phase::Negative {
+                host::local_errors(ledger, rows, b);
+            }
             gfn.columns(&act.as_slice()[..rows * b], rows, &mut buf.goodness_pos[l]);
             check_finite(&buf.goodness_pos[l], l, "positive")?;
             let d_pos = &mut buf.d_cat[l].as_mut_slice()[..rows * b];
@@ -471,6 +480,12 @@ impl FfLearner {
             .map(|l| buf.norm[l + 1].columns(off, b))
             .collect();
         self.head.logits(&features, &mut buf.logits);
+        {
+            let f: usize = features.iter().map(|m| m.nrows()).sum();
+            let ledger = sub.ledger_mut();
+            host::head_logits(ledger, f, crate::data::CLASSES, b);
+            host::head_step(ledger, f, crate::data::CLASSES, b);
+        }
         match teacher {
             Teacher::Own(negatives) => {
                 stats.head = self.head.train_step(&features, &buf.logits, labels, gain);
@@ -518,6 +533,7 @@ impl FfLearner {
                 write_one_hot(&mut buf.x_neg, 0, &buf.neg_labels, strength);
             }
             normalize_rms(&buf.x_neg, &mut buf.norm_neg[0]);
+            host::normalise(sub.ledger_mut(), buf.x_neg.nrows(), b);
             for l in 0..layers {
                 let (head_norm, tail_norm) = buf.norm_neg.split_at_mut(l + 1);
                 sub.forward(
@@ -529,6 +545,12 @@ impl FfLearner {
                 );
                 let act = &buf.activity_neg[l];
                 let rows = act.nrows();
+                let ledger = sub.ledger_mut();
+                host::goodness(ledger, rows, b);
+                host::local_errors(ledger, rows, b);
+                if l + 1 < layers {
+                    host::normalise(ledger, rows, b);
+                }
                 gfn.columns(act.as_slice(), rows, &mut buf.goodness_neg);
                 check_finite(&buf.goodness_neg, l, "negative")?;
                 for j in 0..b {
@@ -628,6 +650,10 @@ impl FfLearner {
         } else if ow.is_sgd() {
             let mu = ow.momentum();
             let wiring = self.topology.wiring(l);
+            let (inp, out) = self.topology.dims(l);
+            let nw = wiring.weight_count();
+            host::outer_product(sub.ledger_mut(), nw + out, inp, out, d.ncols());
+            host::optimiser(sub.ledger_mut(), nw + out, false);
             wiring.outer(
                 inv_b,
                 d,
@@ -659,6 +685,9 @@ impl FfLearner {
             let o = d.nrows();
             let wiring = self.topology.wiring(l);
             let nnz = wiring.weight_count();
+            let inp = self.topology.dims(l).0;
+            host::outer_product(sub.ledger_mut(), nnz + o, inp, o, d.ncols());
+            host::optimiser(sub.ledger_mut(), nnz + o, true);
             if buf.grad.len() <= l || buf.grad[l].shape() != (nnz, 1) {
                 buf.grad.resize_with(l + 1, Mat::default);
                 buf.step.resize_with(l + 1, Mat::default);

@@ -382,6 +382,8 @@ impl RecurrentFf {
                 noise,
             );
             normalize_rms(&buf.state[l], &mut buf.norm[l]);
+            let (rows, cols) = buf.state[l].shape();
+            crate::learn::host::normalise(sub.ledger_mut(), rows, cols);
         }
     }
 
@@ -425,6 +427,17 @@ impl RecurrentFf {
         {
             *s = keep * *s + (1.0 - keep) * c;
         }
+        // Host work per layer update: damping (3 FLOPs/element), normalisation of the
+        // new state and its goodness (used for learning or evaluation).
+        let (rows, cols) = buf.state[l].shape();
+        let ledger = sub.ledger_mut();
+        ledger.host(
+            crate::substrate::Purpose::Normalise,
+            3 * (rows * cols) as u64,
+            12 * (rows * cols) as u64,
+        );
+        crate::learn::host::normalise(ledger, rows, cols);
+        crate::learn::host::goodness(ledger, rows, cols);
     }
 
     /// Runs the iterations from the current states, calling `visit` after each layer
@@ -527,6 +540,9 @@ impl RecurrentFf {
                 .ff
                 .head
                 .train_step(&features, &self.buf.logits, labels, gain);
+            let f: usize = features.iter().map(|m| m.nrows()).sum();
+            crate::learn::host::head_logits(sub.ledger_mut(), f, crate::data::CLASSES, b);
+            crate::learn::host::head_step(sub.ledger_mut(), f, crate::data::CLASSES, b);
         }
         let hard = self.ff.config().negatives == NegativeLabels::Hard;
         let mut neg = Vec::with_capacity(b);
@@ -621,6 +637,8 @@ impl RecurrentFf {
         result?;
         let wide = &self.wide;
         for l in 0..layers {
+            let (rows, cols) = wide.d_cat[l].shape();
+            crate::learn::host::local_errors(sub.ledger_mut(), rows, cols);
             self.ff.request_update(
                 sub,
                 l,

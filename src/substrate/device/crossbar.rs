@@ -372,6 +372,16 @@ impl Crossbar {
     }
 
     /// Number of pairs.
+    /// Devices that can be written (two per pair, weights and biases, minus stuck ones).
+    pub fn free_devices(&self) -> u64 {
+        let stuck: u64 = self
+            .stuck
+            .iter()
+            .map(|s| u64::from(s & STUCK_P != 0) + u64::from(s & STUCK_M != 0))
+            .sum();
+        2 * self.pairs() as u64 - stuck
+    }
+
     pub fn pairs(&self) -> usize {
         self.gp.len()
     }

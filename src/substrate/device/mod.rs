@@ -57,8 +57,9 @@ use normal::Normals;
 use outstage::OutStage;
 use update::{IdealUpdate, PulseTrains, Request};
 
+use super::ops::{F32, Ledger, Purpose};
 use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
-use super::{Substrate, SubstrateState, Topology, Update, initial_parameters};
+use super::{Activation, Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
 use crate::linalg::{Mat, Op, ensure_shape, gemm, row_sums};
 use crate::rng::{Rng, derive, derive_index, indexed};
@@ -151,6 +152,8 @@ pub struct Chip {
     layers: Vec<Layer>,
     /// Simulated time, s.
     clock: f64,
+    /// Operation counters (from construction: the initial programming is counted).
+    ledger: Ledger,
 }
 
 impl Chip {
@@ -235,7 +238,11 @@ impl Chip {
                 }
             })
             .collect();
+        let mut ledger = Ledger::new(topology.layers());
+        ledger.dac_bits = spec.dac.bits;
+        ledger.adc_bits = spec.adc.bits;
         let mut chip = Chip {
+            ledger,
             spec: spec.clone(),
             phys,
             dac: Quantizer::dac(&spec.dac),
@@ -251,10 +258,13 @@ impl Chip {
         {
             let clock = chip.clock;
             let wiring = chip.topology.wiring(l).clone();
+            let mut writes = 0;
             for_each_tile_block(&wiring, &w, &b, &mut chip.layers[l].tiles, |tile, w, b| {
                 let seed = derive(chip_seed, &format!("{}/initial-programming", tile.label));
                 tile.xb.program(&chip.phys, w, b, clock, seed);
+                writes += tile.xb.free_devices();
             });
+            chip.ledger.count(l, |c| c.program_writes += writes);
         }
         Ok(chip)
     }
@@ -314,6 +324,45 @@ impl Chip {
             "chip_seed": self.chip_seed,
             "topology": self.topology,
         })
+    }
+
+    /// Counts a read of `b` samples through layer `l`: forward (DAC on every input line,
+    /// black box, a MAC per existing pair incl. biases, ADC and neuron per output) or
+    /// transposed (DAC per output line, a MAC per existing weight, ADC per input line).
+    /// The periphery's digital work: the DAC range (abs-max) and scaling of each input,
+    /// and the rescaling of each output by gain·α.
+    fn count_read(&mut self, l: usize, b: usize, transposed: bool) {
+        let (inp, out) = self.topology.dims(l);
+        let w = self.topology.wiring(l).weight_count() as u64;
+        let (b, inp, out) = (b as u64, inp as u64, out as u64);
+        let neurons = self.topology.activation(l) != Activation::Linear;
+        let bb = self.layers[l].black_box.is_some();
+        let (lines_in, lines_out) = if transposed { (out, inp) } else { (inp, out) };
+        self.ledger.count(l, |c| {
+            c.dac += lines_in * b;
+            c.adc += lines_out * b;
+            c.read_cycles += b;
+            if transposed {
+                c.transposed_reads += b;
+                c.analog_macs += w * b;
+            } else {
+                c.analog_macs += (w + out) * b;
+                c.forward_passes += b;
+                c.forward_dac += inp * b;
+                c.forward_adc += out * b;
+                if neurons {
+                    c.neuron_evals += out * b;
+                }
+                if bb {
+                    c.black_box_passes += b;
+                }
+            }
+        });
+        self.ledger.host(
+            Purpose::Substrate,
+            (2 * lines_in + 2 * lines_out) * b,
+            F32 * (lines_in + lines_out) * b,
+        );
     }
 
     fn refresh_gsum(tile: &mut Tile, phys: &Physics) {
@@ -629,6 +678,7 @@ impl Substrate for Chip {
                     );
                 });
         }
+        self.count_read(layer, b, false);
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out_m: &mut Mat, noise: &mut Rng) {
@@ -758,6 +808,7 @@ impl Substrate for Chip {
                 }
             }
         }
+        self.count_read(layer, b, true);
     }
 
     fn update(&mut self, layer: usize, update: Update<'_>, noise: &mut Rng) {
@@ -766,8 +817,12 @@ impl Substrate for Chip {
         let wiring = self.topology.wiring(layer);
         let ly = &mut self.layers[layer];
         let dense = ly.dense();
-        let (scheme, step) = (self.spec.update.pair, self.spec.pair_step() as f32);
+        let (scheme, step) = (self.spec.pair_scheme(), self.spec.pair_step() as f32);
         let clock = self.clock;
+        let count = self.ledger.enabled();
+        let mut tally = update::PulseTally::default();
+        let (mut slots, mut host_flops, mut host_bytes) = (0u64, 0u64, 0u64);
+        let (mut grad_flops, mut grad_bytes) = (0u64, 0u64);
         if let Update::Dense { dw, .. } = update {
             assert_eq!(dw.len(), wiring.weight_count(), "update: dw length");
         }
@@ -841,7 +896,13 @@ impl Substrate for Chip {
                     );
                 }
                 (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay }) => {
-                    update::stochastic_pulse(
+                    // Pulse trains: every device of the array at once, BL slots a sample;
+                    // the host draws one train per line per sample.
+                    let (bl, b) = (u64::from(self.spec.update.bl), x.ncols() as u64);
+                    slots += bl * b;
+                    host_flops += (xb.inp + 1 + xb.out) as u64 * b * 2;
+                    host_bytes += F32 * (xb.inp + xb.out) as u64 * b;
+                    let t = update::stochastic_pulse(
                         xb,
                         phys,
                         scheme,
@@ -855,6 +916,7 @@ impl Substrate for Chip {
                         seed,
                         &mut tile.trains,
                     );
+                    tally = update::PulseTally::merge(tally, t);
                 }
                 // `pulsed`, `mixed-precision`, and `stochastic-pulse` given a dense request
                 // (there are no per-sample vectors to form pulse trains from).
@@ -873,24 +935,50 @@ impl Substrate for Chip {
                         scale,
                         decay,
                     };
-                    pulsed::pulsed(xb, phys, scheme, step, &req, clock, seed);
+                    let t = pulsed::pulsed(xb, phys, scheme, step, &req, clock, seed, count);
+                    slots += xb.out as u64 * t.max_count;
+                    tally = update::PulseTally::merge(tally, t);
+                    if phys.mode == UpdateMode::MixedPrecision {
+                        let p = xb.pairs() as u64;
+                        host_flops += 2 * p;
+                        host_bytes += 2 * F32 * p;
+                    }
                 }
                 (_, Update::Outer { x, d, scale, decay }) => {
                     ensure_shape(&mut tile.dw, xb.out, xb.inp);
                     tile.db.resize(xb.out, 0.0);
                     gemm(1.0, d, Op::N, x, Op::T, 0.0, &mut tile.dw);
                     row_sums(d, &mut tile.db);
+                    // The host forms ΔW = d·xᵀ (2 FLOPs per pair per sample).
+                    let (p, b) = (xb.pairs() as u64, x.ncols() as u64);
+                    grad_flops += 2 * p * b;
+                    grad_bytes += F32 * (p + (xb.inp + xb.out) as u64 * b);
                     let req = Request {
                         dw: tile.dw.as_slice(),
                         db: &tile.db,
                         scale,
                         decay,
                     };
-                    pulsed::pulsed(xb, phys, scheme, step, &req, clock, seed);
+                    let t = pulsed::pulsed(xb, phys, scheme, step, &req, clock, seed, count);
+                    slots += xb.out as u64 * t.max_count;
+                    tally = update::PulseTally::merge(tally, t);
+                    if phys.mode == UpdateMode::MixedPrecision {
+                        host_flops += 2 * p;
+                        host_bytes += 2 * F32 * p;
+                    }
                 }
             }
             tile.gsum_dirty = true;
         }
+        self.ledger.count(layer, |c| {
+            c.pulses_up += tally.up;
+            c.pulses_down += tally.down;
+            c.reset_pulses += tally.reset;
+            c.pulse_slots += slots;
+            c.program_writes += tally.writes;
+        });
+        self.ledger.host(Purpose::Substrate, host_flops, host_bytes);
+        self.ledger.host(Purpose::Gradient, grad_flops, grad_bytes);
     }
 
     fn program(&mut self, layer: usize, w: &Mat, b: &[f32], noise: &mut Rng) {
@@ -898,11 +986,14 @@ impl Substrate for Chip {
         let wiring = self.topology.wiring(layer);
         let (phys, clock) = (&self.phys, self.clock);
         let mut t = 0;
+        let mut writes = 0;
         for_each_tile_block(wiring, w, b, &mut self.layers[layer].tiles, |tile, w, b| {
             tile.xb.program(phys, w, b, clock, tile_seed(seed, t));
             tile.gsum_dirty = true;
+            writes += tile.xb.free_devices();
             t += 1;
         });
+        self.ledger.count(layer, |c| c.program_writes += writes);
     }
 
     fn advance_time(&mut self, seconds: f64) {
@@ -915,6 +1006,14 @@ impl Substrate for Chip {
             tile.gsum_dirty = true;
         }
         self.clock = new;
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 
     fn save_state(&self) -> SubstrateState {

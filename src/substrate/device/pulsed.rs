@@ -27,7 +27,7 @@ use super::crossbar::{CHUNK, Crossbar, Device, Physics, STUCK_M, STUCK_P, write}
 use super::fastmath::{exp, expm1, ln1p};
 use super::normal;
 use super::spec::{PairScheme, Response, UpdateMode};
-use super::update::{Request, parts};
+use super::update::{PulseTally, Request, parts};
 use crate::rng::{counter_word as word, derive, indexed};
 
 /// Pairs per block of the kernel.
@@ -250,6 +250,12 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
                 if pos { 0 } else { cnt },
                 true,
             ),
+            PairScheme::Depress => (
+                if pos { 0 } else { cnt },
+                false,
+                if pos { cnt } else { 0 },
+                false,
+            ),
         };
         let s = stuck[i];
         let cp = if s & STUCK_P == 0 { cp } else { 0 };
@@ -268,8 +274,43 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
     }
 }
 
-/// Pulsed or mixed-precision update of every pair: one parallel pass over fixed chunks of
-/// [`CHUNK`] pairs, in blocks (see the module docs).
+/// Adds the per-device pulses of a block's signed pair counts to `t` (stuck devices get
+/// none): which device moves which way follows the scheme; `reset` counts them as the
+/// single RESET pulses of the `reset-only` mode.
+fn tally_block(n: &[i32], stuck: &[u8], scheme: PairScheme, reset: bool, t: &mut PulseTally) {
+    for (&k, &s) in n.iter().zip(stuck) {
+        if k == 0 {
+            continue;
+        }
+        let (cnt, pos) = (u64::from(k.unsigned_abs()), k > 0);
+        let (fp, fm) = (s & STUCK_P == 0, s & STUCK_M == 0);
+        t.max_count = t.max_count.max(cnt);
+        match scheme {
+            PairScheme::Split => {
+                let (up, down) = (u64::from(fp), u64::from(fm));
+                let (up, down) = if pos { (up, down) } else { (down, up) };
+                t.up += up * cnt;
+                t.down += down * cnt;
+            }
+            PairScheme::Potentiate => {
+                t.up += cnt * u64::from(if pos { fp } else { fm });
+            }
+            PairScheme::Depress => {
+                let c = cnt * u64::from(if pos { fm } else { fp });
+                if reset {
+                    t.reset += c;
+                } else {
+                    t.down += c;
+                }
+            }
+        }
+    }
+}
+
+/// Pulsed, mixed-precision or reset-only update of every pair: one parallel pass over
+/// fixed chunks of [`CHUNK`] pairs, in blocks (see the module docs). Returns the pulses
+/// applied (per device) when `count` is set.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pulsed(
     xb: &mut Crossbar,
     phys: &Physics,
@@ -278,11 +319,13 @@ pub(crate) fn pulsed(
     req: &Request<'_>,
     clock: f64,
     seed: u64,
-) {
+    count: bool,
+) -> PulseTally {
     let nw = xb.out * xb.inp;
     assert_eq!(req.dw.len(), nw, "update: dw shape");
     assert_eq!(req.db.len(), xb.out, "update: db length");
     let mixed = phys.mode == UpdateMode::MixedPrecision;
+    let reset = phys.mode == UpdateMode::ResetOnly;
     let decay = xb.take_decay(phys, req.decay);
     // Normalised change per unit of request, and pulses per normalised unit.
     let to_norm = req.scale / xb.gain;
@@ -297,7 +340,8 @@ pub(crate) fn pulsed(
     let clock = clock as f32;
     let (parts, c0) = parts(xb, CHUNK);
     let (dp, dm, stuck_all) = (c0.dp, c0.dm, c0.stuck);
-    parts.into_par_iter().for_each(|mut part| {
+    let tally = parts.into_par_iter().map(|mut part| {
+        let mut tally = PulseTally::default();
         let len = part.gp.len();
         // The decay relaxation (rare: see `take_decay`), weights only.
         if decay > 0.0 {
@@ -339,6 +383,9 @@ pub(crate) fn pulsed(
             } else {
                 round_counts(src, per_pulse, s_round, e0 as u64, &mut n[..m]);
             }
+            if reset {
+                n[..m].iter_mut().for_each(|v| *v = (*v).clamp(-1, 1));
+            }
             if n[..m].iter().all(|v| *v == 0) {
                 continue;
             }
@@ -349,6 +396,9 @@ pub(crate) fn pulsed(
             };
             let zeros = [0u8; BLOCK];
             let stuck = if stuck.is_empty() { &zeros[..m] } else { stuck };
+            if count {
+                tally_block(&n[..m], stuck, scheme, reset, &mut tally);
+            }
             let (pp, pm) = (&dp.packed()[e0..e0 + m], &dm.packed()[e0..e0 + m]);
             let (resp, c2c) = (phys.response, phys.c2c);
             let units = (dp.unit(), dm.unit());
@@ -408,6 +458,7 @@ pub(crate) fn pulsed(
                     && match scheme {
                         PairScheme::Split => true,
                         PairScheme::Potentiate => (n[i] > 0) == (bit == STUCK_P),
+                        PairScheme::Depress => (n[i] > 0) == (bit == STUCK_M),
                     }
             };
             if !part.twp.is_empty() {
@@ -428,10 +479,13 @@ pub(crate) fn pulsed(
                     let e = e0 + i;
                     let (devp, devm) = (dp.get(e), dm.get(e));
                     let (p, q) = (part.gp[b0 + i], part.gm[b0 + i]);
-                    let high = |g: f32, d: &Device| (g - d.lo) > thr * (d.hi - d.lo);
+                    let beyond = |g: f32, d: &Device| beyond_threshold(scheme, thr, g, d);
                     let (fp, fm) = (free(i, STUCK_P), free(i, STUCK_M));
-                    if !((fp && high(p, &devp)) || (fm && high(q, &devm))) {
+                    if !((fp && beyond(p, &devp)) || (fm && beyond(q, &devm))) {
                         continue;
+                    }
+                    if count {
+                        tally.writes += u64::from(fp) + u64::from(fm);
                     }
                     let mut rng = indexed(s_refresh, e as u64);
                     let (tp, tm) = phys.targets((p - q) / phys.range);
@@ -451,7 +505,19 @@ pub(crate) fn pulsed(
                 }
             }
         }
+        tally
     });
+    tally.reduce(PulseTally::default, PulseTally::merge)
+}
+
+/// Whether a device sits beyond the refresh threshold `thr` of its own range: above it
+/// for schemes that raise conductances, below (1 − thr) for `depress`.
+#[inline]
+pub(super) fn beyond_threshold(scheme: PairScheme, thr: f32, g: f32, d: &Device) -> bool {
+    match scheme {
+        PairScheme::Depress => (g - d.lo) < (1.0 - thr) * (d.hi - d.lo),
+        _ => (g - d.lo) > thr * (d.hi - d.lo),
+    }
 }
 
 #[cfg(test)]

@@ -314,6 +314,13 @@ pub enum UpdateMode {
     /// Digital accumulation χ per pair, whole pulses transferred when |χ| ≥ one pair step
     /// (Nandakumar et al. 2020).
     MixedPrecision,
+    /// Single RESET pulses (the sub-1 V reset-only updates of Renaudineau et al. 2026,
+    /// arXiv 2601.09903): the host's request of each pair is stochastically rounded to a
+    /// pair-pulse count as in `pulsed` and capped at one, applied as one depression of a
+    /// single device (Δw > 0: G⁻, Δw < 0: G⁺), whatever `pair` says; nominal step dw_min.
+    /// Conductances only fall: set `refresh_threshold` t so that a pair with a device below
+    /// (1 − t) of its range is re-programmed (write-and-verify) to the same weight.
+    ResetOnly,
 }
 
 /// How a signed change is shared between the two devices of a pair.
@@ -326,6 +333,10 @@ pub enum PairScheme {
     /// Potentiation only (PCM style): Δw > 0 up-pulses G⁺, Δw < 0 up-pulses G⁻; nominal
     /// step dw_min. Needs `refresh_threshold` to stop both devices saturating.
     Potentiate,
+    /// Depression only (RESET style, as the `reset-only` mode): Δw > 0 down-pulses G⁻,
+    /// Δw < 0 down-pulses G⁺; nominal step dw_min. Needs `refresh_threshold`: a pair with
+    /// a device below (1 − threshold) of its range is re-programmed.
+    Depress,
 }
 
 /// Update settings.
@@ -728,9 +739,18 @@ impl HardwareSpec {
 
     /// Nominal normalised-weight change of one pair pulse under the pair scheme.
     pub(crate) fn pair_step(&self) -> f64 {
-        match self.update.pair {
+        match self.pair_scheme() {
             PairScheme::Split => 2.0 * self.device.dw_min,
-            PairScheme::Potentiate => self.device.dw_min,
+            PairScheme::Potentiate | PairScheme::Depress => self.device.dw_min,
+        }
+    }
+
+    /// The pair scheme updates use: `update.pair`, or `depress` in `reset-only` mode.
+    pub(crate) fn pair_scheme(&self) -> PairScheme {
+        if self.update.mode == UpdateMode::ResetOnly {
+            PairScheme::Depress
+        } else {
+            self.update.pair
         }
     }
 }

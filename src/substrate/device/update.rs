@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use super::crossbar::{CHUNK, Crossbar, Device, Devices, Physics, STUCK_M, STUCK_P, write};
 use super::normal::Normals;
+use super::pulsed::beyond_threshold;
 use super::spec::{PairScheme, Response};
 use crate::linalg::{Mat, Op, gemm, row_sums};
 use crate::rng::{Rng, derive, indexed};
@@ -209,6 +210,34 @@ pub(super) fn parts(xb: &mut Crossbar, len: usize) -> (Vec<Part<'_>>, Ctx0<'_>) 
     )
 }
 
+/// Pulses an update applied, per device (for the operation counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PulseTally {
+    /// Conductance-increasing pulses.
+    pub up: u64,
+    /// Conductance-decreasing pulses (incremental modes).
+    pub down: u64,
+    /// Single RESET pulses (`reset-only`).
+    pub reset: u64,
+    /// The most pulses any pair received in one go (`pulsed`-style kernels).
+    pub max_count: u64,
+    /// Devices re-programmed by a refresh (write-and-verify).
+    pub writes: u64,
+}
+
+impl PulseTally {
+    /// Field-wise sum (maximum of `max_count`).
+    pub fn merge(a: Self, b: Self) -> Self {
+        Self {
+            up: a.up + b.up,
+            down: a.down + b.down,
+            reset: a.reset + b.reset,
+            max_count: a.max_count.max(b.max_count),
+            writes: a.writes + b.writes,
+        }
+    }
+}
+
 /// The immutable fields borrowed alongside the parts.
 pub(super) struct Ctx0<'a> {
     pub dp: &'a Devices,
@@ -220,7 +249,14 @@ impl Part<'_> {
     /// Applies `n` signed pair pulses to local pair `k` (global `e`), then refreshes the
     /// pair if a device crossed the refresh threshold.
     #[inline]
-    fn pair_pulses(&mut self, ctx: &Ctx<'_>, k: usize, n: i32, r: &mut Draws) {
+    fn pair_pulses(
+        &mut self,
+        ctx: &Ctx<'_>,
+        k: usize,
+        n: i32,
+        r: &mut Draws,
+        tally: &mut PulseTally,
+    ) {
         let e = self.base + k;
         let s = if ctx.stuck.is_empty() {
             0
@@ -229,45 +265,64 @@ impl Part<'_> {
         };
         let up = n > 0;
         let cnt = n.unsigned_abs();
+        let c64 = u64::from(cnt);
         let ph = ctx.phys;
         let (resp, c2c) = (ph.response, ph.c2c);
         let (mut p, mut m) = (self.gp[k], self.gm[k]);
         let (mut wrote_p, mut wrote_m) = (false, false);
+        let (fp, fm) = (s & STUCK_P == 0, s & STUCK_M == 0);
         match ctx.scheme {
             PairScheme::Split => {
-                if s & STUCK_P == 0 {
+                if fp {
                     p = pulses(p, &ctx.dp.get(e), up, cnt, resp, c2c, || r.normal());
                     wrote_p = true;
+                    *if up { &mut tally.up } else { &mut tally.down } += c64;
                 }
-                if s & STUCK_M == 0 {
+                if fm {
                     m = pulses(m, &ctx.dm.get(e), !up, cnt, resp, c2c, || r.normal());
                     wrote_m = true;
+                    *if up { &mut tally.down } else { &mut tally.up } += c64;
                 }
             }
             PairScheme::Potentiate => {
-                if up && s & STUCK_P == 0 {
+                if up && fp {
                     p = pulses(p, &ctx.dp.get(e), true, cnt, resp, c2c, || r.normal());
                     wrote_p = true;
-                } else if !up && s & STUCK_M == 0 {
+                    tally.up += c64;
+                } else if !up && fm {
                     m = pulses(m, &ctx.dm.get(e), true, cnt, resp, c2c, || r.normal());
                     wrote_m = true;
+                    tally.up += c64;
+                }
+            }
+            PairScheme::Depress => {
+                if up && fm {
+                    m = pulses(m, &ctx.dm.get(e), false, cnt, resp, c2c, || r.normal());
+                    wrote_m = true;
+                    tally.down += c64;
+                } else if !up && fp {
+                    p = pulses(p, &ctx.dp.get(e), false, cnt, resp, c2c, || r.normal());
+                    wrote_p = true;
+                    tally.down += c64;
                 }
             }
         }
         let thr = ph.refresh;
         if thr > 0.0 {
             let (dp, dm) = (&ctx.dp.get(e), &ctx.dm.get(e));
-            let high = |g: f32, d: &Device| (g - d.lo) > thr * (d.hi - d.lo);
-            if (s & STUCK_P == 0 && high(p, dp)) || (s & STUCK_M == 0 && high(m, dm)) {
+            let beyond = |g: f32, d: &Device| beyond_threshold(ctx.scheme, thr, g, d);
+            if (fp && beyond(p, dp)) || (fm && beyond(m, dm)) {
                 // Read the pair and write the same weight back from the mapping's start.
                 let (tp, tm) = ph.targets((p - m) / ph.range);
-                if s & STUCK_P == 0 {
+                if fp {
                     p = write(ph, tp, dp, ctx.prog_exact, &mut r.normals.rng);
                     wrote_p = true;
+                    tally.writes += 1;
                 }
-                if s & STUCK_M == 0 {
+                if fm {
                     m = write(ph, tm, dm, ctx.prog_exact, &mut r.normals.rng);
                     wrote_m = true;
+                    tally.writes += 1;
                 }
             }
         }
@@ -450,7 +505,7 @@ pub(crate) fn stochastic_pulse(
     clock: f64,
     seed: u64,
     trains: &mut PulseTrains,
-) {
+) -> PulseTally {
     let (out, inp) = (xb.out, xb.inp);
     let b = x.ncols();
     assert_eq!(x.nrows(), inp, "update: x rows");
@@ -516,7 +571,8 @@ pub(crate) fn stochastic_pulse(
     };
     let seed_pulses = derive(seed, "pulses");
     let tr = &*trains;
-    parts.into_par_iter().for_each(|mut part| {
+    let tally = parts.into_par_iter().map(|mut part| {
+        let mut tally = PulseTally::default();
         let chunk = part.base / len;
         let mut r = Draws::new(indexed(seed_pulses, chunk as u64));
         let n = part.gp.len();
@@ -542,12 +598,15 @@ pub(crate) fn stochastic_pulse(
                     let c = (xmask & tr.d[s * out + i]).count_ones() as i32;
                     if c > 0 {
                         let negative = (xneg ^ tr.ds[s * out + i]) != 0;
-                        part.pair_pulses(&ctx, jj * out + i, if negative { -c } else { c }, &mut r);
+                        let n = if negative { -c } else { c };
+                        part.pair_pulses(&ctx, jj * out + i, n, &mut r, &mut tally);
                     }
                 }
             }
         }
+        tally
     });
+    tally.reduce(PulseTally::default, PulseTally::merge)
 }
 
 #[cfg(test)]
