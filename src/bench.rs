@@ -74,6 +74,10 @@ pub struct Measurement {
     /// the same kind of substrate (timed alternately in the same run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_vs_feedforward: Option<f64>,
+    /// Operation counters: step time with counting on over the same steps with it off
+    /// (timed alternately in the same run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_of_counting: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -245,6 +249,48 @@ fn ff_chip_training(
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
+        cost_of_counting: None,
+    })
+}
+
+/// FF training steps on a chip with the operation counters on vs off, timed alternately:
+/// what counting costs.
+fn ff_counting_overhead(
+    spec: &HardwareSpec,
+    cfg: &FfConfig,
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    let topo = ff_topology(hidden)?;
+    let mut on = Chip::new(spec, topo.clone(), 1, 1)?;
+    let mut off = on.clone();
+    off.ledger_mut().set_enabled(false);
+    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        t_off.push(ff_steps(&mut off, cfg, batch, batches, 1)?);
+        t_on.push(ff_steps(&mut on, cfg, batch, batches, 1)?);
+    }
+    let (t_on, t_off) = (median(t_on), median(t_off));
+    Ok(Measurement {
+        name: format!(
+            "ff-train {} b{batch} chip {} counters",
+            label(hidden),
+            spec.name
+        ),
+        cost_vs_digital: None,
+        samples_per_s: Some((batches * batch) as f64 / t_on),
+        images_per_s: None,
+        gflops: None,
+        gemm_gflops: None,
+        fraction_of_gemm: None,
+        seconds: t_on,
+        ns_per_pair: None,
+        cost_vs_weights: None,
+        cost_vs_dense_same_widths: None,
+        cost_vs_feedforward: None,
+        cost_of_counting: Some(t_on / t_off),
     })
 }
 
@@ -298,6 +344,7 @@ fn ff_local_vs_dense(
         cost_vs_weights: Some(tl / predicted),
         cost_vs_dense_same_widths: Some(tl / ts),
         cost_vs_feedforward: None,
+        cost_of_counting: None,
     })
 }
 
@@ -361,6 +408,7 @@ fn recurrent_vs_feedforward(
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: Some(tr / tf),
+        cost_of_counting: None,
     })
 }
 
@@ -392,6 +440,7 @@ fn ff_training(
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
+        cost_of_counting: None,
     })
 }
 
@@ -439,6 +488,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
+        cost_of_counting: None,
     })
 }
 
@@ -498,6 +548,7 @@ fn bp_training(
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
+        cost_of_counting: None,
     })
 }
 
@@ -582,6 +633,7 @@ fn bp_analog_training(
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
+        cost_of_counting: None,
     })
 }
 
@@ -632,6 +684,7 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         cost_vs_weights: None,
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
+        cost_of_counting: None,
     })
 }
 
@@ -708,6 +761,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         cases.push((
             format!("ff-train {} b100 {name}", label(small)),
             Box::new(move || ff_chip_training(spec, name, cfg, small, 100, n, r)),
+        ));
+    }
+    {
+        let (small, ff, spec) = (&small, &ff, &reram);
+        cases.push((
+            format!("ff-train {} b100 chip reram counters", label(small)),
+            Box::new(move || ff_counting_overhead(spec, ff, small, 100, batches, r)),
         ));
     }
     for spec in [&reram, &harsh] {

@@ -108,10 +108,77 @@ pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
             Figure::Curves => files.extend(curves(&m, dir, &done, &title, &out)?),
             Figure::Fields => files.extend(fields(&m, dir, &done, &out)?),
             Figure::Conductance => files.extend(conductance(dir, &done, &out)?),
+            Figure::Energy => files.extend(energy_figure(&header, &rows, &title, &out)?),
             Figure::Error => {}
         }
     }
     Ok(files)
+}
+
+/// Test error (%) vs training energy per sample (J, log x): one point per finished run
+/// with a cost, a line per algorithm (FF also analog-native), points by energy.
+fn energy_figure(
+    header: &[String],
+    rows: &[Vec<String>],
+    title: &str,
+    out: &Path,
+) -> Result<Option<PathBuf>> {
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (Some(c_algo), Some(c_status), Some(c_err), Some(c_e), Some(c_n)) = (
+        col("algo"),
+        col("status"),
+        col("test_error"),
+        col("train_energy_j_per_sample"),
+        col("train_energy_j_per_sample_native"),
+    ) else {
+        return Ok(None);
+    };
+    let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut add = |label: String, x: f64, y: f64| match lines.iter_mut().find(|l| l.0 == label) {
+        Some(l) => l.1.push((x, y)),
+        None => lines.push((label, vec![(x, y)])),
+    };
+    for r in rows
+        .iter()
+        .filter(|r| r.get(c_status).is_some_and(|s| s == "ok"))
+    {
+        let Some(err) = r.get(c_err).and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let algo = &r[c_algo];
+        if let Some(e) = r.get(c_e).and_then(|v| v.parse::<f64>().ok()) {
+            add(format!("{algo} (as simulated)"), e, 100.0 * err);
+        }
+        if let Some(e) = r.get(c_n).and_then(|v| v.parse::<f64>().ok()) {
+            add(format!("{algo} (analog-native)"), e, 100.0 * err);
+        }
+    }
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let series = lines
+        .into_iter()
+        .map(|(label, mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                label,
+                points,
+                ..Series::default()
+            }
+        })
+        .collect();
+    let chart = LineChart {
+        title: title.to_string(),
+        x_label: "training energy per sample (J)".into(),
+        y_label: "test error (%)".into(),
+        series,
+        log_x: true,
+        ..LineChart::default()
+    };
+    Ok(Some(plot::line_chart(
+        &chart,
+        &out.join("error_vs_energy"),
+    )?))
 }
 
 /// The x axis of the error figure: (column index, path, label).

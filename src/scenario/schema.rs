@@ -287,6 +287,10 @@ pub enum Figure {
     Fields,
     /// Conductance histogram of a chip before and after training.
     Conductance,
+    /// Test error vs training energy per sample (log x), one point per run, a line per
+    /// algorithm (Forward-Forward twice: as simulated and analog-native). Drawn only when
+    /// asked for (`plots = [..., "energy"]`).
+    Energy,
 }
 
 /// `[output]`.

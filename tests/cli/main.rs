@@ -3,6 +3,7 @@
 
 mod bp_chip;
 mod common;
+mod cost;
 mod distill;
 mod learners;
 mod limits;

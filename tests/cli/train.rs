@@ -178,6 +178,8 @@ fn bench_quick_writes_its_interface() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_vs_feedforward"].as_f64() {
             assert!(c > 1.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+        } else if let Some(c) = m["cost_of_counting"].as_f64() {
+            assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if rate.is_some() {
             assert!(
                 m["gflops"].as_f64().unwrap() > 0.0 && m["gemm_gflops"].as_f64().unwrap() > 0.0
@@ -193,6 +195,7 @@ fn bench_quick_writes_its_interface() {
         ms.iter()
             .any(|m| m["cost_vs_feedforward"].as_f64().is_some())
     );
+    assert!(ms.iter().any(|m| m["cost_of_counting"].as_f64().is_some()));
 }
 
 /// With `MORTAL_DATA` pointing at the real files: check them, and train briefly on MNIST.
