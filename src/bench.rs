@@ -268,9 +268,15 @@ fn ff_counting_overhead(
     let mut off = on.clone();
     off.ledger_mut().set_enabled(false);
     let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
-    for _ in 0..repeats.max(1) {
-        t_off.push(ff_steps(&mut off, cfg, batch, batches, 1)?);
-        t_on.push(ff_steps(&mut on, cfg, batch, batches, 1)?);
+    // Alternate which goes first, so neither side always runs on a warmer machine.
+    for k in 0..repeats.max(1) {
+        if k % 2 == 0 {
+            t_off.push(ff_steps(&mut off, cfg, batch, batches, 1)?);
+            t_on.push(ff_steps(&mut on, cfg, batch, batches, 1)?);
+        } else {
+            t_on.push(ff_steps(&mut on, cfg, batch, batches, 1)?);
+            t_off.push(ff_steps(&mut off, cfg, batch, batches, 1)?);
+        }
     }
     let (t_on, t_off) = (median(t_on), median(t_off));
     Ok(Measurement {

@@ -67,16 +67,27 @@ pub struct CostBlock {
     pub digital_j: f64,
 }
 
-/// Training or inference cost of a run.
+/// Training cost of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PhaseCost {
-    /// Samples (training: epochs × training images) or images it was measured on.
+pub struct TrainCost {
+    /// Samples trained (epochs × training images).
     pub samples: u64,
-    /// Per sample (training) or per image (inference).
+    /// Per training sample.
     pub per_sample: CostBlock,
-    /// For the whole phase.
+    /// For the whole run.
     pub total: CostBlock,
     /// Per layer, per sample (host work is not split by layer and appears only above).
+    pub layers: Vec<CostBlock>,
+}
+
+/// Inference cost of a run, measured on a probe of the test set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InferenceCost {
+    /// Images of the probe.
+    pub images: u64,
+    /// Per image.
+    pub per_image: CostBlock,
+    /// Per layer, per image (host work is not split by layer and appears only above).
     pub layers: Vec<CostBlock>,
 }
 
@@ -93,9 +104,9 @@ pub struct CostReport {
     /// Training, as simulated: counted training steps plus the one-time programming of
     /// the network (a chip's initial write-and-verify, or the deployment of offline
     /// training).
-    pub train: PhaseCost,
-    /// Inference of one image by the run's evaluation method (`method`).
-    pub inference: PhaseCost,
+    pub train: TrainCost,
+    /// Inference by the run's evaluation method (`method`).
+    pub inference: InferenceCost,
     /// The evaluation method whose inference is costed.
     pub method: String,
     /// Forward-Forward only: the analog-native accounting of the same counts.
@@ -236,15 +247,11 @@ pub struct Measured<'a> {
 /// Prices a run's counters.
 pub fn report(model: &EnergyModel, m: &Measured<'_>) -> CostReport {
     let b = bits(model, m.train);
-    let phase = |l: &Ledger, n: u64| PhaseCost {
-        samples: n,
-        per_sample: price(model, &l.total(), b, n as f64),
-        total: price(model, &l.total(), b, 1.0),
-        layers: l
-            .layers()
+    let layers = |l: &Ledger, n: u64| -> Vec<CostBlock> {
+        l.layers()
             .iter()
             .map(|c| price(model, c, b, n as f64))
-            .collect(),
+            .collect()
     };
     let analog_native = m.ff.then(|| NativeCost {
         train_per_sample: price(model, &analog_native(m.train), b, m.train_samples as f64),
@@ -258,8 +265,17 @@ pub fn report(model: &EnergyModel, m: &Measured<'_>) -> CostReport {
         energy_model: model.name.clone(),
         dac_bits: b.0,
         adc_bits: b.1,
-        train: phase(m.train, m.train_samples),
-        inference: phase(m.inference, m.images),
+        train: TrainCost {
+            samples: m.train_samples,
+            per_sample: price(model, &m.train.total(), b, m.train_samples as f64),
+            total: price(model, &m.train.total(), b, 1.0),
+            layers: layers(m.train, m.train_samples),
+        },
+        inference: InferenceCost {
+            images: m.images,
+            per_image: price(model, &m.inference.total(), b, m.images as f64),
+            layers: layers(m.inference, m.images),
+        },
         method: m.method.to_string(),
         analog_native,
     }

@@ -227,7 +227,7 @@ fn counting_changes_no_result() {
     assert_eq!(on.test_error_goodness, off.test_error_goodness);
     assert_eq!(on.valid_error, off.valid_error);
     let cost = on.cost.unwrap();
-    assert!(cost.train.per_sample.energy_j > 0.0 && cost.inference.per_sample.energy_j > 0.0);
+    assert!(cost.train.per_sample.energy_j > 0.0 && cost.inference.per_image.energy_j > 0.0);
     let native = cost.analog_native.unwrap();
     assert!(native.train_per_sample.adc < cost.train.per_sample.adc);
 }

@@ -177,7 +177,7 @@ fn row(run: &RunSpec, outcome: &std::result::Result<RunResults, String>) -> Vec<
             res.peak_rss_mib
                 .map_or(String::new(), |m| format!("{m:.1}")),
             energy(res.cost.as_ref().map(|c| c.train.per_sample.energy_j)),
-            energy(res.cost.as_ref().map(|c| c.inference.per_sample.energy_j)),
+            energy(res.cost.as_ref().map(|c| c.inference.per_image.energy_j)),
             energy(
                 res.cost
                     .as_ref()

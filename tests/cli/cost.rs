@@ -17,8 +17,8 @@ fn runs_report_their_cost_under_the_chosen_energy_model() {
     let r = read_json(&out.join("results.json"));
     let c = &r["cost"];
     assert_eq!(c["energy_model"], "pcm");
-    for phase in ["train", "inference"] {
-        let p = &c[phase]["per_sample"];
+    for (phase, per) in [("train", "per_sample"), ("inference", "per_image")] {
+        let p = &c[phase][per];
         for key in [
             "dac",
             "adc",
