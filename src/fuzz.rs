@@ -239,6 +239,33 @@ proptest! {
         load_spec(&t);
     }
 
+    /// Mutated energy models: parsed and validated, or refused with an error, never a
+    /// panic; an accepted model prices counts to finite, non-negative energy.
+    #[test]
+    fn fuzz_energy_models(which in 0..2usize, ms in prop::collection::vec(mutation(), 1..4)) {
+        let mut t = [
+            include_str!("cost/models/reram.toml"),
+            include_str!("cost/models/pcm.toml"),
+        ][which]
+            .to_string();
+        for m in &ms {
+            t = mutate(&t, m);
+        }
+        if let Ok(model) = timed("energy model", || crate::cost::EnergyModel::parse(&t, "fuzz.toml")) {
+            let c = crate::substrate::Counts {
+                dac: 10,
+                adc: 10,
+                analog_macs: 100,
+                pulses_up: 3,
+                program_writes: 2,
+                digital_flops: 50,
+                ..Default::default()
+            };
+            let e = crate::cost::price(&model, &c, (model.default_dac_bits, model.default_adc_bits), 1.0);
+            prop_assert!(e.energy_j >= 0.0, "{}", e.energy_j);
+        }
+    }
+
     #[test]
     fn fuzz_idx_files(
         dims in prop::collection::vec(0usize..40, 1..4),
