@@ -20,6 +20,7 @@ pub use substrate::{Substrate, Topology};
 pub mod bench;
 pub mod cli;
 pub mod cost;
+pub mod device_tool;
 pub mod fsutil;
 pub mod learn;
 pub mod plot;

@@ -4,6 +4,7 @@
 mod bp_chip;
 mod common;
 mod cost;
+mod device;
 mod distill;
 mod learners;
 mod limits;

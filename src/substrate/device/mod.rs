@@ -32,6 +32,7 @@ mod normal;
 mod outstage;
 pub mod presets;
 mod pulsed;
+pub mod response;
 pub mod spec;
 mod update;
 
