@@ -759,26 +759,37 @@ impl TrainArgs {
     }
 }
 
+/// `mortal train` without printing: the run's results and its output directory (also
+/// what the Python package's `mortal.train` calls).
+pub fn train_command(
+    args: &TrainArgs,
+    data_dir: Option<&Path>,
+    reporter: Reporter,
+) -> Result<(train::RunResults, PathBuf)> {
+    let cfg = args.to_config()?;
+    cfg.validate()?;
+    let data = cfg.load_data(data_dir)?;
+    let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
+    if !args.force {
+        refuse_other_run(&out, &cfg)?;
+    }
+    let opts = RunOptions {
+        out: Some(out.clone()),
+        reporter,
+        checkpoint: !args.no_checkpoint,
+        count: !args.no_count,
+    };
+    let r = train::run(&cfg, &data, &opts)?;
+    Ok((r, out))
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let reporter = Reporter::auto(cli.quiet);
     let data_dir = cli.data_dir.as_deref();
     match cli.command {
         Command::Train(args) => {
-            let cfg = args.to_config()?;
-            cfg.validate()?;
-            let data = cfg.load_data(data_dir)?;
-            let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
-            if !args.force {
-                refuse_other_run(&out, &cfg)?;
-            }
-            let opts = RunOptions {
-                out: Some(out.clone()),
-                reporter,
-                checkpoint: !args.no_checkpoint,
-                count: !args.no_count,
-            };
-            let r = train::run(&cfg, &data, &opts)?;
+            let (r, out) = train_command(&args, data_dir, reporter)?;
             print_result_line(&r);
             println!("results written to {}", out.display());
             Ok(())

@@ -25,6 +25,8 @@ pub mod fsutil;
 pub mod learn;
 pub mod plot;
 pub mod progress;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod quickstart;
 pub mod resources;
 pub mod scenario;

@@ -171,8 +171,8 @@ fn masked_projections_count_only_existing_devices() {
             inputs: vec![vec![0, 1], vec![2], vec![3, 4, 5]],
         }])
         .unwrap();
-    let mut chip = Chip::new(&presets::reram(), topo, 1, 2).unwrap();
-    // 6 weights + 3 biases exist: 9 pairs, 18 devices (the preset has no stuck devices).
+    let mut chip = Chip::new(&presets::ideal(), topo, 1, 2).unwrap();
+    // 6 weights + 3 biases exist: 9 pairs, 18 devices (the ideal chip has no stuck ones).
     assert_eq!(chip.ledger().total().program_writes, 18);
     let start = chip.ledger().clone();
     let x = Mat::from_element(6, 2, 0.5);

@@ -55,6 +55,16 @@ pub const TENSOR_FILE: &str = "checkpoint.safetensors";
 
 /// Writes a checkpoint into `dir` (both files atomically).
 pub fn save(dir: &Path, meta: &CheckpointMeta, tensors: &[Tensor]) -> Result<()> {
+    let md5 = write_tensors(&dir.join(TENSOR_FILE), tensors)?;
+    let meta = CheckpointMeta {
+        tensors_md5: Some(md5),
+        ..meta.clone()
+    };
+    write_json(&dir.join(META_FILE), &meta)
+}
+
+/// Writes named f32 tensors as a safetensors file (atomically); returns its MD5.
+pub fn write_tensors(path: &Path, tensors: &[Tensor]) -> Result<String> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s, v)| {
@@ -70,18 +80,14 @@ pub fn save(dir: &Path, meta: &CheckpointMeta, tensors: &[Tensor]) -> Result<()>
         .map(|(n, s, b)| {
             TensorView::new(Dtype::F32, s.clone(), b)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| Error::artifact(dir.join(TENSOR_FILE), format!("tensor {n}: {e}")))
+                .map_err(|e| Error::artifact(path, format!("tensor {n}: {e}")))
         })
         .collect::<Result<_>>()?;
     let info: HashMap<String, String> = HashMap::from([("format".into(), "mortal".into())]);
     let blob = safetensors::serialize(views, Some(info))
-        .map_err(|e| Error::artifact(dir.join(TENSOR_FILE), e.to_string()))?;
-    let meta = CheckpointMeta {
-        tensors_md5: Some(md5_hex(&blob)),
-        ..meta.clone()
-    };
-    write_atomic(&dir.join(TENSOR_FILE), &blob)?;
-    write_json(&dir.join(META_FILE), &meta)
+        .map_err(|e| Error::artifact(path, e.to_string()))?;
+    write_atomic(path, &blob)?;
+    Ok(md5_hex(&blob))
 }
 
 /// Reads a checkpoint from `dir`.
@@ -106,11 +112,17 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
     if meta.sealed {
         super::manifest::verify(dir)?;
     }
-    let path = dir.join(TENSOR_FILE);
+    let tensors = read_tensors(&dir.join(TENSOR_FILE), meta.tensors_md5.as_deref())?;
+    Ok((meta, tensors))
+}
+
+/// Reads a safetensors file of f32 tensors (sorted by name), checking its MD5 if given.
+pub fn read_tensors(path: &Path, md5: Option<&str>) -> Result<Vec<Tensor>> {
+    let path = path.to_path_buf();
     let blob = std::fs::read(&path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    if let Some(want) = &meta.tensors_md5
-        && md5_hex(&blob) != *want
+    if let Some(want) = md5
+        && md5_hex(&blob) != want
     {
         return Err(Error::artifact(
             &path,
@@ -138,5 +150,5 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
         out.push((name, view.shape().to_vec(), vals));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((meta, out))
+    Ok(out)
 }

@@ -1,0 +1,143 @@
+"""The Python package end to end: substrates from numpy, runs, results, errors."""
+
+import csv
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import mortal
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def cli_binary():
+    """The `mortal` binary built from the same source, if there is one."""
+    for profile in ("release", "debug"):
+        p = ROOT / "target" / profile / "mortal"
+        if p.is_file():
+            return p
+    return None
+
+
+def test_forward_shapes_dtypes_and_the_ideal_chip_computes_numpy():
+    chip = mortal.Chip.preset("ideal", layers=[6, 4, 3], seed=2)
+    assert chip.layers == [6, 4, 3]
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 6)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    chip.program(0, w, b)
+    x = rng.random((5, 6)).astype(np.float32)
+    received, activity = chip.forward(0, x)
+    assert received.shape == (5, 6) and activity.shape == (5, 4)
+    assert received.dtype == np.float32 and activity.dtype == np.float32
+    np.testing.assert_allclose(activity, np.maximum(x @ w.T + b, 0), rtol=1e-5, atol=1e-5)
+    # A Python-written SGD step (outer-product form) is applied exactly on the ideal chip.
+    d = rng.standard_normal((5, 4)).astype(np.float32)
+    chip.update_outer(0, x, d, scale=-0.1)
+    w2, b2 = w - 0.1 * d.T @ x, b - 0.1 * d.sum(0)
+    _, after = chip.forward(0, x)
+    np.testing.assert_allclose(after, np.maximum(x @ w2.T + b2, 0), rtol=1e-4, atol=1e-4)
+    # The dense form, and W^T d.
+    chip.update(0, np.ones((4, 6), np.float32), np.zeros(4, np.float32), scale=0.01)
+    back = chip.transpose_read(0, d)
+    np.testing.assert_allclose(back, d @ (w2 + 0.01), rtol=1e-4, atol=1e-4)
+
+
+def test_the_ideal_chip_equals_the_digital_network():
+    rng = np.random.default_rng(1)
+    x = rng.random((8, 10)).astype(np.float32)
+    d = rng.standard_normal((8, 5)).astype(np.float32)
+    outs = []
+    for sub in (mortal.Chip.preset("ideal", layers=[10, 5], seed=3, init_seed=4),
+                mortal.Digital(layers=[10, 5], seed=4)):
+        sub.update_outer(0, x, d, scale=-0.05)
+        outs.append(sub.forward(0, x)[1])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_real_chip_counts_its_operations():
+    chip = mortal.Chip.preset("reram", layers=[784, 32, 10], seed=7)
+    x = np.random.default_rng(2).random((4, 784)).astype(np.float32)
+    chip.forward(0, x)
+    c = chip.counters()
+    assert c["layers"][0]["dac"] == 4 * 784 and c["layers"][0]["adc"] == 4 * 32
+    assert c["dac_bits"] == 7 and c["adc_bits"] == 9
+    # Initial write-and-verify of every device that is not stuck (reram has a few).
+    devices = 2 * (784 * 32 + 32 + 32 * 10 + 10)
+    assert 0.99 * devices <= c["total"]["program_writes"] <= devices
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 12)).astype(np.float32)
+    for make in (lambda: mortal.Digital(layers=[12, 6], seed=5),
+                 lambda: mortal.Chip.preset("ideal", layers=[12, 6], seed=5)):
+        sub = make()
+        sub.update_outer(0, x, rng.standard_normal((3, 6)).astype(np.float32), scale=-0.1)
+        sub.save(tmp_path / "s")
+        again = mortal.Chip.load(tmp_path / "s")
+        np.testing.assert_array_equal(sub.forward(0, x)[1], again.forward(0, x)[1])
+        shutil.rmtree(tmp_path / "s")
+    chip = mortal.Chip.preset("reram", layers=[12, 6], seed=9)
+    chip.save(tmp_path / "c")
+    assert "chip reram #9" in repr(mortal.Chip.load(tmp_path / "c"))
+
+
+def test_bad_input_raises_with_one_line():
+    chip = mortal.Chip.preset("ideal", layers=[4, 2])
+    with pytest.raises(mortal.ParamError, match="layer"):
+        chip.forward(3, np.zeros((1, 4), np.float32))
+    with pytest.raises(ValueError, match=r"needs \[batch, 4\]"):
+        chip.forward(0, np.zeros((1, 5), np.float32))
+    with pytest.raises(mortal.ParamError, match="memristor"):
+        mortal.Chip.preset("memristor", layers=[4, 2])
+    with pytest.raises(mortal.ParamError, match="decay"):
+        chip.update(0, np.zeros((2, 4)), np.zeros(2), decay=2.0)
+    with pytest.raises(mortal.ParamError, match="epochs"):
+        mortal.train(dataset="synthetic", epochs="many")
+    with pytest.raises(mortal.MortalError):
+        mortal.load_results("/nonexistent/dir")
+
+
+def test_train_equals_the_cli_for_the_same_seed(tmp_path):
+    opts = dict(algo="ff", dataset="synthetic", layers=[32, 32], epochs=2,
+                train_limit=600, eval_limit=200, seed=3, chip="reram", chip_seed=2)
+    r = mortal.train(out=tmp_path / "py", **opts)
+    assert 0.0 <= r["test_error"] <= 1.0 and r["seed"] == 3
+    assert r["cost"]["train"]["per_sample"]["energy_j"] > 0
+    binary = cli_binary()
+    if binary is None:
+        pytest.skip("no target/*/mortal binary to compare with (run cargo build)")
+    args = [str(binary), "train", "-q", "--out", str(tmp_path / "cli")]
+    for k, v in opts.items():
+        args += ["--" + k.replace("_", "-"), ",".join(map(str, v)) if isinstance(v, list) else str(v)]
+    subprocess.run(args, check=True, capture_output=True)
+    cli = json.loads((tmp_path / "cli" / "results.json").read_text())
+    for key in ("test_error", "test_error_goodness", "test_error_softmax", "valid_error", "seeds"):
+        assert r[key] == cli[key], key
+
+    def rows(d):
+        with open(d / "epochs.csv") as f:
+            return [{k: v for k, v in row.items() if "seconds" not in k} for row in csv.DictReader(f)]
+
+    assert rows(tmp_path / "py") == rows(tmp_path / "cli")
+
+
+def test_scenarios_and_results_load_into_rows(tmp_path):
+    out = mortal.run_scenario(ROOT / "scenarios" / "quickstart.toml", out=tmp_path / "q", smoke=True)
+    rows = mortal.load_results(out)
+    assert rows and {"run_id", "algo", "test_error"} <= set(rows[0])
+    assert all(isinstance(r["test_error"], float) for r in rows if r["status"] == "ok")
+
+
+def test_load_data_gives_the_splits():
+    data = mortal.load_data("synthetic", train_limit=50, eval_limit=20)
+    x, y = data["train"]
+    assert x.shape == (50, 784) and x.dtype == np.float32 and y.shape == (50,)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert data["test"][0].shape == (20, 784)
