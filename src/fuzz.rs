@@ -262,7 +262,7 @@ proptest! {
                 ..Default::default()
             };
             let e = crate::cost::price(&model, &c, (model.default_dac_bits, model.default_adc_bits), 1.0);
-            prop_assert!(e.energy_j >= 0.0, "{}", e.energy_j);
+            prop_assert!(e.energy_j.is_finite() && e.energy_j >= 0.0, "{}", e.energy_j);
         }
     }
 

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Largest value of any entry (far beyond anything physical; keeps energies finite).
+const MAX_ENTRY: f64 = 1e30;
+
 /// Names of the shipped models.
 pub const NAMES: [&str; 2] = ["reram", "pcm"];
 
@@ -151,11 +154,12 @@ impl EnergyModel {
             ("bytes_per_s", self.bytes_per_s),
         ];
         for (key, v) in entries {
-            if !v.is_finite() || v < 0.0 {
+            // The cap keeps every product of entries and counts finite.
+            if !v.is_finite() || !(0.0..=MAX_ENTRY).contains(&v) {
                 return Err(Error::param(
                     format!("energy model {origin}: energy.{key}"),
                     v,
-                    "must be a finite number ≥ 0",
+                    "must be a number in [0, 1e30]",
                 ));
             }
         }
