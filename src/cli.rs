@@ -34,7 +34,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a trained checkpoint on the validation and test sets.
     Eval(EvalArgs),
-    /// Small FF and BP runs on the built-in synthetic set (about a minute), with a plot.
+    /// The mission in ~40 s on the built-in synthetic set: FF in situ on a harsh chip, its
+    /// weights ideal, copied to another chip, distilled into it, and backprop deployed.
     Quickstart(QuickstartArgs),
     /// Measure GEMM rate and training/evaluation throughput on this machine.
     Bench(BenchArgs),

@@ -312,3 +312,28 @@ fn bad_chip_input_fails_clearly() {
     let (_, stderr) = run_err(mortal().args(["train", "--chip"]).arg(&spec));
     assert!(stderr.contains("bogus"), "{stderr}");
 }
+
+/// The quickstart tells the story: FF in situ, mortality, distillation, backprop deployed.
+#[test]
+fn quickstart_shows_mortality_and_distillation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, plots) = (dir.path().join("runs"), dir.path().join("plots"));
+    let o = run_ok(
+        mortal()
+            .args(["quickstart", "-q", "--out"])
+            .arg(&out)
+            .arg("--plots")
+            .arg(&plots),
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("copied to chip #2"), "{text}");
+    let s = read_json(&out.join("summary.json"));
+    let e = |k: &str| s[k].as_f64().unwrap();
+    assert!(e("copied_error") > e("chip_error") + 0.05, "{s}");
+    assert!(e("distilled_error") < e("copied_error") - 0.05, "{s}");
+    assert!(e("bp_deployed_error") >= e("bp_digital_error"), "{s}");
+    assert!(plots.join("quickstart.png").is_file());
+    for run in ["ff-harsh-1", "distill-harsh-2", "bp-deploy-harsh-2"] {
+        assert!(out.join(run).join("manifest.json").is_file(), "{run}");
+    }
+}
