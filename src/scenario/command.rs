@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// Do not draw the figures at the end.
     #[arg(long)]
     pub no_plot: bool,
+    /// Change a setting of the scenario file without editing it: a dotted key path and a
+    /// TOML value, e.g. `--set train.epochs=3 --set data.train_limit=5000 --set
+    /// 'sweep.chip_seeds=[1,2]' --set hardware.preset=pcm` (repeatable; bare words are
+    /// strings). The result is a different scenario: give it its own --out.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
 }
 
 /// `mortal plot` arguments.
@@ -80,6 +86,7 @@ pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Resu
         data_dir: data_dir.map(Path::to_path_buf),
         plot: !args.no_plot,
         dry_run: args.dry_run,
+        sets: args.sets.clone(),
     };
     runner::run(&req, reporter)?;
     Ok(())

@@ -5,6 +5,7 @@
 //! can be applied by path and the result deserialised into typed configurations (serde
 //! then checks every type).
 
+use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 
 /// The segments of a dotted path.
@@ -190,6 +191,44 @@ pub fn display(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// Applies `key.path=value` settings (`mortal run --set`) to a scenario file's text: the
+/// value is read as TOML (`3`, `0.5`, `true`, `"pcm"`, `[1, 2]`), a bare word as a
+/// string; intermediate tables are created. Errors name the setting.
+pub fn apply_sets(text: &str, sets: &[String]) -> Result<String> {
+    let mut doc: toml::Table = toml::from_str(text)
+        .map_err(|e| Error::param("scenario", "(file)", e.message().to_string()))?;
+    for set in sets {
+        let (key, raw) = set
+            .split_once('=')
+            .ok_or_else(|| Error::param("--set", set, "expected KEY=VALUE, e.g. train.epochs=3"))?;
+        let key = key.trim();
+        let parts: Vec<&str> = key.split('.').collect();
+        if key.is_empty() || parts.iter().any(|p| p.trim().is_empty()) {
+            return Err(Error::param("--set", set, "the key must be a dotted path"));
+        }
+        let raw = raw.trim();
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut table = &mut doc;
+        for p in &parts[..parts.len() - 1] {
+            let entry = table
+                .entry((*p).to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| {
+                Error::param(
+                    "--set",
+                    set,
+                    format!("`{p}` is not a table in the scenario"),
+                )
+            })?;
+        }
+        table.insert(parts[parts.len() - 1].to_string(), value);
+    }
+    toml::to_string(&doc).map_err(|e| Error::param("--set", sets.join(" "), e.to_string()))
 }
 
 #[cfg(test)]

@@ -155,7 +155,12 @@ impl Scenario {
         let algo = paths::get(&user, "train.algo")
             .and_then(|v| serde_json::from_value::<Algo>(v.clone()).ok())
             .unwrap_or(TrainConfig::default().algo);
-        let full = defaults(&user, self.dir(), algo)?;
+        let mut full = defaults(&user, self.dir(), algo)?;
+        // `train.energy` (the run's energy model) has no default value in the sections, so
+        // that scenarios without it resolve exactly as before it existed.
+        if paths::get(&user, "train.energy").is_some() {
+            paths::set(&mut full, "train.energy", Value::Null);
+        }
         if let Some((path, valid)) = paths::unknown_key(&user, &full, "", &retag) {
             return Err(Error::param(
                 path,

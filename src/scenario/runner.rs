@@ -37,8 +37,21 @@ impl Prepared {
     /// Loads `file` and resolves every run (shrunk by `smoke`); errors name the file, the
     /// key path and the reason.
     pub fn load(file: &Path, smoke: Option<&Smoke>) -> anyhow::Result<Self> {
+        Self::load_with(file, &[], smoke)
+    }
+
+    /// Like [`Prepared::load`] with `sets` (`key.path=value`, as `mortal run --set`)
+    /// applied to the file's settings first.
+    pub fn load_with(file: &Path, sets: &[String], smoke: Option<&Smoke>) -> anyhow::Result<Self> {
         let ctx = || file.display().to_string();
-        let scenario = Scenario::load(file).with_context(ctx)?;
+        let scenario = if sets.is_empty() {
+            Scenario::load(file).with_context(ctx)?
+        } else {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+            let text = super::paths::apply_sets(&text, sets)?;
+            Scenario::parse(file, text).with_context(ctx)?
+        };
         let mut plan = Plan::new(&scenario).with_context(ctx)?;
         if let Some(s) = smoke {
             s.shrink_plan(&mut plan);
@@ -103,6 +116,8 @@ pub struct RunRequest {
     pub data_dir: Option<PathBuf>,
     pub plot: bool,
     pub dry_run: bool,
+    /// `key.path=value` settings applied to the scenario file (`--set`).
+    pub sets: Vec<String>,
 }
 
 /// What a `mortal run` did.
@@ -256,7 +271,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     let smoke = req.smoke.then(|| Smoke {
         data_dir: data::resolve_data_dir(req.data_dir.as_deref()),
     });
-    let p = Prepared::load(&req.file, smoke.as_ref())?;
+    let p = Prepared::load_with(&req.file, &req.sets, smoke.as_ref())?;
     if let Some(sec) = &p.scenario.file.distill {
         return super::distill::run(req, &p, sec, smoke.as_ref(), reporter);
     }

@@ -452,3 +452,57 @@ fn bad_run_arguments_fail_clearly() {
     );
     assert_eq!(code, 3, "{stderr}");
 }
+
+/// `mortal run --set key=value` changes a setting without editing the file; a bad key or
+/// value is refused on one line naming it.
+#[test]
+fn run_set_overrides_scenario_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q");
+    run_ok(
+        mortal()
+            .args([
+                "run",
+                "scenarios/quickstart.toml",
+                "--smoke",
+                "-q",
+                "--no-plot",
+            ])
+            .args(["--set", "train.epochs=1", "--set", "train.energy=pcm"])
+            .args(["--set", "sweep.seeds=[5]", "--out"])
+            .arg(&out),
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r.contains(",5,")), "{csv}");
+    let run = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let r = read_json(&run.path().join("results.json"));
+    assert_eq!(r["cost"]["energy_model"], "pcm");
+    for (set, want) in [
+        ("train.epochz=2", "train.epochz"),
+        ("train.epochs", "expected KEY=VALUE"),
+        ("name.x=1", "is not a table"),
+        ("train.energy=memristor", "memristor"),
+    ] {
+        let (code, err) = run_err(
+            mortal()
+                .args([
+                    "run",
+                    "scenarios/quickstart.toml",
+                    "--smoke",
+                    "-q",
+                    "--set",
+                    set,
+                    "--out",
+                ])
+                .arg(dir.path().join("bad")),
+        );
+        assert_eq!(code, 2, "{set}: {err}");
+        assert!(err.contains(want), "{set}: {err}");
+    }
+}
