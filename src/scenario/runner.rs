@@ -16,6 +16,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::resolve::Scenario;
+use super::schema::Checkpoints;
 use super::smoke::Smoke;
 use super::store::{Manifest, Store};
 use super::sweep::{self, Plan, RunSpec, Shard};
@@ -243,10 +244,11 @@ fn execute(
     data: &Splits,
     dir: &Path,
     reporter: Reporter,
+    keep: Checkpoints,
 ) -> Result<std::result::Result<RunResults, String>> {
     let cfg = &run.config;
     let mut trainer = train::trainers::build(cfg)?;
-    if run.replicate == 0 && cfg.chip.is_some() {
+    if run.replicate == 0 && cfg.chip.is_some() && keep == Checkpoints::All {
         let init = dir.join("init");
         crate::fsutil::create_dir(&init)?;
         train::manifest::unseal(&init)?;
@@ -256,7 +258,7 @@ fn execute(
     let opts = RunOptions {
         out: Some(dir.to_path_buf()),
         reporter,
-        checkpoint: true,
+        checkpoint: keep != Checkpoints::None,
         count: true,
     };
     match train::run_with(cfg, trainer.as_mut(), data, &opts) {
@@ -365,6 +367,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
         }
     }
 
+    let keep = p.scenario.file.output.checkpoints;
     let jobs = req
         .jobs
         .unwrap_or_else(rayon::current_num_threads)
@@ -383,7 +386,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
                     let rep = reporter.labelled(format!("#{}", run.index));
                     let data = &cache[&data_key(&run.config)];
                     let t0 = Instant::now();
-                    let result = execute(run, data, &store.run_dir(&run.id), rep)
+                    let result = execute(run, data, &store.run_dir(&run.id), rep, keep)
                         .and_then(|o| store.append(&row(run, &o)).map(|()| o));
                     let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
                     bar.inc(1);

@@ -314,6 +314,24 @@ pub struct OutputSection {
     pub log_y: bool,
     /// Units shown in the receptive-field grid (default 36).
     pub field_units: usize,
+    /// Checkpoints kept per run: `all` (default: the trained network, and a chip run's
+    /// chip before training for the conductance figure), `final` (the trained network
+    /// only) or `none` (no checkpoint: the receptive-field and conductance figures are
+    /// skipped; a 61-run sweep of 2×256 chips writes about 350 MB with `all`).
+    pub checkpoints: Checkpoints,
+}
+
+/// Which checkpoints a scenario's runs keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checkpoints {
+    /// The trained network and a chip's state before training.
+    #[default]
+    All,
+    /// The trained network only.
+    Final,
+    /// None.
+    None,
 }
 
 impl Default for OutputSection {
@@ -332,6 +350,7 @@ impl Default for OutputSection {
             log_x: false,
             log_y: false,
             field_units: 36,
+            checkpoints: Checkpoints::All,
         }
     }
 }
