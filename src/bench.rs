@@ -36,7 +36,7 @@ pub struct BenchOptions {
 }
 
 /// One measured configuration.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Measurement {
     /// Cost relative to the ideal digital substrate for the same shapes (chip measurements).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -285,18 +285,10 @@ fn ff_counting_overhead(
             label(hidden),
             spec.name
         ),
-        cost_vs_digital: None,
         samples_per_s: Some((batches * batch) as f64 / t_on),
-        images_per_s: None,
-        gflops: None,
-        gemm_gflops: None,
-        fraction_of_gemm: None,
         seconds: t_on,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
         cost_of_counting: Some(t_on / t_off),
+        ..Measurement::default()
     })
 }
 

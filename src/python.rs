@@ -239,15 +239,7 @@ impl Substrate_ {
     ) -> PyResult<()> {
         let (inp, out) = self.check_layer(layer)?;
         check_update(scale, decay)?;
-        if dw.as_array().shape() != [out, inp] || db.as_array().len() != out {
-            return Err(param(
-                "dw/db",
-                format!("{:?}/{}", dw.as_array().shape(), db.as_array().len()),
-                &format!("need [{out}, {inp}] and [{out}]"),
-            ));
-        }
-        let w = Mat::from_row_slice(out, inp, &dw.as_array().iter().copied().collect::<Vec<_>>());
-        let b: Vec<f32> = db.as_array().iter().copied().collect();
+        let (w, b) = weights_of(&dw, &db, "dw/db", out, inp)?;
         py.detach(|| {
             self.with(|s, n| {
                 let packed = s.topology().wiring(layer).pack(&w);
@@ -315,15 +307,7 @@ impl Substrate_ {
         b: PyReadonlyArray1<'_, f32>,
     ) -> PyResult<()> {
         let (inp, out) = self.check_layer(layer)?;
-        if w.as_array().shape() != [out, inp] || b.as_array().len() != out {
-            return Err(param(
-                "w/b",
-                format!("{:?}/{}", w.as_array().shape(), b.as_array().len()),
-                &format!("need [{out}, {inp}] and [{out}]"),
-            ));
-        }
-        let w = Mat::from_row_slice(out, inp, &w.as_array().iter().copied().collect::<Vec<_>>());
-        let b: Vec<f32> = b.as_array().iter().copied().collect();
+        let (w, b) = weights_of(&w, &b, "w/b", out, inp)?;
         py.detach(|| self.with(|s, n| s.program(layer, &w, &b, n)));
         Ok(())
     }
@@ -391,6 +375,26 @@ impl Substrate_ {
         .map_err(py_err)?;
         Ok(Self::wrap(sub, 1))
     }
+}
+
+/// Weights `[out, in]` and biases `[out]` from numpy, shapes checked (`key` names them).
+fn weights_of(
+    w: &PyReadonlyArray2<'_, f32>,
+    b: &PyReadonlyArray1<'_, f32>,
+    key: &str,
+    out: usize,
+    inp: usize,
+) -> PyResult<(Mat, Vec<f32>)> {
+    let (wv, bv) = (w.as_array(), b.as_array());
+    if wv.shape() != [out, inp] || bv.len() != out {
+        return Err(param(
+            key,
+            format!("{:?}/{}", wv.shape(), bv.len()),
+            &format!("need [{out}, {inp}] and [{out}]"),
+        ));
+    }
+    let w = Mat::from_row_slice(out, inp, &wv.iter().copied().collect::<Vec<_>>());
+    Ok((w, bv.iter().copied().collect()))
 }
 
 fn check_update(scale: f32, decay: f32) -> PyResult<()> {
