@@ -49,7 +49,8 @@ pub struct ResponseOutput {
 
 /// A chip spec's device seen as an aihwkit device on [−1, 1]: a conductance pair's
 /// device spans its range g_max − g_min, i.e. 2 in these units, so steps double; the
-/// bound spread (a fraction of g_max) becomes a fraction of the half range.
+/// bound spread (a fraction of g_max) becomes a fraction of the half range. `up_down` is
+/// shown in aihwkit's convention, which is the chip's only with `asymmetry = "aihwkit"`.
 pub fn params_of_spec(spec: &HardwareSpec) -> Params {
     let d = &spec.device;
     let c = &spec.crossbar;

@@ -12,7 +12,7 @@ use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use super::spec::{HardwareSpec, PairMapping, ProgrammingNoise, Response, UpdateMode};
+use super::spec::{Asymmetry, HardwareSpec, PairMapping, ProgrammingNoise, Response, UpdateMode};
 use crate::linalg::Mat;
 use crate::rng::{Rng, indexed};
 
@@ -253,20 +253,33 @@ impl Crossbar {
         let draw = |rng: &mut Rng, dev: &mut Device| {
             // Fixed number of draws per device, whatever is switched on.
             let z = [normal(rng), normal(rng), normal(rng), normal(rng)];
-            let dw = d.dw_min as f32 * (1.0 + d.dw_min_dtod as f32 * z[0]).max(0.0);
-            let ud = (d.up_down as f32 + d.up_down_dtod as f32 * z[1]).clamp(-0.99, 0.99);
-            let (dw_up, dw_down) = (dw * (1.0 + ud), dw * (1.0 - ud));
             let lo = (g_min * (1.0 + d.bound_dtod as f32 * z[2])).max(0.0);
             let hi = (g_max * (1.0 + d.bound_dtod as f32 * z[3])).max(lo + 0.01 * range);
+            // Steps in µS: up and down of the device's step dw_min·range.
+            let (s_up, s_down) = match d.asymmetry {
+                Asymmetry::Symmetric => {
+                    let dw = d.dw_min as f32 * (1.0 + d.dw_min_dtod as f32 * z[0]).max(0.0);
+                    let ud = (d.up_down as f32 + d.up_down_dtod as f32 * z[1]).clamp(-0.99, 0.99);
+                    (dw * (1.0 + ud) * range, dw * (1.0 - ud) * range)
+                }
+                Asymmetry::Aihwkit => {
+                    // aihwkit's operations in aihwkit's order, on the step in µS.
+                    let step = (d.dw_min * f64::from(range)) as f32;
+                    let a = d.up_down as f32;
+                    let g = 1.0 + d.dw_min_dtod as f32 * z[0];
+                    let r = d.up_down_dtod as f32 * z[1];
+                    (
+                        ((a.min(0.0) + g + r) * step).abs(),
+                        ((-a.max(0.0) + g - r) * step).abs(),
+                    )
+                }
+            };
             let (up, down) = match d.response {
-                Response::ConstantStep => (dw_up * range, dw_down * range),
-                // Step dw·range at the middle of the device's own range.
+                Response::ConstantStep => (s_up, s_down),
+                // The step s at the middle of the device's own range.
                 Response::SoftBounds => {
                     let span = hi - lo;
-                    (
-                        (2.0 * dw_up * range / span).min(0.5),
-                        (2.0 * dw_down * range / span).min(0.5),
-                    )
+                    ((2.0 * s_up / span).min(0.5), (2.0 * s_down / span).min(0.5))
                 }
             };
             *dev = Device { lo, hi, up, down };

@@ -45,9 +45,9 @@ use serde_json::json;
 
 pub(crate) use crossbar::Physics;
 pub use spec::{
-    AdcSpec, BlackBoxSpec, CrossbarSpec, DacSpec, DeviceSpec, DriftSpec, FaultSpec, HardwareSpec,
-    InputScaling, NeuronSpec, PairMapping, PairScheme, ProgrammingNoise, ProgrammingSpec, ReadSpec,
-    Response, UpdateMode, UpdateSpec,
+    AdcSpec, Asymmetry, BlackBoxSpec, CrossbarSpec, DacSpec, DeviceSpec, DriftSpec, FaultSpec,
+    HardwareSpec, InputScaling, NeuronSpec, PairMapping, PairScheme, ProgrammingNoise,
+    ProgrammingSpec, ReadSpec, Response, UpdateMode, UpdateSpec,
 };
 
 use blackbox::BlackBox;

@@ -270,8 +270,8 @@ pub struct DeviceSpec {
     pub dw_min: f64,
     /// Device-to-device relative spread of the step (default 0.3, aihwkit ReRamSB).
     pub dw_min_dtod: f64,
-    /// Mean up/down asymmetry a: up steps ×(1 + a), down steps ×(1 − a) (default 0,
-    /// aihwkit ReRamSB assumes a calibrated symmetry point).
+    /// Mean up/down asymmetry a (default 0, aihwkit ReRamSB assumes a calibrated symmetry
+    /// point); how it acts is `asymmetry`.
     pub up_down: f64,
     /// Device-to-device spread of a (default 0.01, aihwkit ReRamSB `up_down_dtod`).
     pub up_down_dtod: f64,
@@ -283,6 +283,32 @@ pub struct DeviceSpec {
     /// Cycle-to-cycle relative noise of each pulse's step: step·(1 + c·ξ) (default 3.75,
     /// aihwkit ReRamSB `dw_min_std`; aihwkit's generic default is 0.3).
     pub c2c: f64,
+    /// How `up_down` and the step spread act (default `symmetric`, the meaning every
+    /// result in the README was measured with; `aihwkit` is aihwkit's).
+    #[serde(skip_serializing_if = "Asymmetry::is_symmetric")]
+    pub asymmetry: Asymmetry,
+}
+
+/// How a device's up and down steps differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Asymmetry {
+    /// Up steps ×(1 + a), down steps ×(1 − a), a = up_down + up_down_dtod·ξ, on a step
+    /// dw_min·max(1 + dw_min_dtod·ξ, 0) (`mortal`'s original convention, as aihwkit's
+    /// Python docstring describes it).
+    #[default]
+    Symmetric,
+    /// aihwkit's C++ (`PulsedRPUDevice::populate`): only the weaker direction shrinks,
+    /// up = |min(a, 0) + g + r|·dw_min, down = |−max(a, 0) + g − r|·dw_min with the gain
+    /// g = 1 + dw_min_dtod·ξ and r = up_down_dtod·ξ additive: at the same `up_down` the
+    /// asymmetry is half the symmetric convention's.
+    Aihwkit,
+}
+
+impl Asymmetry {
+    fn is_symmetric(&self) -> bool {
+        *self == Asymmetry::Symmetric
+    }
 }
 
 impl Default for DeviceSpec {
@@ -295,6 +321,7 @@ impl Default for DeviceSpec {
             up_down_dtod: 0.01,
             bound_dtod: 0.12,
             c2c: 3.75,
+            asymmetry: Asymmetry::Symmetric,
         }
     }
 }

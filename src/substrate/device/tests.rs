@@ -983,3 +983,73 @@ fn ideal_chip_matches_digital_on_local_nets_through_ff_training() {
         assert!(e < 1e-4, "{negatives:?}: head logits differ by {e}");
     }
 }
+
+/// A chip device with aihwkit's asymmetry convention, configured like an aihwkit device
+/// (noise off), follows aihwkit 1.1.0's golden single-pulse trajectories (the constant-step
+/// and soft-bounds configurations of `../shared/fidelity/aihwkit-pulse-traces.json`;
+/// skipped with a message when the file is absent): the conductance range maps onto
+/// [w_min, w_max] and `dw_min` is aihwkit's step as a fraction of that span. Conductances
+/// are offset from aihwkit's weights (G = w − w_min), so f32 rounding differs by a few
+/// ulps per pulse: the bound is 2e-6 (the reference device of `response.rs` matches exactly).
+#[test]
+fn chip_devices_follow_aihwkit_golden_trajectories() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fidelity/aihwkit-pulse-traces.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipped: {} not found", path.display());
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for c in v["configs"].as_array().unwrap() {
+        let response = match c["aihwkit_class"].as_str().unwrap() {
+            "ConstantStepDevice" => Response::ConstantStep,
+            "SoftBoundsDevice" => Response::SoftBounds,
+            _ => continue,
+        };
+        let p = &c["params"];
+        let f = |k: &str| p[k].as_f64().unwrap();
+        let (w_min, w_max) = (f("w_min"), f("w_max"));
+        let mut spec = presets::ideal();
+        spec.update.mode = UpdateMode::Pulsed;
+        // Conductance units equal to aihwkit's weight units (G = w − w_min), so the f32
+        // arithmetic is of the same magnitude.
+        spec.crossbar.g_min = 0.0;
+        spec.crossbar.g_max = w_max - w_min;
+        spec.device = DeviceSpec {
+            response,
+            dw_min: f("dw_min") / (w_max - w_min),
+            dw_min_dtod: 0.0,
+            up_down: f("up_down"),
+            up_down_dtod: 0.0,
+            bound_dtod: 0.0,
+            c2c: 0.0,
+            asymmetry: Asymmetry::Aihwkit,
+        };
+        let phys = crossbar::Physics::new(&spec);
+        let xb = crossbar::Crossbar::new(&spec, &phys, 1, 1, 7);
+        let dev = xb.dp.get(0);
+        let (g0, range) = (
+            spec.crossbar.g_min as f32,
+            (spec.crossbar.g_max - spec.crossbar.g_min) as f32,
+        );
+        let to_w = |g: f32| w_min + f64::from(g - g0) / f64::from(range) * (w_max - w_min);
+        let mut worst = 0.0f64;
+        for run in c["runs"].as_array().unwrap() {
+            let start = run["start_weight"].as_f64().unwrap();
+            let mut g = g0 + ((start - w_min) / (w_max - w_min)) as f32 * range;
+            let want: Vec<f64> = serde_json::from_value(run["trajectory"].clone()).unwrap();
+            for (k, w) in want.iter().enumerate() {
+                g = update::pulses(g, &dev, k < 100, 1, response, 0.0, || 0.0);
+                worst = worst.max((to_w(g) - w).abs());
+            }
+        }
+        println!(
+            "chip device vs aihwkit {} (id {}): max deviation {worst:.2e}",
+            c["aihwkit_class"], c["id"]
+        );
+        assert!(worst <= 2e-6, "{}: {worst}", c["id"]);
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+}
