@@ -20,10 +20,15 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Directory holding mnist/ and fashion-mnist/ (default: $MORTAL_DATA, else ./data).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub data_dir: Option<PathBuf>,
     /// No progress bars or per-epoch lines.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     pub quiet: bool,
 }
 
