@@ -116,10 +116,10 @@ fn every_readme_command_parses() {
             for v in variants(&cmd.replace("DIR...", "d1 d2")) {
                 let w = words(&v);
                 checked += 1;
-                if let Err(e) = mortal::cli::Cli::try_parse_from(&w) {
-                    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                        failures.push(format!("{}\n    -> {}", w.join(" "), e.render()));
-                    }
+                if let Err(e) = mortal::cli::Cli::try_parse_from(&w)
+                    && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                {
+                    failures.push(format!("{}\n    -> {}", w.join(" "), e.render()));
                 }
             }
         }
