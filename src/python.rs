@@ -312,6 +312,54 @@ impl Substrate_ {
         Ok(())
     }
 
+    /// One step of the built-in Forward-Forward learner on this substrate (images
+    /// `[batch, inputs]`, labels `[batch]`), with plain SGD at `lr`, random wrong labels
+    /// from `seed`, no peer normalisation: the reference a Python-written step can be
+    /// checked against. Returns the negative labels it drew.
+    #[pyo3(signature = (images, labels, lr=0.01, seed=1))]
+    fn ff_step_builtin(
+        &self,
+        py: Python<'_>,
+        images: PyReadonlyArray2<'_, f32>,
+        labels: Vec<usize>,
+        lr: f32,
+        seed: u64,
+    ) -> PyResult<Vec<usize>> {
+        use crate::learn::ff::{FfConfig, FfLearner, NegativeLabels};
+        let inputs = self.with(|s, _| s.topology().widths()[0]);
+        let x = mat_of(&images, "images", inputs)?;
+        if labels.len() != x.ncols() || labels.iter().any(|l| *l >= crate::data::CLASSES) {
+            return Err(param(
+                "labels",
+                labels.len(),
+                "need one label in 0..10 per image",
+            ));
+        }
+        if !lr.is_finite() || lr <= 0.0 {
+            return Err(param("lr", lr, "must be > 0"));
+        }
+        py.detach(|| {
+            self.with(|s, n| {
+                let cfg = FfConfig {
+                    optimizer: crate::learn::OptimizerConfig::Sgd {
+                        lr,
+                        momentum: 0.0,
+                        weight_decay: 0.0,
+                    },
+                    peer_norm: 0.0,
+                    negatives: NegativeLabels::Random,
+                    eval_from: 1,
+                    ..FfConfig::default()
+                };
+                let mut ff = FfLearner::new(cfg, s.topology().clone()).map_err(py_err)?;
+                let mut neg = stream(seed, "python/negatives");
+                ff.train_batch(s, &x, &labels, 1.0, &mut neg, n)
+                    .map_err(py_err)?;
+                Ok(ff.last_negatives().to_vec())
+            })
+        })
+    }
+
     /// Lets `seconds` of simulated time pass (conductance drift).
     fn advance_time(&self, seconds: f64) -> PyResult<()> {
         if !seconds.is_finite() || seconds < 0.0 {

@@ -86,6 +86,12 @@ class Substrate:
         """Sets ``layer`` to weights ``w`` ``[out, in]`` and biases ``b`` (write-and-verify on a chip)."""
         self._s.program(layer, _f32(w), _f32(b))
 
+    def ff_step_builtin(self, images, labels, lr: float = 0.01, seed: int = 1) -> list[int]:
+        """One step of the built-in FF learner (plain SGD at ``lr``, random wrong labels
+        from ``seed``, no peer normalisation), e.g. to check a Python-written step
+        against; returns the negative labels it drew."""
+        return self._s.ff_step_builtin(_f32(images), [int(v) for v in labels], lr, seed)
+
     def advance_time(self, seconds: float) -> None:
         """Lets simulated time pass (conductance drift), seconds."""
         self._s.advance_time(float(seconds))

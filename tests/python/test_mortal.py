@@ -141,3 +141,56 @@ def test_load_data_gives_the_splits():
     assert x.shape == (50, 784) and x.dtype == np.float32 and y.shape == (50,)
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert data["test"][0].shape == (20, 784)
+
+
+def python_ff_step(chip, images, labels, negatives, lr):
+    """Forward-Forward in numpy, written against the substrate interface only: label in
+    the first ten pixels, RMS normalisation, goodness = sum of squares, logistic loss
+    around the number of units, local errors coeff * activity, plain SGD as rank-1
+    updates over the positive and negative passes."""
+
+    def with_label(x, ys, value=1.0):
+        x = x.copy()
+        x[:, :10] = 0.0
+        x[np.arange(len(x)), ys] = value
+        return x
+
+    def rms(a):
+        return a / np.sqrt((a * a).mean(axis=1, keepdims=True), dtype=np.float32)
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
+    layers = len(chip.layers) - 1
+    updates = []
+    h_pos, h_neg = rms(with_label(images, labels)), rms(with_label(images, negatives))
+    for layer in range(layers):
+        units = chip.layers[layer + 1]
+        r_pos, a_pos = chip.forward(layer, h_pos)
+        r_neg, a_neg = chip.forward(layer, h_neg)
+        g_pos, g_neg = (a_pos * a_pos).sum(1), (a_neg * a_neg).sum(1)
+        d_pos = (-(1.0 - sigmoid(g_pos - units)))[:, None] * a_pos
+        d_neg = sigmoid(g_neg - units)[:, None] * a_neg
+        updates.append((np.vstack([r_pos, r_neg]), np.vstack([d_pos, d_neg]).astype(np.float32)))
+        h_pos, h_neg = rms(a_pos), rms(a_neg)
+    for layer, (x, d) in enumerate(updates):
+        chip.update_outer(layer, x, d, scale=-lr / len(images))
+
+
+def test_a_python_written_ff_step_equals_the_built_in_step():
+    layers = [784, 32, 16]
+    data = mortal.load_data("synthetic", train_limit=8, eval_limit=8)
+    x, y = data["train"]
+    builtin = mortal.Chip.preset("ideal", layers=layers, seed=4)
+    mine = mortal.Chip.preset("ideal", layers=layers, seed=4)
+    probe = data["test"][0]
+    before = builtin.forward(0, probe)[1]
+    negatives = builtin.ff_step_builtin(x, y, lr=0.05, seed=3)
+    assert len(negatives) == len(y) and all(n != t for n, t in zip(negatives, y))
+    python_ff_step(mine, x, y, np.array(negatives), lr=0.05)
+    for layer in range(2):
+        h = probe if layer == 0 else mine.forward(0, probe)[1]
+        a = builtin.forward(layer, h)[1]
+        b = mine.forward(layer, h)[1]
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(before, builtin.forward(0, probe)[1]), "the step changed nothing"
