@@ -404,12 +404,20 @@ pub fn read_epochs(path: &Path) -> Result<Vec<EpochRecord>> {
     crate::fsutil::read_csv(path, "an epochs.csv file")
 }
 
+/// What a curve needs of an `epochs.csv` (a training run's or a distillation student's).
+#[derive(serde::Deserialize)]
+struct CurvePoint {
+    epoch: usize,
+    valid_error: f64,
+}
+
 /// Validation error (%) per epoch of several runs, one line each; `runs` holds
-/// (legend label, run directory).
+/// (legend label, run directory: a training run or a distillation student).
 pub fn training_curves(runs: &[(String, PathBuf)], title: &str, stem: &Path) -> Result<PathBuf> {
     let mut series = Vec::new();
     for (label, dir) in runs {
-        let rows = read_epochs(&dir.join("epochs.csv"))?;
+        let rows: Vec<CurvePoint> =
+            crate::fsutil::read_csv(&dir.join("epochs.csv"), "an epochs.csv file")?;
         series.push(Series {
             label: label.clone(),
             points: rows

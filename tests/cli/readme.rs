@@ -5,6 +5,8 @@
 //! at smoke size, train/eval/distill/plot/merge/device/bench).
 
 use clap::Parser;
+
+use crate::common::mortal;
 use clap::error::ErrorKind;
 
 /// The shell lines of the README's ```sh blocks, continuations joined.
@@ -88,7 +90,9 @@ fn words(cmd: &str) -> Vec<String> {
                     _ => {}
                 }
             }
+            // Shell variables: a Slurm task index, the README's loop over CIFAR nets.
             s.replace("$SLURM_ARRAY_TASK_ID", "0")
+                .replace("$net", "cifar-local2")
         })
         .filter(|w| !w.is_empty())
         .collect()
@@ -128,6 +132,178 @@ fn every_readme_command_parses() {
     assert!(
         failures.is_empty(),
         "README commands the CLI refuses:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The README's `mortal …` commands, in order (optional parts left out).
+fn readme_commands() -> Vec<Vec<String>> {
+    let readme = include_str!("../../README.md");
+    let mut out = Vec::new();
+    for line in shell_lines(readme) {
+        for part in uncomment(&line).split(';') {
+            let part = part.trim();
+            let cmd = if let Some(rest) = part.strip_prefix("cargo run --release -- ") {
+                format!("mortal {rest}")
+            } else if part.starts_with("mortal ") {
+                part.to_string()
+            } else {
+                continue;
+            };
+            if cmd.contains(" ... ") {
+                continue;
+            }
+            out.push(words(&variants(&cmd.replace("DIR...", "d1 d2"))[0]));
+        }
+    }
+    out
+}
+
+/// Sets `flag` to `value` (replacing or appending).
+fn set(w: &mut Vec<String>, flag: &str, value: &str) {
+    match w.iter().position(|x| x == flag) {
+        Some(i) if i + 1 < w.len() => w[i + 1] = value.to_string(),
+        _ => {
+            w.push(flag.to_string());
+            w.push(value.to_string());
+        }
+    }
+}
+
+/// Every README command runs at smoke size: trainings with 300 images, 1 epoch and at
+/// most 32 units a layer, scenarios with `--smoke`, placeholders pointing at runs made
+/// earlier in the same test, in a scratch directory. Only what cannot run here is left
+/// out, and said: downloads (`data fetch`), and the quickstart (its own test runs it).
+#[test]
+fn every_readme_command_runs_at_smoke_size() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::os::unix::fs::symlink(root.join("scenarios"), cwd.join("scenarios")).unwrap();
+    let data = std::env::var_os("MORTAL_DATA");
+    let run = |w: &[String]| {
+        let mut c = mortal();
+        c.current_dir(cwd).args(&w[1..]);
+        if let Some(d) = &data {
+            c.env("MORTAL_DATA", d);
+        }
+        c.output().unwrap()
+    };
+    // A trained run (FF on a chip) for eval, plot and distill, and two shards to merge.
+    let teacher: Vec<String> = "mortal train --dataset synthetic --layers 32,32 --epochs 1 \
+        --train-limit 300 --eval-limit 100 --chip reram --out made/teacher -q"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert!(run(&teacher).status.success());
+    for s in 0..2 {
+        let w: Vec<String> = format!(
+            "mortal run scenarios/quickstart.toml --smoke --shard {s}/2 --out made/shard{s} -q"
+        )
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+        assert!(run(&w).status.success());
+    }
+    let (mut ran, mut skipped, mut failures) = (0, Vec::new(), Vec::new());
+    for (i, mut w) in readme_commands().into_iter().enumerate() {
+        let sub = w.get(1).cloned().unwrap_or_default();
+        match sub.as_str() {
+            "quickstart" => {
+                skipped.push("quickstart (its own test)".to_string());
+                continue;
+            }
+            "data" if w.get(2).is_some_and(|s| s == "fetch") => {
+                skipped.push(w.join(" "));
+                continue;
+            }
+            "data" if data.is_none() => {
+                skipped.push(format!("{} (no MORTAL_DATA)", w.join(" ")));
+                continue;
+            }
+            "train" => {
+                if let Some(k) = w.iter().position(|x| x == "--layers") {
+                    let small: Vec<String> = w[k + 1]
+                        .split(',')
+                        .map(|v| {
+                            v.parse::<usize>()
+                                .map_or(v.to_string(), |n| n.min(32).to_string())
+                        })
+                        .collect();
+                    w[k + 1] = small.join(",");
+                }
+                let real = data.is_some();
+                if let Some(k) = w.iter().position(|x| x == "--dataset") {
+                    let d = w[k + 1].clone();
+                    if d.starts_with("cifar") || (!real && d != "synthetic") {
+                        w[k + 1] = if d.starts_with("cifar") {
+                            "synthetic-color"
+                        } else {
+                            "synthetic"
+                        }
+                        .into();
+                    }
+                }
+                set(&mut w, "--epochs", "1");
+                set(&mut w, "--train-limit", "300");
+                set(&mut w, "--eval-limit", "100");
+                if !w.iter().any(|x| x == "--out") {
+                    set(&mut w, "--out", &format!("made/train{i}"));
+                }
+                w.push("--force".into());
+            }
+            "eval" => set(&mut w, "--checkpoint", "made/teacher"),
+            "plot" => {
+                let target = w
+                    .get(2)
+                    .filter(|p| p.as_str() != "runs/x" && cwd.join(p).exists())
+                    .cloned();
+                w.truncate(2);
+                w.push(target.unwrap_or_else(|| "made/teacher".into()));
+            }
+            "merge" => {
+                w.truncate(2);
+                w.extend(["made/merged", "made/shard0", "made/shard1"].map(String::from));
+            }
+            "distill" => {
+                set(&mut w, "--teacher", "made/teacher");
+                set(&mut w, "--transfer", "100");
+                set(&mut w, "--epochs", "1");
+                set(&mut w, "--eval-limit", "100");
+                set(&mut w, "--out", &format!("made/distill{i}"));
+            }
+            "run" => {
+                if !w.iter().any(|x| x == "--smoke") {
+                    w.push("--smoke".into());
+                }
+                if !w.iter().any(|x| x == "--out") {
+                    set(&mut w, "--out", &format!("made/run{i}"));
+                }
+            }
+            "bench" => {
+                w.push("--quick".into());
+                set(&mut w, "--only", "ff-train 2x100 b100");
+            }
+            _ => {}
+        }
+        if !w.iter().any(|x| x == "-q" || x == "--help") && sub != "device" && sub != "data" {
+            w.push("-q".into());
+        }
+        let o = run(&w);
+        ran += 1;
+        if !o.status.success() {
+            failures.push(format!(
+                "{}\n    -> {}",
+                w.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+    }
+    eprintln!("README commands: {ran} ran at smoke size, skipped: {skipped:?}");
+    assert!(ran >= 25, "only {ran} README commands ran");
+    assert!(
+        failures.is_empty(),
+        "README commands that failed at smoke size:\n{}",
         failures.join("\n")
     );
 }
