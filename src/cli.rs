@@ -792,6 +792,11 @@ pub fn train_command(
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let reporter = Reporter::auto(cli.quiet);
+    run_with(cli, reporter)
+}
+
+/// Runs a parsed command line reporting through `reporter`.
+pub fn run_with(cli: Cli, reporter: Reporter) -> Result<()> {
     let data_dir = cli.data_dir.as_deref();
     match cli.command {
         Command::Train(args) => {

@@ -13,11 +13,28 @@ pub struct Reporter {
     label: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Mode {
     Quiet,
     Lines,
     Bars(MultiProgress),
+    /// Each line handed to a function (e.g. the Python package's callback, so progress
+    /// shows in a notebook).
+    Sink(Sink),
+}
+
+/// Where [`Reporter::sink`] sends its lines.
+pub type Sink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Quiet => "Quiet",
+            Mode::Lines => "Lines",
+            Mode::Bars(_) => "Bars",
+            Mode::Sink(_) => "Sink",
+        })
+    }
 }
 
 impl Reporter {
@@ -32,6 +49,14 @@ impl Reporter {
         };
         Self {
             mode,
+            label: String::new(),
+        }
+    }
+
+    /// One line per epoch (and every other line) handed to `sink`; no bars.
+    pub fn sink(sink: Sink) -> Self {
+        Self {
+            mode: Mode::Sink(sink),
             label: String::new(),
         }
     }
@@ -102,6 +127,7 @@ impl Reporter {
             Mode::Bars(mp) => {
                 let _ = mp.println(msg);
             }
+            Mode::Sink(f) => f(msg),
         }
     }
 }

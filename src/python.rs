@@ -493,34 +493,54 @@ fn parse(args: &[String]) -> PyResult<crate::cli::Cli> {
     })
 }
 
+/// The reporter of a Python call: lines handed to `progress` (a Python callable) when
+/// given, else bars on a terminal / lines on stderr, or nothing when quiet.
+fn reporter(quiet: bool, progress: Option<Py<PyAny>>) -> crate::progress::Reporter {
+    match (quiet, progress) {
+        (true, _) => crate::progress::Reporter::quiet(),
+        (false, Some(f)) => {
+            crate::progress::Reporter::sink(std::sync::Arc::new(move |msg: &str| {
+                Python::attach(|py| {
+                    if let Err(e) = f.call1(py, (msg,)) {
+                        e.print(py);
+                    }
+                });
+            }))
+        }
+        (false, None) => crate::progress::Reporter::auto(false),
+    }
+}
+
 /// `mortal train ARGS…`: returns results.json's content as JSON text and the output
-/// directory.
+/// directory. `progress`: a callable given each progress line.
 #[pyfunction]
-fn train_cli(py: Python<'_>, args: Vec<String>) -> PyResult<(String, String)> {
+#[pyo3(signature = (args, progress=None))]
+fn train_cli(
+    py: Python<'_>,
+    args: Vec<String>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(String, String)> {
     let cli = parse(&[vec!["train".to_string()], args].concat())?;
-    let quiet = cli.quiet;
+    let rep = reporter(cli.quiet, progress);
     let data_dir = cli.data_dir.clone();
     let crate::cli::Command::Train(t) = cli.command else {
         unreachable!("parsed as train")
     };
     let (r, out) = py
-        .detach(|| {
-            crate::cli::train_command(
-                &t,
-                data_dir.as_deref(),
-                crate::progress::Reporter::auto(quiet),
-            )
-        })
+        .detach(|| crate::cli::train_command(&t, data_dir.as_deref(), rep))
         .map_err(py_err)?;
     let json = serde_json::to_string(&r).map_err(|e| py_err(Error::io("results", e.into())))?;
     Ok((json, out.display().to_string()))
 }
 
-/// Any `mortal` command line (e.g. `run`, `distill`), as the CLI runs it.
+/// Any `mortal` command line (e.g. `run`, `distill`), as the CLI runs it; `progress`: a
+/// callable given each progress line.
 #[pyfunction]
-fn run_cli(py: Python<'_>, args: Vec<String>) -> PyResult<()> {
+#[pyo3(signature = (args, progress=None))]
+fn run_cli(py: Python<'_>, args: Vec<String>, progress: Option<Py<PyAny>>) -> PyResult<()> {
     let cli = parse(&args)?;
-    py.detach(|| crate::cli::run(cli)).map_err(py_err)
+    let rep = reporter(cli.quiet, progress);
+    py.detach(|| crate::cli::run_with(cli, rep)).map_err(py_err)
 }
 
 /// The splits of a dataset as numpy arrays: `{split: (images [n, pixels] float32 in

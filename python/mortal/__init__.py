@@ -30,6 +30,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import sys
 from typing import Any, Iterable
 
 from . import _mortal
@@ -156,22 +158,65 @@ def _flags(kwargs: dict) -> list[str]:
     return args
 
 
-def train(quiet: bool = True, data_dir: str | None = None, **options) -> dict:
+_EPOCH = re.compile(r"^(?P<head>.*?)epoch\s+(?P<i>\d+)/(?P<n>\d+):\s*(?P<rest>.*)$")
+
+
+class _TextBar:
+    """A tqdm-like bar for notebooks and pipes, one step per epoch line: redrawn in place
+    with a carriage return, other lines printed as they come."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stdout
+        self.open = False
+
+    def __call__(self, line: str) -> None:
+        m = _EPOCH.match(line)
+        if m is None:
+            if self.open:
+                print(file=self.stream)
+                self.open = False
+            print(line, file=self.stream, flush=True)
+            return
+        i, n = int(m["i"]), int(m["n"])
+        done = round(20 * i / max(n, 1))
+        bar = "#" * done + "." * (20 - done)
+        print(f"\r{m['head']}[{bar}] {i}/{n} {m['rest']}", end="", file=self.stream, flush=True)
+        self.open = i < n
+        if i >= n:
+            print(file=self.stream, flush=True)
+
+
+def _progress(quiet: bool, progress):
+    """Where progress goes: nowhere (quiet), the given callable, the native bars on a
+    terminal, else (a notebook, a pipe) a text bar advancing each epoch."""
+    if quiet:
+        return None
+    if progress is not None:
+        return progress
+    if sys.stderr.isatty():
+        return None
+    return _TextBar()
+
+
+def train(quiet: bool = False, data_dir: str | None = None, progress=None, **options) -> dict:
     """Trains like ``mortal train`` (options are its flags: ``algo="ff"``,
     ``layers=[256, 256]``, ``chip="reram"``, ``out="runs/x"``, ...); returns the
-    ``results.json`` content, with ``"out"`` the directory written."""
+    ``results.json`` content, with ``"out"`` the directory written. Progress: bars on a
+    terminal, one line per epoch in a notebook, ``progress(line)`` if given, nothing if
+    ``quiet``."""
     args = _flags(options)
     if quiet:
         args.append("-q")
     if data_dir is not None:
         args += ["--data-dir", os.fspath(data_dir)]
-    text, out = _mortal.train_cli(args)
+    text, out = _mortal.train_cli(args, _progress(quiet, progress))
     r = json.loads(text)
     r["out"] = out
     return r
 
 
-def distill(quiet: bool = True, data_dir: str | None = None, **options) -> list[dict]:
+def distill(quiet: bool = False, data_dir: str | None = None, progress=None,
+            **options) -> list[dict]:
     """Distils like ``mortal distill`` (``teacher=``, ``student_chip=``, ``out=`` ...);
     returns the students' results (:func:`load_results` of ``out``)."""
     if "out" not in options:
@@ -181,13 +226,13 @@ def distill(quiet: bool = True, data_dir: str | None = None, **options) -> list[
         args.append("-q")
     if data_dir is not None:
         args += ["--data-dir", os.fspath(data_dir)]
-    _mortal.run_cli(args)
+    _mortal.run_cli(args, _progress(quiet, progress))
     return load_results(options["out"])
 
 
 def run_scenario(path: str | os.PathLike, out: str | os.PathLike | None = None,
-                 smoke: bool = False, quiet: bool = True, data_dir: str | None = None,
-                 **options) -> str:
+                 smoke: bool = False, quiet: bool = False, data_dir: str | None = None,
+                 progress=None, **options) -> str:
     """Runs a scenario file like ``mortal run`` (resumable); returns its output directory."""
     args = ["run", os.fspath(path)]
     if out is not None:
@@ -199,7 +244,7 @@ def run_scenario(path: str | os.PathLike, out: str | os.PathLike | None = None,
         args.append("-q")
     if data_dir is not None:
         args += ["--data-dir", os.fspath(data_dir)]
-    _mortal.run_cli(args)
+    _mortal.run_cli(args, _progress(quiet, progress))
     if out is not None:
         return os.fspath(out)
     name = os.path.splitext(os.path.basename(os.fspath(path)))[0]

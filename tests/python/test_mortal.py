@@ -194,3 +194,30 @@ def test_a_python_written_ff_step_equals_the_built_in_step():
         b = mine.forward(layer, h)[1]
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert not np.allclose(before, builtin.forward(0, probe)[1]), "the step changed nothing"
+
+
+def test_progress_reaches_a_python_callback(tmp_path):
+    lines = []
+    mortal.train(dataset="synthetic", layers=[16], epochs=2, train_limit=200, eval_limit=100,
+                 out=tmp_path / "p", progress=lines.append)
+    assert any("epoch   1/2" in l for l in lines) and any("epoch   2/2" in l for l in lines), lines
+    quiet = []
+    mortal.train(dataset="synthetic", layers=[16], epochs=1, train_limit=200, eval_limit=100,
+                 out=tmp_path / "q", progress=quiet.append, quiet=True)
+    assert quiet == []
+    scenario = []
+    mortal.run_scenario(ROOT / "scenarios" / "quickstart.toml", out=tmp_path / "s", smoke=True,
+                        progress=scenario.append)
+    assert any("epoch" in l for l in scenario), scenario
+
+
+def test_the_notebook_text_bar_advances_by_epoch():
+    import io
+    out = io.StringIO()
+    bar = mortal._TextBar(out)
+    bar("ff on synthetic: starting")
+    bar("ff epoch   1/2: loss 1.0  valid err 50.00%")
+    bar("ff epoch   2/2: loss 0.5  valid err 20.00%")
+    text = out.getvalue()
+    assert "[##########..........] 1/2" in text and "[####################] 2/2" in text
+    assert text.count("\r") == 2 and text.endswith("\n")
