@@ -100,31 +100,16 @@ fn words(cmd: &str) -> Vec<String> {
 
 #[test]
 fn every_readme_command_parses() {
-    let readme = include_str!("../../README.md");
     let mut checked = 0;
     let mut failures = Vec::new();
-    for line in shell_lines(readme) {
-        for part in uncomment(&line).split(';') {
-            let part = part.trim();
-            let cmd = if let Some(rest) = part.strip_prefix("cargo run --release -- ") {
-                format!("mortal {rest}")
-            } else if part.starts_with("mortal ") {
-                part.to_string()
-            } else {
-                continue;
-            };
-            // `mortal distill ... --transfer 1,2` shows only what changes: not a command.
-            if cmd.contains(" ... ") || cmd.contains("...") && !cmd.contains("DIR...") {
-                continue;
-            }
-            for v in variants(&cmd.replace("DIR...", "d1 d2")) {
-                let w = words(&v);
-                checked += 1;
-                if let Err(e) = mortal::cli::Cli::try_parse_from(&w)
-                    && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                {
-                    failures.push(format!("{}\n    -> {}", w.join(" "), e.render()));
-                }
+    for cmd in readme_command_lines() {
+        for v in variants(&cmd) {
+            let w = words(&v);
+            checked += 1;
+            if let Err(e) = mortal::cli::Cli::try_parse_from(&w)
+                && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+            {
+                failures.push(format!("{}\n    -> {}", w.join(" "), e.render()));
             }
         }
     }
@@ -136,8 +121,10 @@ fn every_readme_command_parses() {
     );
 }
 
-/// The README's `mortal …` commands, in order (optional parts left out).
-fn readme_commands() -> Vec<Vec<String>> {
+/// The README's `mortal …` command lines, in order (`cargo run --release --` read as
+/// `mortal`; `DIR...` as two directories; lines that only show what changes, `mortal
+/// distill ... --transfer …`, left out).
+fn readme_command_lines() -> Vec<String> {
     let readme = include_str!("../../README.md");
     let mut out = Vec::new();
     for line in shell_lines(readme) {
@@ -153,10 +140,18 @@ fn readme_commands() -> Vec<Vec<String>> {
             if cmd.contains(" ... ") {
                 continue;
             }
-            out.push(words(&variants(&cmd.replace("DIR...", "d1 d2"))[0]));
+            out.push(cmd.replace("DIR...", "d1 d2"));
         }
     }
     out
+}
+
+/// The README's commands as words, optional parts left out.
+fn readme_commands() -> Vec<Vec<String>> {
+    readme_command_lines()
+        .iter()
+        .map(|c| words(&variants(c)[0]))
+        .collect()
 }
 
 /// Sets `flag` to `value` (replacing or appending).

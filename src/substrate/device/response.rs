@@ -488,6 +488,21 @@ impl Device {
     }
 }
 
+/// The golden aihwkit 1.1.0 trajectories of `../shared/fidelity/aihwkit-pulse-traces.json`,
+/// or `None` (with a message) when the file is not there.
+#[cfg(test)]
+pub(crate) fn golden_traces() -> Option<serde_json::Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fidelity/aihwkit-pulse-traces.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Some(serde_json::from_str(&text).expect("golden file is JSON")),
+        Err(_) => {
+            eprintln!("skipped: {} not found", path.display());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,13 +532,7 @@ mod tests {
     /// message when the file is not there).
     #[test]
     fn golden_aihwkit_trajectories_match() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fidelity/aihwkit-pulse-traces.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            eprintln!("skipped: {} not found", path.display());
-            return;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(v) = golden_traces() else { return };
         for c in v["configs"].as_array().unwrap() {
             let p = golden_params(c);
             let d = Device::new(&p, None);

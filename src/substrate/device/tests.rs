@@ -993,13 +993,9 @@ fn ideal_chip_matches_digital_on_local_nets_through_ff_training() {
 /// ulps per pulse: the bound is 2e-6 (the reference device of `response.rs` matches exactly).
 #[test]
 fn chip_devices_follow_aihwkit_golden_trajectories() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fidelity/aihwkit-pulse-traces.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: {} not found", path.display());
+    let Some(v) = response::golden_traces() else {
         return;
     };
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut checked = 0;
     for c in v["configs"].as_array().unwrap() {
         let response = match c["aihwkit_class"].as_str().unwrap() {
