@@ -9,8 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::plot::{self, LineChart, Series};
 use crate::substrate::HardwareSpec;
-use crate::substrate::device::Response;
-use crate::substrate::device::response::{Device, Kind, Params};
+use crate::substrate::device::response::{Device, Params};
 
 /// What to compute.
 #[derive(Clone, Debug)]
@@ -54,10 +53,7 @@ pub struct ResponseOutput {
 pub fn params_of_spec(spec: &HardwareSpec) -> Params {
     let d = &spec.device;
     let c = &spec.crossbar;
-    let kind = match d.response {
-        Response::ConstantStep => Kind::ConstantStep,
-        Response::SoftBounds => Kind::SoftBounds,
-    };
+    let kind = d.response;
     let half = ((c.g_max - c.g_min) / 2.0).max(f64::MIN_POSITIVE);
     let bound = (d.bound_dtod * c.g_max / half) as f32;
     Params {
@@ -70,6 +66,11 @@ pub fn params_of_spec(spec: &HardwareSpec) -> Params {
         w_min: -1.0,
         w_max_dtod: bound,
         w_min_dtod: bound,
+        shape: if kind.is_shaped() {
+            d.shape.clone()
+        } else {
+            Params::of(kind).shape
+        },
         ..Params::of(kind)
     }
 }

@@ -46,8 +46,27 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Current checkpoint format.
-pub const FORMAT: u32 = 1;
+/// Current checkpoint format. 2 (mortal 0.2): device specs carry `asymmetry`, whose
+/// default became aihwkit's convention; format-1 files are read with the old meaning
+/// ([`migrate_v1`]).
+pub const FORMAT: u32 = 2;
+
+/// Upgrades a format-1 `checkpoint.json` in place: every device spec (an object with
+/// `dw_min` and `up_down`) without `asymmetry` gets `asymmetry = "both"`, the convention
+/// it was trained with.
+pub fn migrate_v1(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.contains_key("dw_min") && m.contains_key("up_down") && !m.contains_key("asymmetry")
+            {
+                m.insert("asymmetry".into(), "both".into());
+            }
+            m.values_mut().for_each(migrate_v1);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(migrate_v1),
+        _ => {}
+    }
+}
 
 /// File names inside a checkpoint directory.
 pub const META_FILE: &str = "checkpoint.json";
@@ -99,7 +118,13 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
             format!("no {META_FILE} here; pass the output directory of a `mortal train` run"),
         ));
     }
-    let meta: CheckpointMeta = read_json(&meta_path)?;
+    let mut raw: serde_json::Value = read_json(&meta_path)?;
+    if raw["format"] == 1 {
+        migrate_v1(&mut raw);
+        raw["format"] = FORMAT.into();
+    }
+    let meta: CheckpointMeta = serde_json::from_value(raw)
+        .map_err(|e| Error::artifact(&meta_path, format!("not a mortal checkpoint: {e}")))?;
     if meta.format != FORMAT {
         return Err(Error::artifact(
             &meta_path,
@@ -151,4 +176,28 @@ pub fn read_tensors(path: &Path, md5: Option<&str>) -> Result<Vec<Tensor>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+#[cfg(test)]
+mod migrate_tests {
+    use super::*;
+
+    #[test]
+    fn format_1_device_specs_keep_the_asymmetry_they_were_trained_with() {
+        let mut v = serde_json::json!({
+            "format": 1,
+            "config": {"hardware": {"spec": {"device": {"dw_min": 0.002, "up_down": 0.05}}}},
+            "other": [{"device": {"dw_min": 0.002, "up_down": 0.0, "asymmetry": "aihwkit"}}],
+        });
+        migrate_v1(&mut v);
+        assert_eq!(
+            v["config"]["hardware"]["spec"]["device"]["asymmetry"],
+            "both"
+        );
+        assert_eq!(v["other"][0]["device"]["asymmetry"], "aihwkit");
+        let d: crate::substrate::device::DeviceSpec =
+            serde_json::from_value(v["config"]["hardware"]["spec"]["device"].clone()).unwrap();
+        assert_eq!(d.asymmetry, crate::substrate::device::Asymmetry::Both);
+        assert_eq!(d.dw_min, 0.002);
+    }
 }

@@ -140,7 +140,9 @@ impl GoodnessLoss {
         if positive {
             SampleLoss {
                 log_loss: softplus(-z),
-                coeff: -s * (1.0 - p),
+                // 1 − σ(z) as σ(−z): formed as a difference in f32 it is 0 above
+                // z ≈ 16.6, which changes adaptive optimisers' steps.
+                coeff: -s * sigmoid(-z),
                 p,
             }
         } else {
@@ -175,6 +177,20 @@ mod tests {
     #[test]
     fn stable_functions_do_not_overflow() {
         assert_eq!(sigmoid(1000.0), 1.0);
+        // A confident positive keeps its (tiny) gradient: 1 − σ(20) would be 0 in f32.
+        let loss = GoodnessLoss {
+            threshold: 0.0,
+            temperature: 1.0,
+            sign: Sign::MaxSsq,
+            function: GoodnessFn::SumSq,
+        };
+        let c = loss.sample(20.0, true).coeff;
+        assert!(c < 0.0, "{c}");
+        assert_relative_eq!(
+            c,
+            -(-20.0f32).exp() / (1.0 + (-20.0f32).exp()),
+            max_relative = 1e-6
+        );
         assert_eq!(sigmoid(-1000.0), 0.0);
         assert_relative_eq!(softplus(1000.0), 1000.0);
         assert!(softplus(-1000.0) >= 0.0 && softplus(-1000.0) < 1e-30);

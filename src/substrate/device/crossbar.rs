@@ -12,6 +12,7 @@ use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
+use super::response::{self, Shape};
 use super::spec::{Asymmetry, HardwareSpec, PairMapping, ProgrammingNoise, Response, UpdateMode};
 use crate::linalg::Mat;
 use crate::rng::{Rng, indexed};
@@ -109,6 +110,8 @@ pub(crate) struct Physics {
     /// PCM polynomial in µS already scaled by g_max/g_ref and `pcm_scale`.
     pub prog_poly: [f32; 3],
     pub response: Response,
+    /// Parameters of the shaped responses (linear, exp, pow, piecewise step).
+    pub shape: Shape,
     pub c2c: f32,
     pub mode: UpdateMode,
     pub refresh: f32,
@@ -133,6 +136,7 @@ impl Physics {
             prog_sigma: (p.sigma * c.g_max) as f32,
             prog_poly: p.pcm_coefficients.map(|v| v as f32 * scale),
             response: spec.device.response,
+            shape: spec.device.shape.clone(),
             c2c: spec.device.c2c as f32,
             mode: spec.update.mode,
             refresh: spec.update.refresh_threshold as f32,
@@ -197,6 +201,13 @@ impl Physics {
         self.g_min + k / steps * self.range
     }
 
+    /// A device's conductance seen in aihwkit's weight units, where the nominal range
+    /// [g_min, g_max] is [−1, 1]: (centre g_c, µS; half range, µS per unit).
+    #[inline]
+    pub fn device_units(&self) -> (f32, f32) {
+        (0.5 * (self.g_min + self.g_max), 0.5 * self.range)
+    }
+
     /// The nominal (training) gain of a layer with this fan-in.
     pub fn nominal_gain(&self, fan_in: usize) -> f32 {
         self.range_per_sqrt_fanin / (fan_in as f32).sqrt()
@@ -214,6 +225,11 @@ pub(crate) struct Crossbar {
     pub gm: Vec<f32>,
     pub dp: Devices,
     pub dm: Devices,
+    /// Shaped responses: per device the slopes (linear step, aihwkit `slope_up`,
+    /// `slope_down`, per weight unit) or exponents (pow step) drawn with their
+    /// device-to-device spread; empty for the other responses.
+    pub xp: Vec<[f32; 2]>,
+    pub xm: Vec<[f32; 2]>,
     /// Stuck bits per pair (`STUCK_P | STUCK_M`); empty when the chip has no faults.
     pub stuck: Vec<u8>,
     /// Drift exponents per device; empty when drift is off.
@@ -257,7 +273,7 @@ impl Crossbar {
             let hi = (g_max * (1.0 + d.bound_dtod as f32 * z[3])).max(lo + 0.01 * range);
             // Steps in µS: up and down of the device's step dw_min·range.
             let (s_up, s_down) = match d.asymmetry {
-                Asymmetry::Symmetric => {
+                Asymmetry::Both => {
                     let dw = d.dw_min as f32 * (1.0 + d.dw_min_dtod as f32 * z[0]).max(0.0);
                     let ud = (d.up_down as f32 + d.up_down_dtod as f32 * z[1]).clamp(-0.99, 0.99);
                     (dw * (1.0 + ud) * range, dw * (1.0 - ud) * range)
@@ -275,12 +291,13 @@ impl Crossbar {
                 }
             };
             let (up, down) = match d.response {
-                Response::ConstantStep => (s_up, s_down),
                 // The step s at the middle of the device's own range.
                 Response::SoftBounds => {
                     let span = hi - lo;
                     ((2.0 * s_up / span).min(0.5), (2.0 * s_down / span).min(0.5))
                 }
+                // Constant and shaped steps: the step in µS.
+                _ => (s_up, s_down),
             };
             *dev = Device { lo, hi, up, down };
         };
@@ -294,6 +311,48 @@ impl Crossbar {
                     draw(&mut rng, &mut dmc[k]);
                 }
             });
+        // The shaped responses' slopes or exponents from their own stream (two normals
+        // per device), in aihwkit's weight units (see `Physics::device_units`).
+        let shaped = d.response.is_shaped();
+        let (mut xp, mut xm) = if shaped {
+            (vec![[0.0f32; 2]; n], vec![[0.0f32; 2]; n])
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if shaped {
+            let seed3 = crate::rng::derive(seed, "shape");
+            let (gc, half) = phys.device_units();
+            let ext = |rng: &mut Rng, dev: &Device| -> [f32; 2] {
+                let z = [normal(rng), normal(rng)];
+                let mut k = 0;
+                let mut dr = response::Drawn {
+                    w_min: (dev.lo - gc) / half,
+                    w_max: (dev.hi - gc) / half,
+                    scale_up: dev.up / half,
+                    scale_down: dev.down / half,
+                    ..Default::default()
+                };
+                response::shape_numbers(d.response, &d.shape, &mut dr, (-1.0, 1.0), true, || {
+                    k += 1;
+                    z[k - 1]
+                });
+                match d.response {
+                    Response::PowStep => [dr.gamma_up, dr.gamma_down],
+                    _ => [dr.slope_up, dr.slope_down],
+                }
+            };
+            xp.par_chunks_mut(CHUNK)
+                .zip(xm.par_chunks_mut(CHUNK))
+                .zip(dp.par_chunks(CHUNK).zip(dm.par_chunks(CHUNK)))
+                .enumerate()
+                .for_each(|(c, ((xpc, xmc), (dpc, dmc)))| {
+                    let mut rng = indexed(seed3, c as u64);
+                    for k in 0..xpc.len() {
+                        xpc[k] = ext(&mut rng, &dpc[k]);
+                        xmc[k] = ext(&mut rng, &dmc[k]);
+                    }
+                });
+        }
         // Stuck states and drift exponents from their own streams, so switching them on
         // does not change the devices above.
         let c = 0.5 * (g_min + g_max);
@@ -371,6 +430,8 @@ impl Crossbar {
             gm,
             dp: Devices::pack(&dp),
             dm: Devices::pack(&dm),
+            xp,
+            xm,
             stuck,
             nu_p,
             nu_m,

@@ -27,8 +27,9 @@ use super::crossbar::{CHUNK, Crossbar, Device, Physics, STUCK_M, STUCK_P, write}
 use super::fastmath::{exp, expm1, ln1p};
 use super::normal;
 use super::spec::{PairScheme, Response, UpdateMode};
-use super::update::{PulseTally, Request, parts};
+use super::update::{PulseTally, Request, parts, pulses_shaped};
 use crate::rng::{counter_word as word, derive, indexed};
+use rand_distr::Distribution as _;
 
 /// Pairs per block of the kernel.
 const BLOCK: usize = 256;
@@ -209,7 +210,8 @@ fn device_pass(
     match (response, few) {
         (Response::SoftBounds, true) => pass::<true, true>(io, args),
         (Response::SoftBounds, false) => pass::<true, false>(io, args),
-        (Response::ConstantStep, _) => pass::<false, true>(io, args),
+        // Constant step (shaped responses take `shaped_pass` instead).
+        _ => pass::<false, true>(io, args),
     }
 }
 
@@ -222,6 +224,27 @@ struct PassArgs {
     k: f32,
     seed_c2c: u64,
     e0: u64,
+}
+
+/// Pulses (count, direction) of G⁺ and G⁻ for `cnt` pair pulses that increase the weight
+/// (`pos`) or decrease it, under the pair scheme.
+#[inline(always)]
+fn moves(scheme: PairScheme, cnt: u32, pos: bool) -> (u32, bool, u32, bool) {
+    match scheme {
+        PairScheme::Split => (cnt, pos, cnt, !pos),
+        PairScheme::Potentiate => (
+            if pos { cnt } else { 0 },
+            true,
+            if pos { 0 } else { cnt },
+            true,
+        ),
+        PairScheme::Depress => (
+            if pos { 0 } else { cnt },
+            false,
+            if pos { cnt } else { 0 },
+            false,
+        ),
+    }
 }
 
 /// The loop of [`device_pass`] for one response form.
@@ -242,21 +265,7 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
     for i in 0..m {
         let nk = io.n[i];
         let (cnt, pos) = (nk.unsigned_abs(), nk > 0);
-        let (cp, up_p, cm, up_m) = match scheme {
-            PairScheme::Split => (cnt, pos, cnt, !pos),
-            PairScheme::Potentiate => (
-                if pos { cnt } else { 0 },
-                true,
-                if pos { 0 } else { cnt },
-                true,
-            ),
-            PairScheme::Depress => (
-                if pos { 0 } else { cnt },
-                false,
-                if pos { cnt } else { 0 },
-                false,
-            ),
-        };
+        let (cp, up_p, cm, up_m) = moves(scheme, cnt, pos);
         let s = stuck[i];
         let cp = if s & STUCK_P == 0 { cp } else { 0 };
         let cm = if s & STUCK_M == 0 { cm } else { 0 };
@@ -271,6 +280,41 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
         w[i] = if hit { k * (p - q) } else { w[i] };
         gp[i] = p;
         gm[i] = q;
+    }
+}
+
+/// The device pass of one block for a shaped response (linear, exp, pow, piecewise
+/// step): scalar, pulse by pulse ([`pulses_shaped`]); pair `e` draws its per-pulse
+/// normals (G⁺'s, then G⁻'s) from its own stream `indexed(seed_c2c, e)`, so results do
+/// not depend on chunking or threads.
+#[allow(clippy::too_many_arguments)]
+fn shaped_pass(
+    phys: &Physics,
+    scheme: PairScheme,
+    (dp, dm): (&super::crossbar::Devices, &super::crossbar::Devices),
+    (xp, xm): (&[[f32; 2]], &[[f32; 2]]),
+    (n, stuck): (&[i32], &[u8]),
+    (gp, gm, w): (&mut [f32], &mut [f32], &mut [f32]),
+    k: f32,
+    seed_c2c: u64,
+    e0: usize,
+) {
+    for (i, &nk) in n.iter().enumerate() {
+        if nk == 0 {
+            continue;
+        }
+        let e = e0 + i;
+        let (cp, up_p, cm, up_m) = moves(scheme, nk.unsigned_abs(), nk > 0);
+        let s = stuck[i];
+        let cp = if s & STUCK_P == 0 { cp } else { 0 };
+        let cm = if s & STUCK_M == 0 { cm } else { 0 };
+        let mut rng = indexed(seed_c2c, e as u64);
+        let mut z = || -> f32 { rand_distr::StandardNormal.sample(&mut rng) };
+        let p = pulses_shaped(gp[i], &dp.get(e), xp[e], up_p, cp, phys, &mut z);
+        let q = pulses_shaped(gm[i], &dm.get(e), xm[e], up_m, cm, phys, &mut z);
+        gp[i] = p;
+        gm[i] = q;
+        w[i] = k * (p - q);
     }
 }
 
@@ -344,6 +388,7 @@ pub(crate) fn pulsed(
     let clock = clock as f32;
     let (parts, c0) = parts(xb, CHUNK);
     let (dp, dm, stuck_all) = (c0.dp, c0.dm, c0.stuck);
+    let (xp, xm) = (c0.xp, c0.xm);
     let tally = parts.into_par_iter().map(|mut part| {
         let mut tally = PulseTally::default();
         let len = part.gp.len();
@@ -403,55 +448,74 @@ pub(crate) fn pulsed(
             if count {
                 tally_block(&n[..m], stuck, scheme, reset, &mut tally);
             }
-            let (pp, pm) = (&dp.packed()[e0..e0 + m], &dm.packed()[e0..e0 + m]);
             let (resp, c2c) = (phys.response, phys.c2c);
-            let units = (dp.unit(), dm.unit());
-            // Pulsed pairs of the block; a sparse block is compacted first so the device
-            // pass computes only those (same per-pair draws either way).
-            let mut h = 0;
-            for (i, v) in n[..m].iter().enumerate() {
-                idx[h] = i as u32;
-                h += usize::from(*v != 0);
-            }
-            if 4 * h >= 3 * m {
-                let io = BlockIo {
-                    e: &IOTA[..m],
-                    n: &n[..m],
-                    stuck,
-                    dp: pp,
-                    dm: pm,
-                    gp: &mut part.gp[b0..b0 + m],
-                    gm: &mut part.gm[b0..b0 + m],
-                    w: &mut part.w[b0..b0 + m],
-                };
-                device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+            if resp.is_shaped() {
+                let gs = (
+                    &mut part.gp[b0..b0 + m],
+                    &mut part.gm[b0..b0 + m],
+                    &mut part.w[b0..b0 + m],
+                );
+                shaped_pass(
+                    phys,
+                    scheme,
+                    (dp, dm),
+                    (xp, xm),
+                    (&n[..m], stuck),
+                    gs,
+                    k,
+                    s_c2c,
+                    e0,
+                );
             } else {
-                for (j, &i) in idx[..h].iter().enumerate() {
-                    let i = i as usize;
-                    c.n[j] = n[i];
-                    c.stuck[j] = stuck[i];
-                    c.dp[j] = pp[i];
-                    c.dm[j] = pm[i];
-                    c.gp[j] = part.gp[b0 + i];
-                    c.gm[j] = part.gm[b0 + i];
-                    c.w[j] = part.w[b0 + i];
+                let (pp, pm) = (&dp.packed()[e0..e0 + m], &dm.packed()[e0..e0 + m]);
+                let units = (dp.unit(), dm.unit());
+                // Pulsed pairs of the block; a sparse block is compacted first so the device
+                // pass computes only those (same per-pair draws either way).
+                let mut h = 0;
+                for (i, v) in n[..m].iter().enumerate() {
+                    idx[h] = i as u32;
+                    h += usize::from(*v != 0);
                 }
-                let io = BlockIo {
-                    e: &idx[..h],
-                    n: &c.n[..h],
-                    stuck: &c.stuck[..h],
-                    dp: &c.dp[..h],
-                    dm: &c.dm[..h],
-                    gp: &mut c.gp[..h],
-                    gm: &mut c.gm[..h],
-                    w: &mut c.w[..h],
-                };
-                device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
-                for (j, &i) in idx[..h].iter().enumerate() {
-                    let i = i as usize;
-                    part.gp[b0 + i] = c.gp[j];
-                    part.gm[b0 + i] = c.gm[j];
-                    part.w[b0 + i] = c.w[j];
+                if 4 * h >= 3 * m {
+                    let io = BlockIo {
+                        e: &IOTA[..m],
+                        n: &n[..m],
+                        stuck,
+                        dp: pp,
+                        dm: pm,
+                        gp: &mut part.gp[b0..b0 + m],
+                        gm: &mut part.gm[b0..b0 + m],
+                        w: &mut part.w[b0..b0 + m],
+                    };
+                    device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+                } else {
+                    for (j, &i) in idx[..h].iter().enumerate() {
+                        let i = i as usize;
+                        c.n[j] = n[i];
+                        c.stuck[j] = stuck[i];
+                        c.dp[j] = pp[i];
+                        c.dm[j] = pm[i];
+                        c.gp[j] = part.gp[b0 + i];
+                        c.gm[j] = part.gm[b0 + i];
+                        c.w[j] = part.w[b0 + i];
+                    }
+                    let io = BlockIo {
+                        e: &idx[..h],
+                        n: &c.n[..h],
+                        stuck: &c.stuck[..h],
+                        dp: &c.dp[..h],
+                        dm: &c.dm[..h],
+                        gp: &mut c.gp[..h],
+                        gm: &mut c.gm[..h],
+                        w: &mut c.w[..h],
+                    };
+                    device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+                    for (j, &i) in idx[..h].iter().enumerate() {
+                        let i = i as usize;
+                        part.gp[b0 + i] = c.gp[j];
+                        part.gm[b0 + i] = c.gm[j];
+                        part.w[b0 + i] = c.w[j];
+                    }
                 }
             }
             // Write times (drift clocks) of devices that received pulses.
@@ -581,9 +645,7 @@ mod tests {
                     (Response::SoftBounds, false) => {
                         respond::<true, false>(0.5, g[i], p[i], unit, cnt[i], up[i], z[i])
                     }
-                    (Response::ConstantStep, _) => {
-                        respond::<false, true>(0.5, g[i], p[i], unit, cnt[i], up[i], z[i])
-                    }
+                    _ => respond::<false, true>(0.5, g[i], p[i], unit, cnt[i], up[i], z[i]),
                 }];
                 let i0 = 0;
                 let want = pulses(g[i], &seen[i], up[i], cnt[i], response, 0.5, || z[i]);

@@ -43,6 +43,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The responses without a closed form for n pulses, applied pulse by pulse.
+    pub fn is_shaped(self) -> bool {
+        matches!(
+            self,
+            Kind::LinearStep | Kind::ExpStep | Kind::PowStep | Kind::PiecewiseStep
+        )
+    }
+
     /// Parses a response name (`soft-bounds`, …).
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
@@ -91,6 +99,17 @@ pub struct Params {
     pub w_min_dtod: f32,
     /// Make steps positive and bounds straddle 0 (default true).
     pub enforce_consistency: bool,
+    /// Response-specific parameters.
+    #[serde(flatten)]
+    pub shape: Shape,
+}
+
+/// The response-specific parameters of aihwkit's step devices (aihwkit names, all
+/// dimensionless; defaults are aihwkit's, `linear-step` with `mean_bound_reference`).
+/// A chip's `[device.shape]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Shape {
     /// linear-step: relative step decrease at the upper bound (default 0).
     pub gamma_up: f32,
     /// linear-step: relative step decrease at the lower bound (default 0).
@@ -129,25 +148,14 @@ pub struct Params {
     pub piecewise_down: Vec<f32>,
 }
 
-impl Default for Params {
+impl Default for Shape {
     fn default() -> Self {
         Self {
-            response: Kind::SoftBounds,
-            dw_min: 0.001,
-            dw_min_dtod: 0.3,
-            dw_min_std: 0.3,
-            up_down: 0.0,
-            up_down_dtod: 0.01,
-            w_max: 0.6,
-            w_min: -0.6,
-            w_max_dtod: 0.3,
-            w_min_dtod: 0.3,
-            enforce_consistency: true,
             gamma_up: 0.0,
             gamma_down: 0.0,
             gamma_up_dtod: 0.05,
             gamma_down_dtod: 0.05,
-            mean_bound_reference: false,
+            mean_bound_reference: true,
             a_up: 0.00081,
             a_down: 0.36833,
             es_gamma_up: 12.44625,
@@ -164,6 +172,97 @@ impl Default for Params {
     }
 }
 
+impl Shape {
+    /// Every device-to-device spread of the shape set to 0.
+    pub fn noise_free(mut self) -> Self {
+        self.gamma_up_dtod = 0.0;
+        self.gamma_down_dtod = 0.0;
+        self.pow_gamma_dtod = 0.0;
+        self.pow_up_down_dtod = 0.0;
+        self
+    }
+
+    /// Checks the values; errors name the key under `prefix` (e.g. `device.shape`).
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let scalars = [
+            ("gamma_up", self.gamma_up),
+            ("gamma_down", self.gamma_down),
+            ("gamma_up_dtod", self.gamma_up_dtod),
+            ("gamma_down_dtod", self.gamma_down_dtod),
+            ("A_up", self.a_up),
+            ("A_down", self.a_down),
+            ("es_gamma_up", self.es_gamma_up),
+            ("es_gamma_down", self.es_gamma_down),
+            ("a", self.a),
+            ("b", self.b),
+            ("pow_gamma", self.pow_gamma),
+            ("pow_gamma_dtod", self.pow_gamma_dtod),
+            ("pow_up_down", self.pow_up_down),
+            ("pow_up_down_dtod", self.pow_up_down_dtod),
+        ];
+        for (k, v) in scalars {
+            if !v.is_finite() || (k.ends_with("_dtod") && v < 0.0) {
+                return Err(Error::param(
+                    format!("{prefix}.{k}"),
+                    v,
+                    "must be a finite number (spreads ≥ 0)",
+                ));
+            }
+        }
+        for (k, v) in [
+            ("piecewise_up", &self.piecewise_up),
+            ("piecewise_down", &self.piecewise_down),
+        ] {
+            if v.is_empty() || v.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return Err(Error::param(
+                    format!("{prefix}.{k}"),
+                    format!("{v:?}"),
+                    "needs at least one node, each finite and ≥ 0",
+                ));
+            }
+        }
+        if self.piecewise_up.len() != self.piecewise_down.len() {
+            return Err(Error::param(
+                format!("{prefix}.piecewise_down"),
+                self.piecewise_down.len(),
+                "needs as many nodes as piecewise_up",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Multiplies every device-to-device spread of the shape by `v`.
+    pub fn scaled(mut self, v: f32) -> Self {
+        self.gamma_up_dtod *= v;
+        self.gamma_down_dtod *= v;
+        self.pow_gamma_dtod *= v;
+        self.pow_up_down_dtod *= v;
+        self
+    }
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            response: Kind::SoftBounds,
+            dw_min: 0.001,
+            dw_min_dtod: 0.3,
+            dw_min_std: 0.3,
+            up_down: 0.0,
+            up_down_dtod: 0.01,
+            w_max: 0.6,
+            w_min: -0.6,
+            w_max_dtod: 0.3,
+            w_min_dtod: 0.3,
+            enforce_consistency: true,
+            shape: Shape {
+                mean_bound_reference: false,
+                ..Shape::default()
+            },
+        }
+    }
+}
+
 impl Params {
     /// The aihwkit defaults of a response family (`soft-bounds`: gamma 1 on the device's
     /// own bounds; `linear-step`: the mean bounds).
@@ -174,12 +273,12 @@ impl Params {
         };
         match response {
             Kind::SoftBounds => {
-                p.gamma_up = 1.0;
-                p.gamma_down = 1.0;
-                p.gamma_up_dtod = 0.0;
-                p.gamma_down_dtod = 0.0;
+                p.shape.gamma_up = 1.0;
+                p.shape.gamma_down = 1.0;
+                p.shape.gamma_up_dtod = 0.0;
+                p.shape.gamma_down_dtod = 0.0;
             }
-            Kind::LinearStep => p.mean_bound_reference = true,
+            Kind::LinearStep => p.shape.mean_bound_reference = true,
             _ => {}
         }
         p
@@ -193,10 +292,7 @@ impl Params {
         self.up_down_dtod = 0.0;
         self.w_max_dtod = 0.0;
         self.w_min_dtod = 0.0;
-        self.gamma_up_dtod = 0.0;
-        self.gamma_down_dtod = 0.0;
-        self.pow_gamma_dtod = 0.0;
-        self.pow_up_down_dtod = 0.0;
+        self.shape = self.shape.noise_free();
         self
     }
 
@@ -236,23 +332,23 @@ impl Params {
             "w_max_dtod" => self.w_max_dtod = num()?,
             "w_min_dtod" => self.w_min_dtod = num()?,
             "enforce_consistency" => self.enforce_consistency = flag()?,
-            "gamma_up" if self.response == Kind::ExpStep => self.es_gamma_up = num()?,
-            "gamma_down" if self.response == Kind::ExpStep => self.es_gamma_down = num()?,
-            "gamma_up" => self.gamma_up = num()?,
-            "gamma_down" => self.gamma_down = num()?,
-            "gamma_up_dtod" => self.gamma_up_dtod = num()?,
-            "gamma_down_dtod" => self.gamma_down_dtod = num()?,
-            "mean_bound_reference" => self.mean_bound_reference = flag()?,
-            "A_up" => self.a_up = num()?,
-            "A_down" => self.a_down = num()?,
-            "a" => self.a = num()?,
-            "b" => self.b = num()?,
-            "pow_gamma" => self.pow_gamma = num()?,
-            "pow_gamma_dtod" => self.pow_gamma_dtod = num()?,
-            "pow_up_down" => self.pow_up_down = num()?,
-            "pow_up_down_dtod" => self.pow_up_down_dtod = num()?,
-            "piecewise_up" => self.piecewise_up = list()?,
-            "piecewise_down" => self.piecewise_down = list()?,
+            "gamma_up" if self.response == Kind::ExpStep => self.shape.es_gamma_up = num()?,
+            "gamma_down" if self.response == Kind::ExpStep => self.shape.es_gamma_down = num()?,
+            "gamma_up" => self.shape.gamma_up = num()?,
+            "gamma_down" => self.shape.gamma_down = num()?,
+            "gamma_up_dtod" => self.shape.gamma_up_dtod = num()?,
+            "gamma_down_dtod" => self.shape.gamma_down_dtod = num()?,
+            "mean_bound_reference" => self.shape.mean_bound_reference = flag()?,
+            "A_up" => self.shape.a_up = num()?,
+            "A_down" => self.shape.a_down = num()?,
+            "a" => self.shape.a = num()?,
+            "b" => self.shape.b = num()?,
+            "pow_gamma" => self.shape.pow_gamma = num()?,
+            "pow_gamma_dtod" => self.shape.pow_gamma_dtod = num()?,
+            "pow_up_down" => self.shape.pow_up_down = num()?,
+            "pow_up_down_dtod" => self.shape.pow_up_down_dtod = num()?,
+            "piecewise_up" => self.shape.piecewise_up = list()?,
+            "piecewise_down" => self.shape.piecewise_down = list()?,
             other => {
                 return Err(Error::param(
                     "--param",
@@ -277,11 +373,11 @@ impl Params {
             return Err(Error::param("dw_min", self.dw_min, "must be > 0"));
         }
         if self.response == Kind::PiecewiseStep
-            && self.piecewise_up.len() != self.piecewise_down.len()
+            && self.shape.piecewise_up.len() != self.shape.piecewise_down.len()
         {
             return Err(Error::param(
                 "piecewise_down",
-                self.piecewise_down.len(),
+                self.shape.piecewise_down.len(),
                 "needs as many nodes as piecewise_up",
             ));
         }
@@ -289,18 +385,28 @@ impl Params {
     }
 }
 
+/// The drawn (device-to-device) numbers of one device, in aihwkit's weight units.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Drawn {
+    /// Lower and upper bound.
+    pub w_min: f32,
+    pub w_max: f32,
+    /// Step of one pulse up / down (before the response's shape).
+    pub scale_up: f32,
+    pub scale_down: f32,
+    /// linear-step / soft-bounds: dw = scale + slope·w.
+    pub slope_up: f32,
+    pub slope_down: f32,
+    /// pow-step exponents.
+    pub gamma_up: f32,
+    pub gamma_down: f32,
+}
+
 /// One device with its drawn (device-to-device) properties.
 #[derive(Clone, Debug)]
 pub struct Device {
     p: Params,
-    w_min: f32,
-    w_max: f32,
-    scale_up: f32,
-    scale_down: f32,
-    slope_up: f32,
-    slope_down: f32,
-    gamma_up: f32,
-    gamma_down: f32,
+    d: Drawn,
 }
 
 fn gauss(rng: &mut Option<&mut Rng>) -> f32 {
@@ -308,6 +414,133 @@ fn gauss(rng: &mut Option<&mut Rng>) -> f32 {
         Some(r) => StandardNormal.sample(*r),
         None => 0.0,
     }
+}
+
+/// The shape-dependent numbers of a device of `kind` with bounds `w_min`, `w_max` and
+/// steps `scale_up`, `scale_down` (aihwkit's `populate` of the response subclasses):
+/// the slopes of linear-step / soft-bounds and the exponents of pow-step, drawing their
+/// spreads from `z` (called once per spread, in aihwkit's order); `consistent`: aihwkit's
+/// `enforce_consistency` (positive exponents).
+pub fn shape_numbers(
+    kind: Kind,
+    sh: &Shape,
+    d: &mut Drawn,
+    (nominal_w_min, nominal_w_max): (f32, f32),
+    consistent: bool,
+    mut z: impl FnMut() -> f32,
+) {
+    match kind {
+        Kind::LinearStep | Kind::SoftBounds => {
+            let du = (sh.gamma_up + sh.gamma_up_dtod * z()).abs();
+            let dd = (sh.gamma_down + sh.gamma_down_dtod * z()).abs();
+            let (ref_up, ref_down) = if sh.mean_bound_reference {
+                (nominal_w_max, nominal_w_min)
+            } else {
+                (d.w_max, d.w_min)
+            };
+            d.slope_up = if ref_up != 0.0 {
+                -du * d.scale_up / ref_up
+            } else {
+                0.0
+            };
+            d.slope_down = if ref_down != 0.0 {
+                -dd * d.scale_down / ref_down
+            } else {
+                0.0
+            };
+        }
+        Kind::PowStep => {
+            let pud = sh.pow_up_down;
+            let ub = if pud > 0.0 { 0.0 } else { pud };
+            let db = if pud > 0.0 { -pud } else { 0.0 };
+            let g = 1.0 + sh.pow_gamma_dtod * z();
+            let r = sh.pow_up_down_dtod * z();
+            d.gamma_up = (ub + g + r) * sh.pow_gamma;
+            d.gamma_down = (db + g - r) * sh.pow_gamma;
+            if consistent {
+                d.gamma_up = d.gamma_up.abs();
+                d.gamma_down = d.gamma_down.abs();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One pulse of a device of `kind` (`up`: increase) from `w`, with cycle-to-cycle
+/// factor `noise` (1 + dw_min_std·ξ; exactly 1 without noise), in aihwkit's f32
+/// operation order; returns the new weight, clipped to the device's bounds.
+#[inline]
+pub fn pulse_once(kind: Kind, sh: &Shape, d: &Drawn, w: f32, up: bool, noise: f32) -> f32 {
+    let (lo, hi) = (d.w_min, d.w_max);
+    let w = match kind {
+        Kind::ConstantStep => {
+            if up {
+                w + d.scale_up * noise
+            } else {
+                w - d.scale_down * noise
+            }
+        }
+        Kind::LinearStep | Kind::SoftBounds => {
+            if up {
+                w + (d.slope_up * w + d.scale_up) * noise
+            } else {
+                w - (d.slope_down * w + d.scale_down) * noise
+            }
+        }
+        Kind::ExpStep => {
+            let b_diff = hi - lo;
+            if b_diff <= 0.0 {
+                return w;
+            }
+            let z = 2.0 * w / b_diff * sh.a + sh.b;
+            if up {
+                let e = f64::from(sh.es_gamma_up * z).exp() as f32;
+                let y = (1.0 - sh.a_up * e).max(0.0);
+                w + y * noise * d.scale_up
+            } else {
+                let e = f64::from(sh.es_gamma_down * (-z)).exp() as f32;
+                let y = (1.0 - sh.a_down * e).max(0.0);
+                w - y * noise * d.scale_down
+            }
+        }
+        Kind::PowStep => {
+            let range = hi - lo;
+            if range == 0.0 {
+                return w;
+            }
+            if up {
+                let f = f64::from((hi - w) / range).powf(f64::from(d.gamma_up)) as f32;
+                w + d.scale_up * f * noise
+            } else {
+                let f = f64::from((w - lo) / range).powf(f64::from(d.gamma_down)) as f32;
+                w - d.scale_down * f * noise
+            }
+        }
+        Kind::PiecewiseStep => {
+            let (pu, pd) = (&sh.piecewise_up, &sh.piecewise_down);
+            let n = pu.len().saturating_sub(1);
+            if n == 0 || hi <= lo {
+                if up {
+                    let s = pu.first().map_or(d.scale_up, |v| v * d.scale_up);
+                    w + s * noise
+                } else {
+                    let s = pd.first().map_or(d.scale_down, |v| v * d.scale_down);
+                    w - s * noise
+                }
+            } else {
+                let ws = ((w - lo) / (hi - lo) * n as f32).max(0.0);
+                let k = (ws.floor() as usize).min(n - 1);
+                let t = (ws - k as f32).min(1.0);
+                let t1 = 1.0 - t;
+                if up {
+                    w + d.scale_up * (t1 * pu[k] + t * pu[k + 1]) * noise
+                } else {
+                    w - d.scale_down * (t1 * pd[k] + t * pd[k + 1]) * noise
+                }
+            }
+        }
+    };
+    w.max(lo).min(hi)
 }
 
 impl Device {
@@ -335,138 +568,31 @@ impl Device {
             w_max = m;
             w_min = m;
         }
-        let (mut slope_up, mut slope_down, mut gamma_up, mut gamma_down) = (0.0, 0.0, 0.0, 0.0);
-        match p.response {
-            Kind::LinearStep | Kind::SoftBounds => {
-                let du = (p.gamma_up + p.gamma_up_dtod * gauss(&mut rng)).abs();
-                let dd = (p.gamma_down + p.gamma_down_dtod * gauss(&mut rng)).abs();
-                let (ref_up, ref_down) = if p.mean_bound_reference {
-                    (p.w_max, p.w_min)
-                } else {
-                    (w_max, w_min)
-                };
-                slope_up = if ref_up != 0.0 {
-                    -du * scale_up / ref_up
-                } else {
-                    0.0
-                };
-                slope_down = if ref_down != 0.0 {
-                    -dd * scale_down / ref_down
-                } else {
-                    0.0
-                };
-            }
-            Kind::PowStep => {
-                let pud = p.pow_up_down;
-                let ub = if pud > 0.0 { 0.0 } else { pud };
-                let db = if pud > 0.0 { -pud } else { 0.0 };
-                let g = 1.0 + p.pow_gamma_dtod * gauss(&mut rng);
-                let r = p.pow_up_down_dtod * gauss(&mut rng);
-                gamma_up = (ub + g + r) * p.pow_gamma;
-                gamma_down = (db + g - r) * p.pow_gamma;
-                if p.enforce_consistency {
-                    gamma_up = gamma_up.abs();
-                    gamma_down = gamma_down.abs();
-                }
-            }
-            _ => {}
-        }
-        Self {
-            p: p.clone(),
+        let mut d = Drawn {
             w_min,
             w_max,
             scale_up,
             scale_down,
-            slope_up,
-            slope_down,
-            gamma_up,
-            gamma_down,
-        }
+            ..Drawn::default()
+        };
+        let nominal = (p.w_min, p.w_max);
+        let consistent = p.enforce_consistency;
+        shape_numbers(p.response, &p.shape, &mut d, nominal, consistent, || {
+            gauss(&mut rng)
+        });
+        Self { p: p.clone(), d }
     }
 
     /// This device's bounds (w_min, w_max).
     pub fn bounds(&self) -> (f32, f32) {
-        (self.w_min, self.w_max)
+        (self.d.w_min, self.d.w_max)
     }
 
     /// One pulse from `w` (`up`: increase), with cycle-to-cycle noise from `rng` if any;
     /// returns the new weight, clipped to the bounds.
     pub fn pulse(&self, w: f32, up: bool, mut rng: Option<&mut Rng>) -> f32 {
-        let p = &self.p;
-        let noise = |rng: &mut Option<&mut Rng>| 1.0 + p.dw_min_std * gauss(rng);
-        let (lo, hi) = (self.w_min, self.w_max);
-        let w = match p.response {
-            Kind::ConstantStep => {
-                if up {
-                    w + self.scale_up * noise(&mut rng)
-                } else {
-                    w - self.scale_down * noise(&mut rng)
-                }
-            }
-            Kind::LinearStep | Kind::SoftBounds => {
-                if up {
-                    w + (self.slope_up * w + self.scale_up) * noise(&mut rng)
-                } else {
-                    w - (self.slope_down * w + self.scale_down) * noise(&mut rng)
-                }
-            }
-            Kind::ExpStep => {
-                let b_diff = hi - lo;
-                if b_diff <= 0.0 {
-                    return w;
-                }
-                let z = 2.0 * w / b_diff * p.a + p.b;
-                let w = if up {
-                    let e = f64::from(p.es_gamma_up * z).exp() as f32;
-                    let y = (1.0 - p.a_up * e).max(0.0);
-                    w + y * noise(&mut rng) * self.scale_up
-                } else {
-                    let e = f64::from(p.es_gamma_down * (-z)).exp() as f32;
-                    let y = (1.0 - p.a_down * e).max(0.0);
-                    w - y * noise(&mut rng) * self.scale_down
-                };
-                return w.min(hi).max(lo);
-            }
-            Kind::PowStep => {
-                let range = hi - lo;
-                if range == 0.0 {
-                    return w;
-                }
-                if up {
-                    let f = f64::from((hi - w) / range).powf(f64::from(self.gamma_up)) as f32;
-                    w + self.scale_up * f * noise(&mut rng)
-                } else {
-                    let f = f64::from((w - lo) / range).powf(f64::from(self.gamma_down)) as f32;
-                    w - self.scale_down * f * noise(&mut rng)
-                }
-            }
-            Kind::PiecewiseStep => {
-                let (pu, pd) = (&p.piecewise_up, &p.piecewise_down);
-                let n = pu.len().saturating_sub(1);
-                if n == 0 || hi <= lo {
-                    if up {
-                        let s = pu.first().map_or(self.scale_up, |v| v * self.scale_up);
-                        w + s * noise(&mut rng)
-                    } else {
-                        let s = pd.first().map_or(self.scale_down, |v| v * self.scale_down);
-                        w - s * noise(&mut rng)
-                    }
-                } else {
-                    let ws = ((w - lo) / (hi - lo) * n as f32).max(0.0);
-                    let k = (ws.floor() as usize).min(n - 1);
-                    let t = (ws - k as f32).min(1.0);
-                    let t1 = 1.0 - t;
-                    if up {
-                        let s = self.scale_up * (t1 * pu[k] + t * pu[k + 1]);
-                        w + s * noise(&mut rng)
-                    } else {
-                        let s = self.scale_down * (t1 * pd[k] + t * pd[k + 1]);
-                        w - s * noise(&mut rng)
-                    }
-                }
-            }
-        };
-        w.max(lo).min(hi)
+        let noise = 1.0 + self.p.dw_min_std * gauss(&mut rng);
+        pulse_once(self.p.response, &self.p.shape, &self.d, w, up, noise)
     }
 
     /// The weight after each of `up` up pulses then `down` down pulses from `start`
@@ -478,7 +604,7 @@ impl Device {
         down: usize,
         mut rng: Option<&mut Rng>,
     ) -> Vec<f32> {
-        let mut w = start.max(self.w_min).min(self.w_max);
+        let mut w = start.max(self.d.w_min).min(self.d.w_max);
         let mut out = Vec::with_capacity(up + down);
         for k in 0..up + down {
             w = self.pulse(w, k < up, rng.as_deref_mut());
@@ -504,7 +630,7 @@ pub(crate) fn golden_traces() -> Option<serde_json::Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The committed copy of one golden configuration (aihwkit 1.1.0 SoftBoundsDevice,

@@ -246,17 +246,11 @@ impl Default for FaultSpec {
     }
 }
 
-/// Shape of a device's response to one programming pulse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Response {
-    /// The same step everywhere, hard-clipped at the device's bounds
-    /// (aihwkit `ConstantStepDevice`).
-    ConstantStep,
-    /// The step shrinks linearly as the bound nears: ΔG_up = β_up·(G_hi − G),
-    /// ΔG_down = β_down·(G − G_lo) (aihwkit `SoftBoundsDevice`).
-    SoftBounds,
-}
+/// Shape of a device's response to one programming pulse: aihwkit's pulsed device
+/// families (`constant-step`, `linear-step`, `soft-bounds`, `exp-step`, `pow-step`,
+/// `piecewise-step`; see [`super::response::Kind`]). Constant step and soft bounds have
+/// closed forms for n pulses; the other four are applied pulse by pulse, exactly.
+pub use super::response::Kind as Response;
 
 /// Device response to pulses and its variability.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -266,9 +260,11 @@ pub struct DeviceSpec {
     pub response: Response,
     /// Nominal change of one device per pulse, as a fraction of g_max − g_min (i.e. in
     /// normalised weight units); for soft bounds the step at the middle of the device's
-    /// range (default 0.002, aihwkit `ReRamSBPresetDevice.dw_min`).
+    /// range (default 0.001: aihwkit `ReRamSBPresetDevice.dw_min` = 0.002 on its device
+    /// span w_max − w_min = 1.25 − (−0.75) = 2).
     pub dw_min: f64,
-    /// Device-to-device relative spread of the step (default 0.3, aihwkit ReRamSB).
+    /// Device-to-device spread of the step (default 0.3, aihwkit ReRamSB `dw_min_dtod`);
+    /// additive gain 1 + s·ξ under `asymmetry = "aihwkit"`.
     pub dw_min_dtod: f64,
     /// Mean up/down asymmetry a (default 0, aihwkit ReRamSB assumes a calibrated symmetry
     /// point); how it acts is `asymmetry`.
@@ -283,45 +279,44 @@ pub struct DeviceSpec {
     /// Cycle-to-cycle relative noise of each pulse's step: step·(1 + c·ξ) (default 3.75,
     /// aihwkit ReRamSB `dw_min_std`; aihwkit's generic default is 0.3).
     pub c2c: f64,
-    /// How `up_down` and the step spread act (default `symmetric`, the meaning every
-    /// result in the README was measured with; `aihwkit` is aihwkit's).
-    #[serde(skip_serializing_if = "Asymmetry::is_symmetric")]
+    /// How `up_down` and the step spread act (default `aihwkit`, aihwkit's C++; `both` is
+    /// the convention of `mortal` before 0.2 and of aihwkit's Python docstring).
     pub asymmetry: Asymmetry,
+    /// Response-specific parameters of `linear-step`, `exp-step`, `pow-step` and
+    /// `piecewise-step` (aihwkit names and defaults; ignored by the other responses).
+    pub shape: super::response::Shape,
 }
 
 /// How a device's up and down steps differ.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Asymmetry {
-    /// Up steps ×(1 + a), down steps ×(1 − a), a = up_down + up_down_dtod·ξ, on a step
-    /// dw_min·max(1 + dw_min_dtod·ξ, 0) (`mortal`'s original convention, as aihwkit's
-    /// Python docstring describes it).
-    #[default]
-    Symmetric,
     /// aihwkit's C++ (`PulsedRPUDevice::populate`): only the weaker direction shrinks,
     /// up = |min(a, 0) + g + r|·dw_min, down = |−max(a, 0) + g − r|·dw_min with the gain
-    /// g = 1 + dw_min_dtod·ξ and r = up_down_dtod·ξ additive: at the same `up_down` the
-    /// asymmetry is half the symmetric convention's.
+    /// g = 1 + dw_min_dtod·ξ and r = up_down_dtod·ξ additive (default).
+    #[default]
     Aihwkit,
-}
-
-impl Asymmetry {
-    fn is_symmetric(&self) -> bool {
-        *self == Asymmetry::Symmetric
-    }
+    /// Both directions scaled: up steps ×(1 + a), down steps ×(1 − a), a = up_down +
+    /// up_down_dtod·ξ, on a step dw_min·max(1 + dw_min_dtod·ξ, 0): at the same `up_down`
+    /// twice aihwkit's asymmetry. `mortal`'s convention before 0.2 (files written then
+    /// have no `asymmetry` key and are read with this one; see `checkpoint`), accepted
+    /// under its old name `symmetric` too.
+    #[serde(alias = "symmetric")]
+    Both,
 }
 
 impl Default for DeviceSpec {
     fn default() -> Self {
         Self {
             response: Response::SoftBounds,
-            dw_min: 0.002,
+            dw_min: 0.001,
             dw_min_dtod: 0.3,
             up_down: 0.0,
             up_down_dtod: 0.01,
             bound_dtod: 0.12,
             c2c: 3.75,
-            asymmetry: Asymmetry::Symmetric,
+            asymmetry: Asymmetry::Aihwkit,
+            shape: super::response::Shape::default(),
         }
     }
 }
@@ -659,6 +654,7 @@ impl HardwareSpec {
              bounds would be clipped to the minimum width)",
         )?;
         non_negative("device.c2c", d.c2c)?;
+        d.shape.validate("device.shape")?;
         let u = &self.update;
         ensure(
             (1..=64).contains(&u.bl),
@@ -744,6 +740,7 @@ impl HardwareSpec {
         s.device.up_down_dtod *= v;
         s.device.bound_dtod *= v;
         s.device.c2c *= v;
+        s.device.shape = s.device.shape.clone().scaled(v as f32);
         s.drift.nu_std *= v;
         s.faults.stuck_min *= v;
         s.faults.stuck_max *= v;
@@ -869,6 +866,19 @@ mod tests {
         assert_eq!(z.read.out_noise, 0.0);
         assert_eq!(z.device.c2c, 0.0);
         assert_eq!(z.device.dw_min_dtod, 0.0);
+        assert_eq!(z.device.up_down_dtod, 0.0);
+        assert_eq!(z.device.bound_dtod, 0.0);
+        // Every response-specific spread too.
+        let sh = &z.device.shape;
+        assert_eq!(
+            [
+                sh.gamma_up_dtod,
+                sh.gamma_down_dtod,
+                sh.pow_gamma_dtod,
+                sh.pow_up_down_dtod
+            ],
+            [0.0; 4]
+        );
         assert_eq!(z.faults.stuck_min, 0.0);
         assert_eq!(z.device.dw_min, s.device.dw_min);
         assert_eq!(z.adc, s.adc);

@@ -33,6 +33,7 @@ use rayon::prelude::*;
 use super::crossbar::{CHUNK, Crossbar, Device, Devices, Physics, STUCK_M, STUCK_P, write};
 use super::normal::Normals;
 use super::pulsed::beyond_threshold;
+use super::response;
 use super::spec::{PairScheme, Response};
 use crate::linalg::{Mat, Op, gemm, row_sums};
 use crate::rng::{Rng, derive, indexed};
@@ -127,7 +128,8 @@ pub(crate) fn pulses(
             };
             (g_new, var)
         }
-        Response::ConstantStep => {
+        _ => {
+            // Constant step (the shaped responses go through `pulses_shaped`).
             let s = if up { dev.up } else { dev.down };
             let d = n as f32 * s;
             let g_new = if up { g + d } else { g - d };
@@ -142,11 +144,53 @@ pub(crate) fn pulses(
     g_new.clamp(dev.lo, dev.hi)
 }
 
+/// `n` pulses on one device of a shaped response (linear, exp, pow or piecewise step),
+/// one by one, each exactly as aihwkit applies it ([`response::pulse_once`]) in aihwkit's
+/// weight units ([`Physics::device_units`]); `ext`: the device's slopes or exponents,
+/// `z` a standard normal per pulse for the cycle-to-cycle factor 1 + c2c·ξ. No closed
+/// form exists for these shapes, so the cost grows with `n`.
+pub(crate) fn pulses_shaped(
+    g: f32,
+    dev: &Device,
+    ext: [f32; 2],
+    up: bool,
+    n: u32,
+    ph: &Physics,
+    mut z: impl FnMut() -> f32,
+) -> f32 {
+    if n == 0 {
+        return g;
+    }
+    let (gc, half) = ph.device_units();
+    let d = response::Drawn {
+        w_min: (dev.lo - gc) / half,
+        w_max: (dev.hi - gc) / half,
+        scale_up: dev.up / half,
+        scale_down: dev.down / half,
+        slope_up: ext[0],
+        slope_down: ext[1],
+        gamma_up: ext[0],
+        gamma_down: ext[1],
+    };
+    let mut w = (g - gc) / half;
+    for _ in 0..n {
+        let noise = if ph.c2c > 0.0 {
+            1.0 + ph.c2c * z()
+        } else {
+            1.0
+        };
+        w = response::pulse_once(ph.response, &ph.shape, &d, w, up, noise);
+    }
+    (gc + w * half).clamp(dev.lo, dev.hi)
+}
+
 /// Shared read-only context of a kernel.
 struct Ctx<'a> {
     phys: &'a Physics,
     dp: &'a Devices,
     dm: &'a Devices,
+    xp: &'a [[f32; 2]],
+    xm: &'a [[f32; 2]],
     stuck: &'a [u8],
     scheme: PairScheme,
     /// Weight units per µS.
@@ -205,6 +249,8 @@ pub(super) fn parts(xb: &mut Crossbar, len: usize) -> (Vec<Part<'_>>, Ctx0<'_>) 
         Ctx0 {
             dp: &xb.dp,
             dm: &xb.dm,
+            xp: &xb.xp,
+            xm: &xb.xm,
             stuck: &xb.stuck,
         },
     )
@@ -242,6 +288,8 @@ impl PulseTally {
 pub(super) struct Ctx0<'a> {
     pub dp: &'a Devices,
     pub dm: &'a Devices,
+    pub xp: &'a [[f32; 2]],
+    pub xm: &'a [[f32; 2]],
     pub stuck: &'a [u8],
 }
 
@@ -271,37 +319,51 @@ impl Part<'_> {
         let (mut p, mut m) = (self.gp[k], self.gm[k]);
         let (mut wrote_p, mut wrote_m) = (false, false);
         let (fp, fm) = (s & STUCK_P == 0, s & STUCK_M == 0);
+        let ext = |x: &[[f32; 2]]| if x.is_empty() { [0.0; 2] } else { x[e] };
+        // n pulses on G⁺ (`plus`) or G⁻ in direction `dir`.
+        let mut go = |g: f32, plus: bool, dir: bool| {
+            let (dev, x) = if plus {
+                (ctx.dp.get(e), ext(ctx.xp))
+            } else {
+                (ctx.dm.get(e), ext(ctx.xm))
+            };
+            if resp.is_shaped() {
+                pulses_shaped(g, &dev, x, dir, cnt, ph, || r.normal())
+            } else {
+                pulses(g, &dev, dir, cnt, resp, c2c, || r.normal())
+            }
+        };
         match ctx.scheme {
             PairScheme::Split => {
                 if fp {
-                    p = pulses(p, &ctx.dp.get(e), up, cnt, resp, c2c, || r.normal());
+                    p = go(p, true, up);
                     wrote_p = true;
                     *if up { &mut tally.up } else { &mut tally.down } += c64;
                 }
                 if fm {
-                    m = pulses(m, &ctx.dm.get(e), !up, cnt, resp, c2c, || r.normal());
+                    m = go(m, false, !up);
                     wrote_m = true;
                     *if up { &mut tally.down } else { &mut tally.up } += c64;
                 }
             }
             PairScheme::Potentiate => {
                 if up && fp {
-                    p = pulses(p, &ctx.dp.get(e), true, cnt, resp, c2c, || r.normal());
+                    p = go(p, true, true);
                     wrote_p = true;
                     tally.up += c64;
                 } else if !up && fm {
-                    m = pulses(m, &ctx.dm.get(e), true, cnt, resp, c2c, || r.normal());
+                    m = go(m, false, true);
                     wrote_m = true;
                     tally.up += c64;
                 }
             }
             PairScheme::Depress => {
                 if up && fm {
-                    m = pulses(m, &ctx.dm.get(e), false, cnt, resp, c2c, || r.normal());
+                    m = go(m, false, false);
                     wrote_m = true;
                     tally.down += c64;
                 } else if !up && fp {
-                    p = pulses(p, &ctx.dp.get(e), false, cnt, resp, c2c, || r.normal());
+                    p = go(p, true, false);
                     wrote_p = true;
                     tally.down += c64;
                 }
@@ -563,6 +625,8 @@ pub(crate) fn stochastic_pulse(
         phys,
         dp: c0.dp,
         dm: c0.dm,
+        xp: c0.xp,
+        xm: c0.xm,
         stuck: c0.stuck,
         scheme,
         k,
