@@ -250,6 +250,12 @@ pub enum AlgoArg {
     BpPat,
     /// Analog SGD on the chip: transposed reads, rank-1 pulsed updates (--momentum 0).
     BpAnalog,
+    /// Tiki-Taka v2 on the chip: gradients onto a fast array, thresholded transfer.
+    BpTtv2,
+    /// Chopped Tiki-Taka v2 (c-TTv2).
+    BpCttv2,
+    /// AGAD: chopped transfer with a dynamic reference.
+    BpAgad,
 }
 
 impl From<AlgoArg> for Algo {
@@ -262,6 +268,9 @@ impl From<AlgoArg> for Algo {
             AlgoArg::BpHwa => Algo::BpHwa,
             AlgoArg::BpPat => Algo::BpPat,
             AlgoArg::BpAnalog => Algo::BpAnalog,
+            AlgoArg::BpTtv2 => Algo::BpTtv2,
+            AlgoArg::BpCttv2 => Algo::BpCttv2,
+            AlgoArg::BpAgad => Algo::BpAgad,
         }
     }
 }

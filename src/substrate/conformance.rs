@@ -182,6 +182,12 @@ pub fn shapes(make: Factory<'_>, kind: Wiring) {
     let topo = topology(vec![7, 5, 3], Activation::Relu, kind);
     let mut s = make(&topo, 1);
     assert_eq!(s.topology(), &topo);
+    // An update granularity, when there is one, is a positive weight change.
+    for l in 0..topo.layers() {
+        if let Some(g) = s.update_granularity(l) {
+            assert!(g.is_finite() && g > 0.0, "{kind:?}: granularity {g}");
+        }
+    }
     let mut noise = stream(1, "noise");
     let (in0, in1) = (topo.dims(0).0, topo.dims(1).0);
     let x = signals(in0, 4, 1);

@@ -473,6 +473,13 @@ pub trait Substrate: Send {
     /// Lets `seconds` of (simulated) time pass, e.g. for conductance drift.
     fn advance_time(&mut self, _seconds: f64) {}
 
+    /// The smallest change an update of layer `layer` realises: one pair pulse, in
+    /// weight units (aihwkit's weight granularity), or `None` when updates are
+    /// continuous (a digital network, a chip in `ideal` update mode).
+    fn update_granularity(&self, _layer: usize) -> Option<f32> {
+        None
+    }
+
     /// Everything needed to restore this substrate later.
     fn save_state(&self) -> SubstrateState;
 

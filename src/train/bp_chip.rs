@@ -11,8 +11,11 @@
 //!   network's are reported next to them (`valid_error_digital`, `test_error_digital`).
 //!   Evaluated on another chip instance (`mortal eval --chip-seed`), the trained digital
 //!   weights are deployed afresh onto that instance, as one deploys to a new chip.
-//! * [`InSituTrainer`] (`bp-pat`, `bp-analog`): trains on the chip; the weights live in its
-//!   conductances and move to another instance as conductances, like FF's.
+//! * [`InSituTrainer`] (`bp-pat`, `bp-analog`, and the Tiki-Taka family `bp-ttv2`,
+//!   `bp-cttv2`, `bp-agad`): trains on the chip; the weights live in its conductances and
+//!   move to another instance as conductances, like FF's. The Tiki-Taka routes also own a
+//!   fast array per layer: another array of the same family (devices drawn from the chip
+//!   seed's `fast-array` stream), saved with the checkpoint.
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -21,6 +24,7 @@ use crate::learn::backprop::analog::AnalogLearner;
 use crate::learn::backprop::deploy::Deployer;
 use crate::learn::backprop::hwa::{HwaLearner, HwaNoise};
 use crate::learn::backprop::pat::PatLearner;
+use crate::learn::backprop::transfer::{TransferLearner, Variant};
 use crate::learn::backprop::{BpBatchStats, Mlp, Trace, classifier_topology, evaluate_mlp, onchip};
 use crate::learn::optim::Schedule;
 use crate::linalg::Mat;
@@ -76,6 +80,27 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
             chip,
             trace: Trace::default(),
         }),
+        Algo::BpTtv2 | Algo::BpCttv2 | Algo::BpAgad => {
+            let variant = match cfg.algo {
+                Algo::BpTtv2 => Variant::Ttv2,
+                Algo::BpCttv2 => Variant::Cttv2,
+                _ => Variant::Agad,
+            };
+            // The fast arrays: another array of the family, other devices.
+            let fast_cfg = super::config::ChipConfig {
+                chip_seed: derive(chip_cfg.chip_seed, "fast-array"),
+                ..chip_cfg.clone()
+            };
+            let fast: Box<dyn Substrate> = Box::new(fast_cfg.build(topology.clone(), seeds.init)?);
+            let mut noise = crate::rng::stream(seeds.noise, "fast-array");
+            let learner =
+                TransferLearner::new(cfg.bp.clone(), variant, topology, fast, &mut noise)?;
+            Box::new(InSituTrainer {
+                learner: InSitu::Transfer(Box::new(learner)),
+                chip,
+                trace: Trace::default(),
+            })
+        }
         other => {
             return Err(Error::param(
                 "algo",
@@ -367,6 +392,8 @@ pub enum InSitu {
     Pat(Box<PatLearner>),
     /// Analog SGD (`bp-analog`).
     Analog(Box<AnalogLearner>),
+    /// The Tiki-Taka family (`bp-ttv2`, `bp-cttv2`, `bp-agad`).
+    Transfer(Box<TransferLearner>),
 }
 
 /// `bp-pat` and `bp-analog`: training on the chip; the weights live in its conductances.
@@ -383,6 +410,7 @@ impl Trainer for InSituTrainer {
         match &self.learner {
             InSitu::Pat(p) => p.config().schedule,
             InSitu::Analog(a) => a.config().schedule,
+            InSitu::Transfer(t) => t.config().schedule,
         }
     }
 
@@ -397,6 +425,7 @@ impl Trainer for InSituTrainer {
         let st = match &mut self.learner {
             InSitu::Pat(p) => p.train_batch(chip, images, labels, gain, &mut s.noise)?,
             InSitu::Analog(a) => a.train_batch(chip, images, labels, gain, &mut s.noise)?,
+            InSitu::Transfer(t) => t.train_batch(chip, images, labels, gain, &mut s.noise)?,
         };
         Ok(outcome(st))
     }
@@ -423,7 +452,7 @@ impl Trainer for InSituTrainer {
     fn evaluate_digital(&mut self, data: &Dataset) -> Result<Option<f64>> {
         Ok(match &self.learner {
             InSitu::Pat(p) => Some(evaluate_mlp(&p.host, data, &mut self.trace)),
-            InSitu::Analog(_) => None,
+            InSitu::Analog(_) | InSitu::Transfer(_) => None,
         })
     }
 
@@ -437,29 +466,49 @@ impl Trainer for InSituTrainer {
 
     fn tensors(&self) -> Vec<Tensor> {
         let mut out = tensor::prefixed(self.chip.save_state().tensors, "substrate/");
-        if let InSitu::Pat(p) = &self.learner {
-            out.extend(mlp_tensors(&p.host, "pat/host/"));
+        match &self.learner {
+            InSitu::Pat(p) => out.extend(mlp_tensors(&p.host, "pat/host/")),
+            InSitu::Transfer(t) => out.extend(t.tensors()),
+            InSitu::Analog(_) => {}
         }
         out
     }
 
     fn restore(&mut self, tensors: &[Tensor], saved: &SubstrateId) -> Result<Option<String>> {
-        if let InSitu::Pat(p) = &mut self.learner {
-            restore_mlp(&mut p.host, tensors, "pat/host/")?;
+        match &mut self.learner {
+            InSitu::Pat(p) => restore_mlp(&mut p.host, tensors, "pat/host/")?,
+            // The fast arrays and buffers are training state: restored when present
+            // (resuming on the same chip), not needed to evaluate C elsewhere.
+            InSitu::Transfer(t) => {
+                if tensors.iter().any(|(n, _, _)| n.starts_with("transfer/")) {
+                    t.restore(tensors)?;
+                }
+            }
+            InSitu::Analog(_) => {}
         }
         load_chip(self.chip.as_mut(), tensors, saved)
     }
 
     fn advance_time(&mut self, seconds: f64) {
         self.chip.advance_time(seconds);
+        if let InSitu::Transfer(t) = &mut self.learner {
+            t.fast.advance_time(seconds);
+        }
     }
 
     fn ledger(&self) -> Ledger {
-        self.chip.ledger().clone()
+        let mut l = self.chip.ledger().clone();
+        if let InSitu::Transfer(t) = &self.learner {
+            l.absorb(t.fast.ledger());
+        }
+        l
     }
 
     fn set_counting(&mut self, on: bool) {
         self.chip.ledger_mut().set_enabled(on);
+        if let InSitu::Transfer(t) = &mut self.learner {
+            t.fast.ledger_mut().set_enabled(on);
+        }
     }
 }
 

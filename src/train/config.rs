@@ -29,11 +29,17 @@ pub enum Algo {
     BpPat,
     /// Analog SGD: forward, transposed reads and rank-1 updates all on the chip.
     BpAnalog,
+    /// Tiki-Taka v2: gradients pulsed onto a fast array, filtered into the weights.
+    BpTtv2,
+    /// Chopped Tiki-Taka v2.
+    BpCttv2,
+    /// AGAD: chopped transfer with a dynamic reference.
+    BpAgad,
 }
 
 impl Algo {
     /// Every algorithm, in the order of the command line's help.
-    pub const ALL: [Algo; 7] = [
+    pub const ALL: [Algo; 10] = [
         Algo::Ff,
         Algo::FfRecurrent,
         Algo::Bp,
@@ -41,6 +47,9 @@ impl Algo {
         Algo::BpHwa,
         Algo::BpPat,
         Algo::BpAnalog,
+        Algo::BpTtv2,
+        Algo::BpCttv2,
+        Algo::BpAgad,
     ];
 
     /// Name on the command line and in result files.
@@ -53,6 +62,9 @@ impl Algo {
             Algo::BpHwa => "bp-hwa",
             Algo::BpPat => "bp-pat",
             Algo::BpAnalog => "bp-analog",
+            Algo::BpTtv2 => "bp-ttv2",
+            Algo::BpCttv2 => "bp-cttv2",
+            Algo::BpAgad => "bp-agad",
         }
     }
 
@@ -86,7 +98,17 @@ impl Algo {
         matches!(
             self,
             Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog
-        )
+        ) || self.is_transfer()
+    }
+
+    /// Whether the algorithm is one of the Tiki-Taka family.
+    pub fn is_transfer(self) -> bool {
+        matches!(self, Algo::BpTtv2 | Algo::BpCttv2 | Algo::BpAgad)
+    }
+
+    /// Whether the algorithm pulses plain SGD onto the chip (no momentum).
+    pub fn is_plain_sgd(self) -> bool {
+        self == Algo::BpAnalog || self.is_transfer()
     }
 }
 
@@ -240,8 +262,8 @@ impl TrainConfig {
             algo,
             ..Self::default()
         };
-        if let (Algo::BpAnalog, crate::learn::OptimizerConfig::Sgd { lr, momentum, .. }) =
-            (algo, &mut cfg.bp.optimizer)
+        if let (true, crate::learn::OptimizerConfig::Sgd { lr, momentum, .. }) =
+            (algo.is_plain_sgd(), &mut cfg.bp.optimizer)
         {
             *lr /= 1.0 - *momentum;
             *momentum = 0.0;
@@ -422,6 +444,9 @@ impl TrainConfig {
                 self.recurrent_topology().map(|_| ())
             }
             Algo::BpAnalog => crate::learn::backprop::analog::check_config(&self.bp),
+            Algo::BpTtv2 | Algo::BpCttv2 | Algo::BpAgad => {
+                crate::learn::backprop::transfer::check_config(&self.bp)
+            }
             Algo::Bp | Algo::BpDeploy | Algo::BpHwa | Algo::BpPat => self.bp.validate(),
         }
     }

@@ -118,7 +118,13 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
                 learner: BpLearner::with_topology(cfg.bp.clone(), topology, seeds.init)?,
             })
         }
-        Algo::BpDeploy | Algo::BpHwa | Algo::BpPat | Algo::BpAnalog => super::bp_chip::build(cfg)?,
+        Algo::BpDeploy
+        | Algo::BpHwa
+        | Algo::BpPat
+        | Algo::BpAnalog
+        | Algo::BpTtv2
+        | Algo::BpCttv2
+        | Algo::BpAgad => super::bp_chip::build(cfg)?,
     })
 }
 

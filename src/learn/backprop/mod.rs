@@ -18,6 +18,7 @@ pub mod hwa;
 pub mod model;
 pub mod onchip;
 pub mod pat;
+pub mod transfer;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,10 @@ pub struct BpConfig {
     pub optimizer: OptimizerConfig,
     /// Learning-rate schedule (default: constant for half the epochs, then linear decay).
     pub schedule: Schedule,
+    /// The Tiki-Taka routes' transfer (`bp-ttv2`, `bp-cttv2`, `bp-agad`; ignored by the
+    /// others).
+    #[serde(default)]
+    pub transfer: transfer::TransferConfig,
 }
 
 impl Default for BpConfig {
@@ -50,6 +55,7 @@ impl Default for BpConfig {
                 weight_decay: 1e-4,
             },
             schedule: Schedule::HalfThenLinear,
+            transfer: transfer::TransferConfig::default(),
         }
     }
 }

@@ -997,6 +997,14 @@ impl Substrate for Chip {
         self.ledger.count(layer, |c| c.program_writes += writes);
     }
 
+    fn update_granularity(&self, layer: usize) -> Option<f32> {
+        if self.phys.mode == UpdateMode::Ideal {
+            return None;
+        }
+        let gain = self.layers.get(layer)?.tiles.first()?.xb.gain;
+        Some(self.spec.pair_step() as f32 * gain)
+    }
+
     fn advance_time(&mut self, seconds: f64) {
         if seconds.is_nan() || seconds <= 0.0 {
             return;
