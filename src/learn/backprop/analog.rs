@@ -21,7 +21,7 @@ use crate::linalg::Mat;
 use crate::rng::Rng;
 use crate::substrate::{Substrate, Topology, Update};
 
-use super::{BpBatchStats, BpConfig, Trace, backward_deltas, onchip};
+use super::{BpBatchStats, BpConfig, Trace, onchip};
 
 /// Checks that `cfg` asks for what analog SGD can do: SGD without momentum.
 pub fn check_config(cfg: &BpConfig) -> Result<()> {
@@ -85,7 +85,7 @@ impl AnalogLearner {
         gain: f32,
         noise: &mut Rng,
     ) -> Result<BpBatchStats> {
-        let (loss_sum, errors) = onchip::forward_loss(
+        let (loss_sum, errors) = onchip::forward_and_transposed_backward(
             "analog backprop",
             &self.topology,
             sub,
@@ -93,21 +93,9 @@ impl AnalogLearner {
             labels,
             &mut self.trace,
             &mut self.dlogits,
+            &mut self.delta,
             noise,
         )?;
-        // Backward by transposed reads of the chip's own arrays (before any update).
-        backward_deltas(
-            &self.topology,
-            &self.trace,
-            &self.dlogits,
-            &mut self.delta,
-            |l, d, out| sub.transpose_read(l, d, out, noise),
-        );
-        // Host work: the derivative times the error read back, below the output layer.
-        for l in 0..self.topology.layers().saturating_sub(1) {
-            let rows = self.topology.dims(l).1;
-            crate::learn::host::derivative(sub.ledger_mut(), rows, labels.len());
-        }
         let step = self.sgd.sgd_step_from_velocity(gain, true);
         for l in 0..self.topology.layers() {
             sub.update(

@@ -60,6 +60,34 @@ pub fn forward_loss(
     Ok((loss_sum, errors))
 }
 
+/// The forward pass and loss of [`forward_loss`], then the backward pass as transposed
+/// reads of `sub`'s own arrays (before any update) into `delta`, with the host's
+/// derivative work counted: the shared first half of the analog-SGD and Tiki-Taka steps.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_and_transposed_backward(
+    method: &str,
+    topology: &Topology,
+    sub: &mut dyn Substrate,
+    images: &Mat,
+    labels: &[usize],
+    trace: &mut Trace,
+    dlogits: &mut Mat,
+    delta: &mut Vec<Mat>,
+    noise: &mut Rng,
+) -> Result<(f64, usize)> {
+    let (loss_sum, errors) =
+        forward_loss(method, topology, sub, images, labels, trace, dlogits, noise)?;
+    super::backward_deltas(topology, trace, dlogits, delta, |l, d, out| {
+        sub.transpose_read(l, d, out, noise)
+    });
+    // Host work: the derivative times the error read back, below the output layer.
+    for l in 0..topology.layers().saturating_sub(1) {
+        let rows = topology.dims(l).1;
+        crate::learn::host::derivative(sub.ledger_mut(), rows, labels.len());
+    }
+    Ok((loss_sum, errors))
+}
+
 /// Runs `x` (inputs × batch) through every layer of `sub`, driving layer l + 1 with the
 /// activities measured at layer l. `trace.inputs[l]` receives what layer l's input lines
 /// received (after converters and any black box on a chip) and `trace.outputs[l]` the

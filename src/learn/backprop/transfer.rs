@@ -44,7 +44,7 @@ use crate::linalg::Mat;
 use crate::rng::Rng;
 use crate::substrate::{Substrate, Topology, Update};
 
-use super::{BpBatchStats, BpConfig, Trace, backward_deltas, onchip};
+use super::{BpBatchStats, BpConfig, Trace, onchip};
 
 /// Which member of the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,7 +291,7 @@ impl TransferLearner {
         noise: &mut Rng,
     ) -> Result<BpBatchStats> {
         let method = "Tiki-Taka backprop";
-        let (loss_sum, errors) = onchip::forward_loss(
+        let (loss_sum, errors) = onchip::forward_and_transposed_backward(
             method,
             &self.topology,
             sub,
@@ -299,19 +299,9 @@ impl TransferLearner {
             labels,
             &mut self.trace,
             &mut self.dlogits,
+            &mut self.delta,
             noise,
         )?;
-        backward_deltas(
-            &self.topology,
-            &self.trace,
-            &self.dlogits,
-            &mut self.delta,
-            |l, d, out| sub.transpose_read(l, d, out, noise),
-        );
-        for l in 0..self.topology.layers().saturating_sub(1) {
-            let rows = self.topology.dims(l).1;
-            crate::learn::host::derivative(sub.ledger_mut(), rows, labels.len());
-        }
         let step = self.sgd.sgd_step_from_velocity(gain, true);
         let lr = -step.scale;
         let (fast_lr, every) = (self.cfg.transfer.fast_lr, self.cfg.transfer.transfer_every);
