@@ -78,6 +78,10 @@ pub struct Measurement {
     /// (timed alternately in the same run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_of_counting: Option<f64>,
+    /// Tiki-Taka: step time over bp-analog's step on the same chip and batch (timed
+    /// alternately in the same run, one core).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_bp_analog: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -250,6 +254,7 @@ fn ff_chip_training(
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -343,6 +348,7 @@ fn ff_local_vs_dense(
         cost_vs_dense_same_widths: Some(tl / ts),
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -407,6 +413,7 @@ fn recurrent_vs_feedforward(
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: Some(tr / tf),
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -439,6 +446,7 @@ fn ff_training(
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -487,6 +495,7 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -547,6 +556,7 @@ fn bp_training(
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -632,6 +642,82 @@ fn bp_analog_training(
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
+    })
+}
+
+/// A Tiki-Taka step (`variant`) against the bp-analog step on the same `reram` chip
+/// (soft bounds, pulsed updates), 784-hidden-10 sigmoid, on ONE core, timed alternately;
+/// `seconds` is the Tiki-Taka time per epoch of 60,000 samples.
+fn transfer_vs_analog(
+    variant: crate::learn::backprop::transfer::Variant,
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+) -> Result<Measurement> {
+    use crate::learn::backprop::{analog::AnalogLearner, transfer::TransferLearner};
+    let mut widths = vec![PIXELS];
+    widths.extend_from_slice(hidden);
+    widths.push(10);
+    let topo = Topology::classifier(widths, Activation::Sigmoid)?;
+    let spec = presets::reram();
+    let cfg = BpConfig {
+        hidden: Activation::Sigmoid,
+        ..crate::train::TrainConfig::for_algo(crate::train::Algo::BpTtv2).bp
+    };
+    let mut noise = stream(1, "noise");
+    let fast = Box::new(Chip::new(&spec, topo.clone(), 2, 1)?);
+    let mut tt = TransferLearner::new(cfg.clone(), variant, topo.clone(), fast, &mut noise)?;
+    let mut an = AnalogLearner::new(cfg, topo.clone())?;
+    let (mut c_tt, mut c_an) = (
+        Chip::new(&spec, topo.clone(), 1, 1)?,
+        Chip::new(&spec, topo, 1, 1)?,
+    );
+    let images = random(PIXELS, batch, 9);
+    let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| crate::error::Error::Io {
+            context: "building a one-thread pool".into(),
+            os: std::io::Error::other(e),
+        })?;
+    let mut failed = None;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    pool.install(|| {
+        for _ in 0..repeats.max(1) {
+            ta.push(time_median(1, || {
+                for _ in 0..batches {
+                    if let Err(e) = tt.train_batch(&mut c_tt, &images, &labels, 1.0, &mut noise) {
+                        failed = Some(e);
+                    }
+                }
+            }));
+            tb.push(time_median(1, || {
+                for _ in 0..batches {
+                    if let Err(e) = an.train_batch(&mut c_an, &images, &labels, 1.0, &mut noise) {
+                        failed = Some(e);
+                    }
+                }
+            }));
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (t, t_an) = (median(ta), median(tb));
+    let samples_per_s = (batches * batch) as f64 / t;
+    Ok(Measurement {
+        name: format!(
+            "bp-{variant:?} {} sigmoid b{batch} 1 core vs bp-analog",
+            label(hidden)
+        )
+        .to_lowercase(),
+        samples_per_s: Some(samples_per_s),
+        seconds: 60_000.0 / samples_per_s,
+        cost_vs_bp_analog: Some(t / t_an),
+        ..Measurement::default()
     })
 }
 
@@ -683,6 +769,7 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
         cost_vs_dense_same_widths: None,
         cost_vs_feedforward: None,
         cost_of_counting: None,
+        cost_vs_bp_analog: None,
     })
 }
 
@@ -795,6 +882,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         "bp-analog 256-128 sigmoid b64 1 core".into(),
         Box::new(|| bp_analog_training(&[256, 128], 64, analog_batches, r)),
     ));
+    {
+        use crate::learn::backprop::transfer::Variant;
+        for v in [Variant::Ttv2, Variant::Cttv2, Variant::Agad] {
+            cases.push((
+                format!("bp-{v:?} 256-128 sigmoid b64 1 core vs bp-analog").to_lowercase(),
+                Box::new(move || transfer_vs_analog(v, &[256, 128], 64, analog_batches, r)),
+            ));
+        }
+    }
     // An exact name selects that measurement alone; otherwise every name containing it.
     let exact = |o: &String| cases.iter().any(|(n, _)| n == o);
     let wanted = |name: &str| {
@@ -882,6 +978,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             "{}: {:.2} s per epoch of 60,000 samples (constant-step pulsed updates)",
             m.name, m.seconds
         );
+    }
+    for m in &report.measurements {
+        if let Some(c) = m.cost_vs_bp_analog {
+            println!(
+                "{}: {:.2} s per epoch of 60,000 samples, {c:.2}× the bp-analog step",
+                m.name, m.seconds
+            );
+        }
     }
     if let Some(path) = &opts.json {
         crate::fsutil::write_json(path, &report)?;

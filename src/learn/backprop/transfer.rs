@@ -197,9 +197,9 @@ impl TransferConfig {
 /// Per-layer transfer state.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct LayerState {
-    /// H (out × in), in C's pulses.
+    /// H, in C's pulses, stored in × out (a row of A is a contiguous column here).
     h: Mat,
-    /// AGAD: running mean of the reads and the reference (out × in).
+    /// AGAD: running mean of the reads and the reference (in × out).
     mean: Mat,
     past: Mat,
     /// Chopper sign per row (±1), and whether it switched at the row's last read.
@@ -273,9 +273,9 @@ impl TransferLearner {
             let (inp, out) = topology.dims(l);
             fast.program(l, &Mat::zeros(out, inp), &vec![0.0; out], noise);
             state.push(LayerState {
-                h: Mat::zeros(out, inp),
-                mean: Mat::zeros(out, inp),
-                past: Mat::zeros(out, inp),
+                h: Mat::zeros(inp, out),
+                mean: Mat::zeros(inp, out),
+                past: Mat::zeros(inp, out),
                 chop: vec![1.0; out],
                 switched: vec![false; out],
                 row: 0,
@@ -444,21 +444,21 @@ impl TransferLearner {
                     Variant::Ttv2 | Variant::Cttv2 => sign * val * lr_scale,
                     Variant::Agad => {
                         if previously_switched {
-                            st.past[(i, c)] = st.mean[(i, c)];
+                            st.past[(c, i)] = st.mean[(c, i)];
                         }
-                        let dw = sign * (val - st.past[(i, c)]);
-                        st.mean[(i, c)] =
-                            st.mean[(i, c)] * (1.0 - sample_momentum) + val * sample_momentum;
+                        let dw = sign * (val - st.past[(c, i)]);
+                        st.mean[(c, i)] =
+                            st.mean[(c, i)] * (1.0 - sample_momentum) + val * sample_momentum;
                         dw * lr_scale
                     }
                 };
-                let mut h = st.h[(i, c)] + add;
+                let mut h = st.h[(c, i)] + add;
                 let mut n = 0.0;
                 if h.abs() >= 1.0 {
                     n = h.trunc().clamp(-max, max);
                     h *= momentum;
                 }
-                st.h[(i, c)] = h;
+                st.h[(c, i)] = h;
                 // AGAD writes only once a full chopper period has been seen.
                 let writes = variant != Variant::Agad || st.sweeps > n_samples;
                 if n != 0.0 && writes {
@@ -508,15 +508,23 @@ impl TransferLearner {
     pub fn tensors(&self) -> Vec<crate::tensor::Tensor> {
         let mut out = crate::tensor::prefixed(self.fast.save_state().tensors, "transfer/fast/");
         for (l, st) in self.state.iter().enumerate() {
-            let (r, c) = (st.h.nrows(), st.h.ncols());
-            let rm = |m: &Mat| -> Vec<f32> {
-                (0..r)
-                    .flat_map(|i| (0..c).map(move |j| m[(i, j)]))
-                    .collect()
-            };
-            out.push((format!("transfer/{l}/h"), vec![r, c], rm(&st.h)));
-            out.push((format!("transfer/{l}/mean"), vec![r, c], rm(&st.mean)));
-            out.push((format!("transfer/{l}/past"), vec![r, c], rm(&st.past)));
+            // Stored in × out column-major = out × in row-major.
+            let (c, r) = (st.h.nrows(), st.h.ncols());
+            out.push((
+                format!("transfer/{l}/h"),
+                vec![r, c],
+                st.h.as_slice().to_vec(),
+            ));
+            out.push((
+                format!("transfer/{l}/mean"),
+                vec![r, c],
+                st.mean.as_slice().to_vec(),
+            ));
+            out.push((
+                format!("transfer/{l}/past"),
+                vec![r, c],
+                st.past.as_slice().to_vec(),
+            ));
             let mut misc: Vec<f32> = st.chop.clone();
             misc.extend(st.switched.iter().map(|s| f32::from(u8::from(*s))));
             out.push((format!("transfer/{l}/chop"), vec![2, r], misc));
@@ -556,7 +564,8 @@ impl TransferLearner {
         self.fast.load_state(&saved)?;
         for l in 0..self.state.len() {
             let st = &mut self.state[l];
-            let (r, c) = (st.h.nrows(), st.h.ncols());
+            // Stored in × out (column-major = the saved out × in row-major).
+            let (c, r) = (st.h.nrows(), st.h.ncols());
             for (name, m) in [
                 ("h", &mut st.h),
                 ("mean", &mut st.mean),
@@ -566,7 +575,7 @@ impl TransferLearner {
                 if v.len() != r * c {
                     return Err(Error::param("checkpoint", name, "wrong size"));
                 }
-                *m = Mat::from_fn(r, c, |i, j| v[i * c + j]);
+                *m = Mat::from_column_slice(c, r, v);
             }
             let v = find(&format!("transfer/{l}/chop"))?;
             if v.len() != 2 * r {
