@@ -180,6 +180,8 @@ fn bench_quick_writes_its_interface() {
             assert!(c > 1.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_of_counting"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+        } else if let Some(c) = m["cost_vs_bp_analog"].as_f64() {
+            assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if rate.is_some() {
             assert!(
                 m["gflops"].as_f64().unwrap() > 0.0 && m["gemm_gflops"].as_f64().unwrap() > 0.0
@@ -190,6 +192,13 @@ fn bench_quick_writes_its_interface() {
         }
     }
     assert!(ms.iter().any(|m| m["ns_per_pair"].as_f64().is_some()));
+    // The Tiki-Taka steps against bp-analog's.
+    assert!(
+        ms.iter()
+            .filter(|m| m["cost_vs_bp_analog"].as_f64().is_some())
+            .count()
+            == 3
+    );
     assert!(ms.iter().any(|m| m["cost_vs_weights"].as_f64().is_some()));
     assert!(
         ms.iter()
