@@ -590,13 +590,7 @@ fn bp_analog_training(
     let images = random(PIXELS, batch, 9);
     let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
     let mut noise = stream(1, "noise");
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| crate::error::Error::Io {
-            context: "building a one-thread pool".into(),
-            os: std::io::Error::other(e),
-        })?;
+    let pool = one_thread_pool()?;
     let mut failed = None;
     // Alternate chip and digital so both see the same machine load.
     let (mut tc, mut td) = (Vec::new(), Vec::new());
@@ -646,6 +640,17 @@ fn bp_analog_training(
     })
 }
 
+/// A rayon pool of one thread (the per-core measurements).
+fn one_thread_pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| crate::error::Error::Io {
+            context: "building a one-thread pool".into(),
+            os: std::io::Error::other(e),
+        })
+}
+
 /// A Tiki-Taka step (`variant`) against the bp-analog step on the same `reram` chip
 /// (soft bounds, pulsed updates), 784-hidden-10 sigmoid, on ONE core, timed alternately;
 /// `seconds` is the Tiki-Taka time per epoch of 60,000 samples.
@@ -676,13 +681,7 @@ fn transfer_vs_analog(
     );
     let images = random(PIXELS, batch, 9);
     let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| crate::error::Error::Io {
-            context: "building a one-thread pool".into(),
-            os: std::io::Error::other(e),
-        })?;
+    let pool = one_thread_pool()?;
     let mut failed = None;
     let (mut ta, mut tb) = (Vec::new(), Vec::new());
     pool.install(|| {
