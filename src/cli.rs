@@ -549,7 +549,9 @@ fn device_response(a: &ResponseArgs) -> Result<()> {
         (Some(name), _) => params_of_spec(&crate::substrate::device::presets::by_name(name)?),
         (None, Some(f)) => {
             let src = f.display().to_string();
-            params_of_spec(&ChipConfig::from_source(&src, 1, 1.0)?.spec)
+            let spec = ChipConfig::from_source(&src, 1, 1.0)?.spec;
+            spec.validate()?;
+            params_of_spec(&spec)
         }
         (None, None) => Params::of(Kind::SoftBounds),
     };

@@ -65,4 +65,25 @@ fn device_response_matches_the_committed_aihwkit_trajectory_and_draws_it() {
     let (code, err) = run_err(mortal().args(["device", "response", "--response", "tanh-step"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("tanh-step"), "{err}");
+    // A negative shape spread, on the command line and in a chip spec.
+    let (code, err) = run_err(mortal().args([
+        "device",
+        "response",
+        "--response",
+        "pow-step",
+        "--param",
+        "pow_gamma_dtod=-1",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--param pow_gamma_dtod"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(
+        &spec,
+        "[device]\nresponse = \"pow-step\"\n[device.shape]\npow_gamma_dtod = -1\n",
+    )
+    .unwrap();
+    let (code, err) = run_err(mortal().args(["device", "response", "--spec"]).arg(&spec));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("device.shape.pow_gamma_dtod"), "{err}");
 }

@@ -184,6 +184,14 @@ impl Shape {
 
     /// Checks the values; errors name the key under `prefix` (e.g. `device.shape`).
     pub fn validate(&self, prefix: &str) -> Result<()> {
+        // `device.shape.KEY` in a spec; `--param KEY` on the command line.
+        let key = |k: &str| {
+            if prefix.starts_with("--") {
+                format!("{prefix} {k}")
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
         let scalars = [
             ("gamma_up", self.gamma_up),
             ("gamma_down", self.gamma_down),
@@ -203,7 +211,7 @@ impl Shape {
         for (k, v) in scalars {
             if !v.is_finite() || (k.ends_with("_dtod") && v < 0.0) {
                 return Err(Error::param(
-                    format!("{prefix}.{k}"),
+                    key(k),
                     v,
                     "must be a finite number (spreads ≥ 0)",
                 ));
@@ -215,7 +223,7 @@ impl Shape {
         ] {
             if v.is_empty() || v.iter().any(|x| !x.is_finite() || *x < 0.0) {
                 return Err(Error::param(
-                    format!("{prefix}.{k}"),
+                    key(k),
                     format!("{v:?}"),
                     "needs at least one node, each finite and ≥ 0",
                 ));
@@ -223,7 +231,7 @@ impl Shape {
         }
         if self.piecewise_up.len() != self.piecewise_down.len() {
             return Err(Error::param(
-                format!("{prefix}.piecewise_down"),
+                key("piecewise_down"),
                 self.piecewise_down.len(),
                 "needs as many nodes as piecewise_up",
             ));
@@ -372,6 +380,7 @@ impl Params {
         if self.dw_min <= 0.0 {
             return Err(Error::param("dw_min", self.dw_min, "must be > 0"));
         }
+        self.shape.validate("--param")?;
         if self.response == Kind::PiecewiseStep
             && self.shape.piecewise_up.len() != self.shape.piecewise_down.len()
         {
