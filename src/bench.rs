@@ -662,10 +662,7 @@ fn transfer_vs_analog(
     repeats: usize,
 ) -> Result<Measurement> {
     use crate::learn::backprop::{analog::AnalogLearner, transfer::TransferLearner};
-    let mut widths = vec![PIXELS];
-    widths.extend_from_slice(hidden);
-    widths.push(10);
-    let topo = Topology::classifier(widths, Activation::Sigmoid)?;
+    let topo = crate::learn::backprop::classifier_topology(hidden, Activation::Sigmoid)?;
     let spec = presets::reram();
     let cfg = BpConfig {
         hidden: Activation::Sigmoid,

@@ -404,18 +404,24 @@ impl TransferLearner {
             } else {
                 step.scale * fast_lr
             };
-            let st = &self.state[l];
-            self.chopped.resize_mut(d.nrows(), d.ncols(), 0.0);
-            for (j, mut col) in self.chopped.column_iter_mut().enumerate() {
-                for (i, v) in col.iter_mut().enumerate() {
-                    *v = d[(i, j)] * st.chop[i];
+            // TTv2 has no choppers (every sign +1): the errors go to A as they are.
+            let d_fast = if self.variant == Variant::Ttv2 {
+                d
+            } else {
+                let st = &self.state[l];
+                self.chopped.resize_mut(d.nrows(), d.ncols(), 0.0);
+                for (j, mut col) in self.chopped.column_iter_mut().enumerate() {
+                    for (i, v) in col.iter_mut().enumerate() {
+                        *v = d[(i, j)] * st.chop[i];
+                    }
                 }
-            }
+                &self.chopped
+            };
             self.fast.update(
                 l,
                 Update::Outer {
                     x: &self.trace.inputs[l],
-                    d: &self.chopped,
+                    d: d_fast,
                     scale,
                     decay: 0.0,
                 },

@@ -44,6 +44,24 @@ pub(crate) struct Device {
     pub down: f32,
 }
 
+impl Device {
+    /// This device in aihwkit's weight units (centre `gc` and half range `half` of
+    /// [`Physics::device_units`]): bounds and steps; the shape's slopes or exponents are
+    /// `ext` (both pairs of fields take it; each shape reads its own).
+    pub fn drawn(&self, (gc, half): (f32, f32), ext: [f32; 2]) -> super::response::Drawn {
+        super::response::Drawn {
+            w_min: (self.lo - gc) / half,
+            w_max: (self.hi - gc) / half,
+            scale_up: self.up / half,
+            scale_down: self.down / half,
+            slope_up: ext[0],
+            slope_down: ext[1],
+            gamma_up: ext[0],
+            gamma_down: ext[1],
+        }
+    }
+}
+
 /// Every device of one polarity in a layer, packed as 16-bit fixed point (8 bytes a
 /// device instead of 16: the update pass is memory-bound). Each field is quantised to
 /// 1/65535 of its largest value in the layer (≈ 4e-4 µS for G_hi, ≈ 0.01 % of a typical
@@ -321,17 +339,11 @@ impl Crossbar {
         };
         if shaped {
             let seed3 = crate::rng::derive(seed, "shape");
-            let (gc, half) = phys.device_units();
+            let units = phys.device_units();
             let ext = |rng: &mut Rng, dev: &Device| -> [f32; 2] {
                 let z = [normal(rng), normal(rng)];
                 let mut k = 0;
-                let mut dr = response::Drawn {
-                    w_min: (dev.lo - gc) / half,
-                    w_max: (dev.hi - gc) / half,
-                    scale_up: dev.up / half,
-                    scale_down: dev.down / half,
-                    ..Default::default()
-                };
+                let mut dr = dev.drawn(units, [0.0; 2]);
                 response::shape_numbers(d.response, &d.shape, &mut dr, (-1.0, 1.0), true, || {
                     k += 1;
                     z[k - 1]

@@ -162,16 +162,7 @@ pub(crate) fn pulses_shaped(
         return g;
     }
     let (gc, half) = ph.device_units();
-    let d = response::Drawn {
-        w_min: (dev.lo - gc) / half,
-        w_max: (dev.hi - gc) / half,
-        scale_up: dev.up / half,
-        scale_down: dev.down / half,
-        slope_up: ext[0],
-        slope_down: ext[1],
-        gamma_up: ext[0],
-        gamma_down: ext[1],
-    };
+    let d = dev.drawn((gc, half), ext);
     let mut w = (g - gc) / half;
     for _ in 0..n {
         let noise = if ph.c2c > 0.0 {
