@@ -539,6 +539,11 @@ pub struct BenchArgs {
     /// it (e.g. "chip")
     #[arg(long, value_name = "TEXT")]
     pub only: Option<String>,
+    /// A Python interpreter with torch installed: also time the same FF step in PyTorch
+    /// (scripts/torch-ff-bench.py), between mortal's repeats, on the large-net `ff-train`
+    /// rows
+    #[arg(long, value_name = "PYTHON")]
+    pub pytorch: Option<PathBuf>,
 }
 
 /// `mortal device response`.
@@ -827,6 +832,7 @@ pub fn run_with(cli: Cli, reporter: Reporter) -> Result<()> {
                 quick: args.quick,
                 json: args.json.clone(),
                 only: args.only.clone(),
+                pytorch: args.pytorch.clone(),
             })?;
             Ok(())
         }

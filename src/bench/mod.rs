@@ -7,6 +7,9 @@
 //! weight-gradient GEMM over the positive and negative images (`2·(in·out)` each), plus the
 //! softmax head's forward and gradient; i.e. `10·Σ in·out + 4·10·Σ_head widths`.
 
+mod load;
+mod pytorch;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,6 +18,7 @@ use serde::Serialize;
 use crate::data::PIXELS;
 use crate::error::Result;
 use crate::learn::ff::FfLearner;
+use crate::learn::ff::NegativeLabels;
 use crate::learn::{BpConfig, BpLearner, FfConfig};
 use crate::linalg::{Mat, Op, gemm, gemm_flops};
 use crate::rng::stream;
@@ -33,6 +37,9 @@ pub struct BenchOptions {
     pub json: Option<PathBuf>,
     /// Only the measurement with exactly this name, or else those whose name contains it.
     pub only: Option<String>,
+    /// A Python interpreter with torch: time the same FF step in PyTorch between
+    /// mortal's repeats of the `ff-train` rows of the large net.
+    pub pytorch: Option<PathBuf>,
 }
 
 /// One measured configuration.
@@ -82,6 +89,21 @@ pub struct Measurement {
     /// alternately in the same run, one core).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_vs_bp_analog: Option<f64>,
+    /// Average number of cores that other processes kept busy during this measurement
+    /// (from `/proc`; the build machines are shared).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub foreign_load_cores: Option<f64>,
+    /// `--pytorch`: the same FF step's throughput in PyTorch (samples/s, median of runs
+    /// interleaved with mortal's repeats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pytorch_samples_per_s: Option<f64>,
+    /// samples_per_s / pytorch_samples_per_s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_pytorch: Option<f64>,
+    /// Shared-machine row: throughput with one core kept busy by other work over the
+    /// quiet throughput (timed alternately in the same run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_of_quiet: Option<f64>,
 }
 
 /// Everything `mortal bench` reports.
@@ -244,17 +266,11 @@ fn ff_chip_training(
         name: format!("ff-train {} b{batch} {name}", label(hidden)),
         cost_vs_digital: Some(tc / td),
         samples_per_s: Some(samples_per_s),
-        images_per_s: None,
         gflops: Some(gflops),
         gemm_gflops: Some(gemm_gflops),
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: tc,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
@@ -336,19 +352,11 @@ fn ff_local_vs_dense(
     let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
     Ok(Measurement {
         name: format!("ff-train paper-local b{batch}{on} vs {}", label(reference)),
-        cost_vs_digital: None,
         samples_per_s: Some((batches * batch) as f64 / tl),
-        images_per_s: None,
-        gflops: None,
-        gemm_gflops: None,
-        fraction_of_gemm: None,
         seconds: tl,
-        ns_per_pair: None,
         cost_vs_weights: Some(tl / predicted),
         cost_vs_dense_same_widths: Some(tl / ts),
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
@@ -401,52 +409,92 @@ fn recurrent_vs_feedforward(
     let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
     Ok(Measurement {
         name: format!("ff-recurrent-train {} b{batch}{on} vs ff", label(hidden)),
-        cost_vs_digital: None,
         samples_per_s: Some((batches * batch) as f64 / tr),
-        images_per_s: None,
-        gflops: None,
-        gemm_gflops: None,
-        fraction_of_gemm: None,
         seconds: tr,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
         cost_vs_feedforward: Some(tr / tf),
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
+/// The digital FF training row: `hidden` layers, these negatives; with `torch`, the
+/// same step in PyTorch timed between mortal's repeats.
 fn ff_training(
+    hidden: &[usize],
+    batch: usize,
+    batches: usize,
+    repeats: usize,
+    negatives: NegativeLabels,
+    torch: Option<&pytorch::TorchBench>,
+) -> Result<Measurement> {
+    let topo = ff_topology(hidden)?;
+    let widths = topo.widths().to_vec();
+    let cfg = FfConfig {
+        negatives,
+        ..ff_config(hidden)
+    };
+    let head_from = cfg.eval_from;
+    let mut net = DigitalNet::new(topo, 1);
+    let (t, torch_rate) = match torch {
+        None => (ff_steps(&mut net, &cfg, batch, batches, repeats)?, None),
+        Some(tb) => {
+            let kind = match negatives {
+                NegativeLabels::Random => "random",
+                _ => "hard",
+            };
+            let threads = rayon::current_num_threads();
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..repeats.max(1) {
+                ours.push(ff_steps(&mut net, &cfg, batch, batches, 1)?);
+                theirs.push(tb.ff_samples_per_s(hidden, batch, batches, kind, threads)?);
+            }
+            (median(ours), Some(median(theirs)))
+        }
+    };
+    let samples_per_s = (batches * batch) as f64 / t;
+    let gflops = samples_per_s * ff_flops_per_sample(&widths, head_from) / 1e9;
+    let gemm_gflops = gemm_rate(&ff_step_gemms(&widths, batch, head_from), repeats);
+    let neg = match negatives {
+        NegativeLabels::Random => " random negatives",
+        _ => "",
+    };
+    Ok(Measurement {
+        name: format!("ff-train {} b{batch}{neg}", label(hidden)),
+        samples_per_s: Some(samples_per_s),
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
+        seconds: t,
+        pytorch_samples_per_s: torch_rate,
+        vs_pytorch: torch_rate.map(|r| samples_per_s / r),
+        ..Measurement::default()
+    })
+}
+
+/// The shared-machine row: digital FF steps timed alternately on a quiet machine and with
+/// one core kept busy by a thread outside rayon's pool ([`load::BusyCore`]).
+fn ff_training_one_core_busy(
     hidden: &[usize],
     batch: usize,
     batches: usize,
     repeats: usize,
 ) -> Result<Measurement> {
     let topo = ff_topology(hidden)?;
-    let widths = topo.widths().to_vec();
     let cfg = ff_config(hidden);
-    let head_from = cfg.eval_from;
     let mut net = DigitalNet::new(topo, 1);
-    let t = ff_steps(&mut net, &cfg, batch, batches, repeats)?;
-    let samples_per_s = (batches * batch) as f64 / t;
-    let gflops = samples_per_s * ff_flops_per_sample(&widths, head_from) / 1e9;
-    let gemm_gflops = gemm_rate(&ff_step_gemms(&widths, batch, head_from), repeats);
+    let (mut quiet, mut busy) = (Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        quiet.push(ff_steps(&mut net, &cfg, batch, batches, 1)?);
+        let hog = load::BusyCore::start();
+        busy.push(ff_steps(&mut net, &cfg, batch, batches, 1)?);
+        drop(hog);
+    }
+    let (tq, tb) = (median(quiet), median(busy));
     Ok(Measurement {
-        name: format!("ff-train {} b{batch}", label(hidden)),
-        cost_vs_digital: None,
-        samples_per_s: Some(samples_per_s),
-        images_per_s: None,
-        gflops: Some(gflops),
-        gemm_gflops: Some(gemm_gflops),
-        fraction_of_gemm: Some(gflops / gemm_gflops),
-        seconds: t,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        name: format!("ff-train {} b{batch} one core busy", label(hidden)),
+        samples_per_s: Some((batches * batch) as f64 / tb),
+        seconds: tb,
+        share_of_quiet: Some(tq / tb),
+        ..Measurement::default()
     })
 }
 
@@ -482,20 +530,13 @@ fn ff_evaluation(hidden: &[usize], images_n: usize, repeats: usize) -> Result<Me
     let gemm_gflops = gemm_rate(&shapes, repeats);
     let gflops = images_per_s * flops_per_image / 1e9;
     Ok(Measurement {
-        cost_vs_digital: None,
         name: format!("ff-eval-goodness {}", label(hidden)),
-        samples_per_s: None,
         images_per_s: Some(images_per_s),
         gflops: Some(gflops),
         gemm_gflops: Some(gemm_gflops),
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
@@ -543,20 +584,13 @@ fn bp_training(
     let gflops = samples_per_s * flops_per_sample / 1e9;
     let gemm_gflops = gemm_rate(&shapes, repeats);
     Ok(Measurement {
-        cost_vs_digital: None,
         name: format!("bp-train {} b{batch}", label(hidden)),
         samples_per_s: Some(samples_per_s),
-        images_per_s: None,
         gflops: Some(gflops),
         gemm_gflops: Some(gemm_gflops),
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: t,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
@@ -626,17 +660,11 @@ fn bp_analog_training(
         cost_vs_digital: Some(t / t_digital),
         name: format!("bp-analog {} sigmoid b{batch} 1 core", label(hidden)),
         samples_per_s: Some(samples_per_s),
-        images_per_s: None,
         gflops: Some(gflops),
         gemm_gflops: Some(gemm_gflops),
         fraction_of_gemm: Some(gflops / gemm_gflops),
         seconds: 60_000.0 / samples_per_s,
-        ns_per_pair: None,
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
@@ -754,18 +782,9 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
     Ok(Measurement {
         name: format!("chip-update {} {}", label(hidden), spec.name),
         cost_vs_digital: Some(tc / td),
-        samples_per_s: None,
-        images_per_s: None,
-        gflops: None,
-        gemm_gflops: None,
-        fraction_of_gemm: None,
         seconds: tc,
         ns_per_pair: Some(tc * 1e9 / pairs as f64),
-        cost_vs_weights: None,
-        cost_vs_dense_same_widths: None,
-        cost_vs_feedforward: None,
-        cost_of_counting: None,
-        cost_vs_bp_analog: None,
+        ..Measurement::default()
     })
 }
 
@@ -805,17 +824,39 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         ..ff.clone()
     };
     let few = (batches / 4).max(1);
+    let torch = opts
+        .pytorch
+        .as_deref()
+        .map(pytorch::TorchBench::new)
+        .transpose()?;
     let (eval_small, eval_big) = (if opts.quick { 200 } else { 1000 }, 500);
     let analog_batches = if opts.quick { 5 } else { 100 };
     type Case<'a> = (String, Box<dyn Fn() -> Result<Measurement> + 'a>);
     let mut cases: Vec<Case<'_>> = vec![
         (
             format!("ff-train {} b100", label(&small)),
-            Box::new(|| ff_training(&small, 100, batches * 2, r)),
+            Box::new(|| ff_training(&small, 100, batches * 2, r, NegativeLabels::Hard, None)),
         ),
         (
             format!("ff-train {} b100", label(&big)),
-            Box::new(|| ff_training(&big, 100, batches, r)),
+            Box::new(|| ff_training(&big, 100, batches, r, NegativeLabels::Hard, torch.as_ref())),
+        ),
+        (
+            format!("ff-train {} b100 random negatives", label(&big)),
+            Box::new(|| {
+                ff_training(
+                    &big,
+                    100,
+                    batches,
+                    r,
+                    NegativeLabels::Random,
+                    torch.as_ref(),
+                )
+            }),
+        ),
+        (
+            format!("ff-train {} b100 one core busy", label(&small)),
+            Box::new(|| ff_training_one_core_busy(&small, 100, batches * 2, r)),
         ),
         (
             format!("ff-eval-goodness {}", label(&small)),
@@ -901,7 +942,10 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let mut ms = Vec::new();
     for (name, case) in &cases {
         if wanted(name) {
-            ms.push(case()?);
+            let probe = load::LoadProbe::start();
+            let mut m = case()?;
+            m.foreign_load_cores = probe.finish();
+            ms.push(m);
         }
     }
     if ms.is_empty() {
@@ -919,14 +963,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         measurements: ms,
     };
     println!(
-        "{:<52} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
-        "measurement", "samples/s", "images/s", "GFLOP/s", "GEMM", "fraction", "vs digital"
+        "{:<52} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8}",
+        "measurement", "samples/s", "images/s", "GFLOP/s", "GEMM", "fraction", "vs digital", "load"
     );
     for m in &report.measurements {
         let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.0}"));
         let g = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.1}"));
         println!(
-            "{:<52} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10}",
+            "{:<52} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8}",
             m.name,
             f(m.samples_per_s),
             f(m.images_per_s),
@@ -934,8 +978,26 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             g(m.gemm_gflops),
             m.fraction_of_gemm
                 .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
-            m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x"))
+            m.cost_vs_digital.map_or("-".into(), |c| format!("{c:.2}x")),
+            m.foreign_load_cores
+                .map_or("-".into(), |c| format!("{c:.2}"))
         );
+    }
+    println!("(load: cores other processes kept busy during the measurement)");
+    for m in &report.measurements {
+        if let (Some(t), Some(v)) = (m.pytorch_samples_per_s, m.vs_pytorch) {
+            println!(
+                "{}: PyTorch {t:.0} samples/s on the same step, mortal {v:.2}x",
+                m.name
+            );
+        }
+        if let Some(sh) = m.share_of_quiet {
+            println!(
+                "{}: {:.0} % of the quiet throughput with one core kept busy by other work",
+                m.name,
+                100.0 * sh
+            );
+        }
     }
     for m in &report.measurements {
         if let Some(c) = m.cost_vs_weights {

@@ -182,6 +182,8 @@ fn bench_quick_writes_its_interface() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_vs_bp_analog"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+        } else if let Some(c) = m["share_of_quiet"].as_f64() {
+            assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if rate.is_some() {
             assert!(
                 m["gflops"].as_f64().unwrap() > 0.0 && m["gemm_gflops"].as_f64().unwrap() > 0.0
@@ -205,6 +207,71 @@ fn bench_quick_writes_its_interface() {
             .any(|m| m["cost_vs_feedforward"].as_f64().is_some())
     );
     assert!(ms.iter().any(|m| m["cost_of_counting"].as_f64().is_some()));
+    // The same FF step with random negatives, the shared-machine row, and the foreign
+    // load seen during every measurement (Linux: from /proc).
+    assert!(ms.iter().any(|m| {
+        m["name"].as_str().unwrap().ends_with("random negatives") && m["gflops"].is_number()
+    }));
+    assert!(ms.iter().any(|m| m["share_of_quiet"].is_number()));
+    if cfg!(target_os = "linux") {
+        assert!(
+            ms.iter()
+                .all(|m| m["foreign_load_cores"].as_f64().is_some_and(|c| c >= 0.0)),
+            "{ms:?}"
+        );
+    }
+}
+
+/// `--pytorch`: the interpreter runs the embedded FF script between mortal's repeats and
+/// its figure becomes the ratio. A stand-in interpreter that "imports torch" and reports
+/// 1000 samples/s checks the plumbing without torch; a missing one is a bad parameter.
+#[cfg(unix)]
+#[test]
+fn bench_compares_with_the_pytorch_step_it_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = -c ] && exit 0\n\
+         grep -q 'side-by-side speed comparison' \"$1\" || exit 9\n\
+         echo '{\"samples_per_s\": 1000.0}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let json = dir.path().join("bench.json");
+    run_ok(
+        mortal()
+            .args(["bench", "--quick", "--repeats", "1", "--only", "3x200 b100"])
+            .arg("--pytorch")
+            .arg(&fake)
+            .arg("--json")
+            .arg(&json),
+    );
+    let b = read_json(&json);
+    let ms: Vec<_> = b["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().unwrap().starts_with("ff-train"))
+        .collect();
+    assert_eq!(ms.len(), 2, "{ms:?}");
+    for m in ms {
+        assert_eq!(m["pytorch_samples_per_s"].as_f64(), Some(1000.0), "{m}");
+        let ratio = m["samples_per_s"].as_f64().unwrap() / 1000.0;
+        assert!((m["vs_pytorch"].as_f64().unwrap() - ratio).abs() < 1e-9 * ratio);
+    }
+    let out = mortal()
+        .args(["bench", "--quick", "--pytorch"])
+        .arg(dir.path().join("no-such-python"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--pytorch") && err.contains("no-such-python"),
+        "{err}"
+    );
 }
 
 /// With `MORTAL_DATA` pointing at the real files: check them, and train briefly on MNIST.
