@@ -471,7 +471,7 @@ fn ff_training(
 }
 
 /// The shared-machine row: digital FF steps timed alternately on a quiet machine and with
-/// one core kept busy by a thread outside rayon's pool ([`load::BusyCore`]).
+/// one core kept busy by another process ([`load::BusyCore`]).
 fn ff_training_one_core_busy(
     hidden: &[usize],
     batch: usize,

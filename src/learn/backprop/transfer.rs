@@ -42,9 +42,11 @@
 //! * c-TTv2 (`max_steps` 16) `in_chop_prob` 0.1 / 0.005 / 0.002: 89.4 / 14.2 / 9.9 %;
 //! * AGAD (`max_steps` 16) with `transfer_lr` 1, `in_chop_prob` 0.1 / 0.02 / 0.005:
 //!   62.1 / 24.1 / 68.3 %; with `transfer_lr` 0.3, 0.02 / 0.01: 15.9 / 25.3 %.
-//! * `fast_lr` (with `auto_scale`) 0.1 (aihwkit's) / 0.5 / 2: c-TTv2 (`in_chop_prob`
-//!   0.002) 9.9 / 8.9 / 8.1 %, and at `in_chop_prob` 0.02 23.6 / 23.6 / 16.0 %; AGAD
-//!   (`in_chop_prob` 0.02) 15.9 / 10.9 / 9.8 %. Default 2.
+//! * `fast_lr` (with `auto_scale`) 0.1 (aihwkit's) / 0.5 / 2, `mortal run
+//!   scenarios/tiki_taka_tuning.toml`: c-TTv2 with `in_chop_prob` 0.002: 11.0 / 8.9 /
+//!   8.1 %; 0.02: 46.8 / 23.6 / 16.0 %; without flips (0): 8.9 / 7.2 / 7.8 %. AGAD with
+//!   0.02: 20.4 / 10.9 / 9.8 %; 0.002: 18.9 / 16.2 / 28.3 % (without choppers AGAD has no
+//!   reference and transfers nothing). Default 2.
 //!
 //! **Why the choppers need a fast A.** A chopper flip leaves A's content, written with
 //! the old sign, to be read with the new one until A has re-integrated. For an A that
@@ -56,12 +58,11 @@
 //! through per-sample pulse trains whose ± pulses pull soft-bounds devices toward their
 //! symmetry point, and through one column read per sample, which makes its chopper
 //! periods thousands of samples long. Here A receives the batch's net pulses (`pulsed`
-//! updates), so it barely leaks, and is read every batch. Measured (20,000 images, 5
-//! epochs, as above; valid error per epoch): c-TTv2 with aihwkit's `fast_lr` 0.1 swings
-//! between 10 and 33 % from epoch to epoch on the full budget (`scenarios/tiki_taka.toml`,
-//! 0.2.0), the same learner without flips (`in_chop_prob` 0) falls smoothly to 8.9 %,
-//! and a faster A (`fast_lr` 2) brings the chopped learner to 8.1 %, next to the
-//! unchopped 7.8 %.
+//! updates), so it barely leaks, and is read every batch. Measured: c-TTv2 with aihwkit's
+//! `fast_lr` 0.1 swings between 10 and 33 % valid error from epoch to epoch on the full
+//! budget (`scenarios/tiki_taka.toml`, 0.2.0); in the tuning scenario above the same
+//! learner without flips reaches 8.9 % against 11.0 % with them, and a faster A
+//! (`fast_lr` 2) brings the chopped learner to 8.1 %, next to the unchopped 7.8 %.
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
