@@ -7,6 +7,7 @@
 //! weight-gradient GEMM over the positive and negative images (`2·(in·out)` each), plus the
 //! softmax head's forward and gradient; i.e. `10·Σ in·out + 4·10·Σ_head widths`.
 
+mod isa;
 mod load;
 mod pytorch;
 
@@ -104,6 +105,16 @@ pub struct Measurement {
     /// quiet throughput (timed alternately in the same run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub share_of_quiet: Option<f64>,
+    /// ISA row: one core's f32 FMA rate, GFLOP/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fma_f32_gflops_per_core: Option<f64>,
+    /// ISA row: one core's AVX512-BF16 dot-product rate (bf16 in, f32 accumulate),
+    /// GFLOP/s; absent where the CPU has no AVX512-BF16.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dot_bf16_gflops_per_core: Option<f64>,
+    /// ISA row: whether AMX-BF16 tiles are usable here (CPU and OS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amx_usable: Option<bool>,
 }
 
 /// Everything `mortal bench` reports.
@@ -916,6 +927,19 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         ));
     }
     cases.push((
+        "isa-peak 1 core".into(),
+        Box::new(|| {
+            let p = one_thread_pool()?.install(isa::measure);
+            Ok(Measurement {
+                name: "isa-peak 1 core".into(),
+                fma_f32_gflops_per_core: Some(p.fma_f32),
+                dot_bf16_gflops_per_core: p.dot_bf16,
+                amx_usable: Some(p.amx_usable),
+                ..Measurement::default()
+            })
+        }),
+    ));
+    cases.push((
         "bp-analog 256-128 sigmoid b64 1 core".into(),
         Box::new(|| bp_analog_training(&[256, 128], 64, analog_batches, r)),
     ));
@@ -989,6 +1013,22 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             println!(
                 "{}: PyTorch {t:.0} samples/s on the same step, mortal {v:.2}x",
                 m.name
+            );
+        }
+        if let Some(f) = m.fma_f32_gflops_per_core {
+            let dot = m
+                .dot_bf16_gflops_per_core
+                .map_or("no AVX512-BF16".into(), |d| {
+                    format!("bf16 dot product (vdpbf16ps) {d:.0} GFLOP/s, {:.2}x", d / f)
+                });
+            println!(
+                "{}: f32 FMA {f:.0} GFLOP/s; {dot}; AMX tiles {}",
+                m.name,
+                if m.amx_usable == Some(true) {
+                    "usable"
+                } else {
+                    "not usable"
+                }
             );
         }
         if let Some(sh) = m.share_of_quiet {

@@ -69,7 +69,10 @@ impl TorchBench {
             |what: String| Error::artifact(&self.python, format!("PyTorch FF benchmark: {what}"));
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            let last = err.lines().last().map_or(String::new(), |l| format!(": {l}"));
+            let last = err
+                .lines()
+                .last()
+                .map_or(String::new(), |l| format!(": {l}"));
             return Err(fail(format!("exited with {}{last}", out.status)));
         }
         let text = String::from_utf8_lossy(&out.stdout);

@@ -182,6 +182,9 @@ fn bench_quick_writes_its_interface() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_vs_bp_analog"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+        } else if let Some(f) = m["fma_f32_gflops_per_core"].as_f64() {
+            // The ISA row: this core's f32 FMA (and, where present, bf16 dot) rates.
+            assert!(f > 0.0 && m["amx_usable"].is_boolean(), "{m}");
         } else if let Some(c) = m["share_of_quiet"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if rate.is_some() {
