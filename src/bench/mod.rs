@@ -270,18 +270,16 @@ fn ff_chip_training(
     }
     let (td, tc) = (median(td), median(tc));
     let widths = topo.widths();
-    let samples_per_s = (batches * batch) as f64 / tc;
-    let gflops = samples_per_s * ff_flops_per_sample(widths, head_from) / 1e9;
-    let gemm_gflops = gemm_rate(&ff_step_gemms(widths, batch, head_from), repeats);
     Ok(Measurement {
-        name: format!("ff-train {} b{batch} {name}", label(hidden)),
         cost_vs_digital: Some(tc / td),
-        samples_per_s: Some(samples_per_s),
-        gflops: Some(gflops),
-        gemm_gflops: Some(gemm_gflops),
-        fraction_of_gemm: Some(gflops / gemm_gflops),
-        seconds: tc,
-        ..Measurement::default()
+        ..training_rate(
+            format!("ff-train {} b{batch} {name}", label(hidden)),
+            batches * batch,
+            tc,
+            ff_flops_per_sample(widths, head_from),
+            &ff_step_gemms(widths, batch, head_from),
+            repeats,
+        )
     })
 }
 
@@ -324,6 +322,39 @@ fn ff_counting_overhead(
     })
 }
 
+/// A training-throughput measurement: `samples` in `seconds`, `flops_per_sample` of GEMM
+/// work each, against this run's rate for the step's GEMM `shapes`.
+fn training_rate(
+    name: String,
+    samples: usize,
+    seconds: f64,
+    flops_per_sample: f64,
+    shapes: &[(usize, usize, usize, Op)],
+    repeats: usize,
+) -> Measurement {
+    let samples_per_s = samples as f64 / seconds;
+    let gflops = samples_per_s * flops_per_sample / 1e9;
+    let gemm_gflops = gemm_rate(shapes, repeats);
+    Measurement {
+        name,
+        samples_per_s: Some(samples_per_s),
+        gflops: Some(gflops),
+        gemm_gflops: Some(gemm_gflops),
+        fraction_of_gemm: Some(gflops / gemm_gflops),
+        seconds,
+        ..Measurement::default()
+    }
+}
+
+/// A digital network (`spec` None) or a chip of `spec` (chip and device seed 1) of
+/// topology `t`.
+fn substrate(spec: Option<&HardwareSpec>, t: &Topology) -> Result<Box<dyn Substrate>> {
+    Ok(match spec {
+        None => Box::new(DigitalNet::new(t.clone(), 1)),
+        Some(s) => Box::new(Chip::new(s, t.clone(), 1, 1)?),
+    })
+}
+
 /// The paper's local receptive-field net (`paper-local`) vs the dense `reference` net,
 /// FF training steps timed alternately on the same kind of substrate (digital, or a chip
 /// of `spec`): the local step's time over the dense step's time scaled by the ratio of
@@ -342,12 +373,7 @@ fn ff_local_vs_dense(
         Activation::Relu,
     )?;
     let dense = ff_topology(reference)?;
-    let build = |t: &Topology| -> Result<Box<dyn Substrate>> {
-        Ok(match spec {
-            None => Box::new(DigitalNet::new(t.clone(), 1)),
-            Some(s) => Box::new(Chip::new(s, t.clone(), 1, 1)?),
-        })
-    };
+    let build = |t: &Topology| substrate(spec, t);
     // The same widths fully connected: what a masked dense product would cost at least.
     let same = ff_topology(&local.widths()[1..])?;
     let (mut sl, mut sd, mut ss) = (build(&local)?, build(&dense)?, build(&same)?);
@@ -385,12 +411,7 @@ fn recurrent_vs_feedforward(
     let dense = vec![crate::substrate::Connectivity::Dense; n];
     let rt = recurrent_topology(PIXELS, hidden, 10, dense.clone(), dense)?;
     let ft = ff_topology(hidden)?;
-    let build = |t: &Topology| -> Result<Box<dyn Substrate>> {
-        Ok(match spec {
-            None => Box::new(DigitalNet::new(t.clone(), 1)),
-            Some(s) => Box::new(Chip::new(s, t.clone(), 1, 1)?),
-        })
-    };
+    let build = |t: &Topology| substrate(spec, t);
     let (mut sr, mut sf) = (build(&rt)?, build(&ft)?);
     let cfg = ff_config(hidden);
     let rc = RecurrentConfig::default();
@@ -461,23 +482,22 @@ fn ff_training(
             (median(ours), Some(median(theirs)))
         }
     };
-    let samples_per_s = (batches * batch) as f64 / t;
-    let gflops = samples_per_s * ff_flops_per_sample(&widths, head_from) / 1e9;
-    let gemm_gflops = gemm_rate(&ff_step_gemms(&widths, batch, head_from), repeats);
     let neg = match negatives {
         NegativeLabels::Random => " random negatives",
         _ => "",
     };
+    let samples_per_s = (batches * batch) as f64 / t;
     Ok(Measurement {
-        name: format!("ff-train {} b{batch}{neg}", label(hidden)),
-        samples_per_s: Some(samples_per_s),
-        gflops: Some(gflops),
-        gemm_gflops: Some(gemm_gflops),
-        fraction_of_gemm: Some(gflops / gemm_gflops),
-        seconds: t,
         pytorch_samples_per_s: torch_rate,
         vs_pytorch: torch_rate.map(|r| samples_per_s / r),
-        ..Measurement::default()
+        ..training_rate(
+            format!("ff-train {} b{batch}{neg}", label(hidden)),
+            batches * batch,
+            t,
+            ff_flops_per_sample(&widths, head_from),
+            &ff_step_gemms(&widths, batch, head_from),
+            repeats,
+        )
     })
 }
 
@@ -591,18 +611,14 @@ fn bp_training(
     }
     let widths = learner.mlp.topology().widths().to_vec();
     let (shapes, flops_per_sample) = bp_step_gemms(&widths, batch);
-    let samples_per_s = (batches * batch) as f64 / t;
-    let gflops = samples_per_s * flops_per_sample / 1e9;
-    let gemm_gflops = gemm_rate(&shapes, repeats);
-    Ok(Measurement {
-        name: format!("bp-train {} b{batch}", label(hidden)),
-        samples_per_s: Some(samples_per_s),
-        gflops: Some(gflops),
-        gemm_gflops: Some(gemm_gflops),
-        fraction_of_gemm: Some(gflops / gemm_gflops),
-        seconds: t,
-        ..Measurement::default()
-    })
+    Ok(training_rate(
+        format!("bp-train {} b{batch}", label(hidden)),
+        batches * batch,
+        t,
+        flops_per_sample,
+        &shapes,
+        repeats,
+    ))
 }
 
 /// `bp-analog` (analog SGD: forward on the chip, backward by transposed reads, rank-1
@@ -636,33 +652,16 @@ fn bp_analog_training(
     let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
     let mut noise = stream(1, "noise");
     let pool = one_thread_pool()?;
-    let mut failed = None;
     // Alternate chip and digital so both see the same machine load.
-    let (mut tc, mut td) = (Vec::new(), Vec::new());
-    pool.install(|| {
-        for _ in 0..repeats.max(1) {
-            tc.push(time_median(1, || {
-                for _ in 0..batches {
-                    if let Err(e) =
-                        learner.train_batch(&mut chip, &images, &labels, 1.0, &mut noise)
-                    {
-                        failed = Some(e);
-                    }
-                }
-            }));
-            td.push(time_median(1, || {
-                for _ in 0..batches {
-                    if let Err(e) = digital.train_batch(&images, &labels, 1.0) {
-                        failed = Some(e);
-                    }
-                }
-            }));
+    let (t, t_digital) = alternate_on(&pool, repeats, batches, |chip_side| {
+        if chip_side {
+            learner
+                .train_batch(&mut chip, &images, &labels, 1.0, &mut noise)
+                .map(drop)
+        } else {
+            digital.train_batch(&images, &labels, 1.0).map(drop)
         }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let (t, t_digital) = (median(tc), median(td));
+    })?;
     let (shapes, flops_per_sample) = bp_step_gemms(&widths, batch);
     let samples_per_s = (batches * batch) as f64 / t;
     let gflops = samples_per_s * flops_per_sample / 1e9;
@@ -677,6 +676,37 @@ fn bp_analog_training(
         seconds: 60_000.0 / samples_per_s,
         ..Measurement::default()
     })
+}
+
+/// Median seconds of `batches` calls of `step(true)` and of `step(false)`, timed
+/// alternately `repeats` times in `pool` (so both sides see the same machine load); the
+/// last error, if any.
+fn alternate_on(
+    pool: &rayon::ThreadPool,
+    repeats: usize,
+    batches: usize,
+    mut step: impl FnMut(bool) -> Result<()> + Send,
+) -> Result<(f64, f64)> {
+    let mut failed = None;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    pool.install(|| {
+        for _ in 0..repeats.max(1) {
+            for side in [true, false] {
+                let t = time_median(1, || {
+                    for _ in 0..batches {
+                        if let Err(e) = step(side) {
+                            failed = Some(e);
+                        }
+                    }
+                });
+                if side { ta.push(t) } else { tb.push(t) }
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((median(ta), median(tb))),
+    }
 }
 
 /// A rayon pool of one thread (the per-core measurements).
@@ -718,30 +748,15 @@ fn transfer_vs_analog(
     let images = random(PIXELS, batch, 9);
     let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
     let pool = one_thread_pool()?;
-    let mut failed = None;
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    pool.install(|| {
-        for _ in 0..repeats.max(1) {
-            ta.push(time_median(1, || {
-                for _ in 0..batches {
-                    if let Err(e) = tt.train_batch(&mut c_tt, &images, &labels, 1.0, &mut noise) {
-                        failed = Some(e);
-                    }
-                }
-            }));
-            tb.push(time_median(1, || {
-                for _ in 0..batches {
-                    if let Err(e) = an.train_batch(&mut c_an, &images, &labels, 1.0, &mut noise) {
-                        failed = Some(e);
-                    }
-                }
-            }));
+    let (t, t_an) = alternate_on(&pool, repeats, batches, |tt_side| {
+        if tt_side {
+            tt.train_batch(&mut c_tt, &images, &labels, 1.0, &mut noise)
+                .map(drop)
+        } else {
+            an.train_batch(&mut c_an, &images, &labels, 1.0, &mut noise)
+                .map(drop)
         }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let (t, t_an) = (median(ta), median(tb));
+    })?;
     let samples_per_s = (batches * batch) as f64 / t;
     Ok(Measurement {
         name: format!(
