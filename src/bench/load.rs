@@ -62,8 +62,8 @@ impl LoadProbe {
     }
 }
 
-/// Foreign work that keeps one core busy until dropped: a separate process (`sh` running
-/// an empty loop) where there is one, so that [`LoadProbe`] counts it as other
+/// Foreign work that keeps one core busy until dropped: a separate process (`sh` looping
+/// while this process lives) where there is one, so that [`LoadProbe`] counts it as other
 /// processes' load, as on a shared machine; else a thread outside rayon's pool.
 pub struct BusyCore {
     child: Option<std::process::Child>,
@@ -75,8 +75,10 @@ impl BusyCore {
     /// Starts the foreign work.
     pub fn start() -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        // The loop ends by itself once this process is gone (killed, say, by Ctrl-C
+        // before `drop` could stop it): `kill -0 $PPID` then fails.
         let child = std::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
+            .args(["-c", "while kill -0 $PPID 2>/dev/null; do :; done"])
             .stdin(std::process::Stdio::null())
             .spawn()
             .ok();
