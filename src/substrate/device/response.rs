@@ -380,17 +380,8 @@ impl Params {
         if self.dw_min <= 0.0 {
             return Err(Error::param("dw_min", self.dw_min, "must be > 0"));
         }
-        self.shape.validate("--param")?;
-        if self.response == Kind::PiecewiseStep
-            && self.shape.piecewise_up.len() != self.shape.piecewise_down.len()
-        {
-            return Err(Error::param(
-                "piecewise_down",
-                self.shape.piecewise_down.len(),
-                "needs as many nodes as piecewise_up",
-            ));
-        }
-        Ok(())
+        // Also refuses piecewise node lists of unequal lengths.
+        self.shape.validate("--param")
     }
 }
 
