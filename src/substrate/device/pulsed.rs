@@ -53,16 +53,18 @@ fn round_one(s: f32, per_pulse: f32, u: u32) -> i32 {
 fn round_counts(src: &[f32], per_pulse: f32, seed: u64, e0: u64, n: &mut [i32]) {
     debug_assert!(e0.is_multiple_of(2), "blocks start at even pairs");
     let len = src.len();
+    assert!(len <= BLOCK, "round_counts: at most one block");
     let n = &mut n[..len];
-    let mut pairs = src.chunks_exact(2).zip(n.chunks_exact_mut(2));
-    for (k, (s, c)) in (&mut pairs).enumerate() {
+    // Two stages: the 64-bit words (8 lanes), then the f32 rounding at the full f32 width
+    // (a loop mixing u64 and f32 would run both at the u64 width).
+    let mut u = [0u32; BLOCK];
+    for (k, h) in u[..len.div_ceil(2) * 2].chunks_exact_mut(2).enumerate() {
         let w = word(seed, e0 / 2 + k as u64);
-        c[0] = round_one(s[0], per_pulse, (w as u32) >> 8);
-        c[1] = round_one(s[1], per_pulse, ((w >> 32) as u32) >> 8);
+        h[0] = (w as u32) >> 8;
+        h[1] = ((w >> 32) as u32) >> 8;
     }
-    if len % 2 == 1 {
-        let w = word(seed, e0 / 2 + (len / 2) as u64);
-        n[len - 1] = round_one(src[len - 1], per_pulse, (w as u32) >> 8);
+    for ((c, s), u) in n.iter_mut().zip(src).zip(&u[..len]) {
+        *c = round_one(*s, per_pulse, *u);
     }
 }
 
@@ -78,8 +80,8 @@ fn accumulate_counts(src: &[f32], to_norm: f32, pair_step: f32, chi: &mut [f32],
 }
 
 /// One device: `cnt` pulses up (`up`) or down from conductance `g`, with standard normal
-/// `z` for the cycle-to-cycle noise; `dev` are its packed fields (lo, hi, up, down) and
-/// `unit` their units. `SOFT`: soft-bounds response, else constant step; `FEW` promises
+/// `z` for the cycle-to-cycle noise; `lo`, `hi` are its bounds and `par` its step in the
+/// direction pulsed. `SOFT`: soft-bounds response, else constant step; `FEW` promises
 /// `cnt` < 16 (cheaper powers). No pulse: `g` unchanged. Branch-free, so loops over it
 /// vectorise; the choices are compile-time so each loop computes only its own form.
 #[inline(always)]
@@ -87,19 +89,13 @@ fn accumulate_counts(src: &[f32], to_norm: f32, pair_step: f32, chi: &mut [f32],
 fn respond<const SOFT: bool, const FEW: bool>(
     c2c: f32,
     g: f32,
-    dev: [u16; 4],
-    unit: [f32; 4],
+    lo: f32,
+    hi: f32,
+    par: f32,
     cnt: u32,
     up: bool,
     z: f32,
 ) -> f32 {
-    let lo = f32::from(dev[0]) * unit[0];
-    let hi = f32::from(dev[1]) * unit[1];
-    let par = if up {
-        f32::from(dev[2]) * unit[2]
-    } else {
-        f32::from(dev[3]) * unit[3]
-    };
     let n = cnt as f32;
     let sgn = if up { 1.0 } else { -1.0 };
     let (mean, var) = if SOFT {
@@ -132,6 +128,36 @@ fn respond<const SOFT: bool, const FEW: bool>(
     // (β = 1: r = 0) counts as 0.
     let moved = (mean + var.max(0.0).sqrt() * z).max(lo).min(hi);
     if cnt > 0 { moved } else { g }
+}
+
+/// One side's devices (G⁺ or G⁻) of a block respond: their packed fields are first
+/// unpacked to f32 (lo, hi, the step of the direction pulsed), so the response loop is
+/// f32-only and vectorises at the full f32 width.
+#[inline(always)]
+fn side<const SOFT: bool, const FEW: bool>(
+    c2c: f32,
+    g: &mut [f32],
+    dev: &[[u16; 4]],
+    unit: [f32; 4],
+    cnt: &[u32; BLOCK],
+    up: &[bool; BLOCK],
+    z: &[f32; BLOCK],
+) {
+    let m = g.len();
+    let (mut lo, mut hi, mut par) = ([0.0f32; BLOCK], [0.0f32; BLOCK], [0.0f32; BLOCK]);
+    for i in 0..m {
+        let d = dev[i];
+        lo[i] = f32::from(d[0]) * unit[0];
+        hi[i] = f32::from(d[1]) * unit[1];
+        par[i] = if up[i] {
+            f32::from(d[2]) * unit[2]
+        } else {
+            f32::from(d[3]) * unit[3]
+        };
+    }
+    for i in 0..m {
+        g[i] = respond::<SOFT, FEW>(c2c, g[i], lo[i], hi[i], par[i], cnt[i], up[i], z[i]);
+    }
 }
 
 /// (xⁿ, yⁿ) for n < 16, branch-free.
@@ -261,25 +287,37 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
     let m = io.n.len();
     let (lane, stuck, dp, dm) = (&io.e[..m], &io.stuck[..m], &io.dp[..m], &io.dm[..m]);
     let (gp, gm, w) = (&mut io.gp[..m], &mut io.gm[..m], &mut io.w[..m]);
-    let noisy = c2c > 0.0;
+    // Three stages, so that only the first runs at the u64 width and the f32 work at the
+    // full width: the words, their normals, the responses.
+    let (mut zp, mut zm) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+    if c2c > 0.0 {
+        let (mut lo, mut hi) = ([0u32; BLOCK], [0u32; BLOCK]);
+        for ((l, h), e) in lo[..m].iter_mut().zip(&mut hi[..m]).zip(lane) {
+            let w = word(seed_c2c, e0 + u64::from(*e));
+            (*l, *h) = (w as u32, (w >> 32) as u32);
+        }
+        for i in 0..m {
+            (zp[i], zm[i]) = normal::pair_of_halves(lo[i], hi[i]);
+        }
+    }
+    // Per-device pulses (count; direction as 0/1), then each side's response in its own
+    // loop (fewer live values per loop).
+    let (mut cp, mut cm) = ([0u32; BLOCK], [0u32; BLOCK]);
+    let (mut up_p, mut up_m) = ([false; BLOCK], [false; BLOCK]);
     for i in 0..m {
         let nk = io.n[i];
         let (cnt, pos) = (nk.unsigned_abs(), nk > 0);
-        let (cp, up_p, cm, up_m) = moves(scheme, cnt, pos);
+        let (c_p, u_p, c_m, u_m) = moves(scheme, cnt, pos);
         let s = stuck[i];
-        let cp = if s & STUCK_P == 0 { cp } else { 0 };
-        let cm = if s & STUCK_M == 0 { cm } else { 0 };
-        let (zp, zm) = if noisy {
-            normal::pair(word(seed_c2c, e0 + u64::from(lane[i])))
-        } else {
-            (0.0, 0.0)
-        };
-        let p = respond::<SOFT, FEW>(c2c, gp[i], dp[i], units.0, cp, up_p, zp);
-        let q = respond::<SOFT, FEW>(c2c, gm[i], dm[i], units.1, cm, up_m, zm);
-        let hit = nk != 0;
-        w[i] = if hit { k * (p - q) } else { w[i] };
-        gp[i] = p;
-        gm[i] = q;
+        cp[i] = if s & STUCK_P == 0 { c_p } else { 0 };
+        cm[i] = if s & STUCK_M == 0 { c_m } else { 0 };
+        (up_p[i], up_m[i]) = (u_p, u_m);
+    }
+    side::<SOFT, FEW>(c2c, &mut gp[..], dp, units.0, &cp, &up_p, &zp);
+    side::<SOFT, FEW>(c2c, &mut gm[..], dm, units.1, &cm, &up_m, &zm);
+    for i in 0..m {
+        let hit = io.n[i] != 0;
+        w[i] = if hit { k * (gp[i] - gm[i]) } else { w[i] };
     }
 }
 
@@ -593,6 +631,26 @@ mod tests {
     use super::super::crossbar::{Device, Devices};
     use super::super::update::pulses;
     use super::*;
+
+    /// [`super::respond`] of a device given by its packed fields, unpacked as [`side`] does.
+    #[allow(clippy::too_many_arguments)]
+    fn respond<const SOFT: bool, const FEW: bool>(
+        c2c: f32,
+        g: f32,
+        d: [u16; 4],
+        unit: [f32; 4],
+        cnt: u32,
+        up: bool,
+        z: f32,
+    ) -> f32 {
+        let (lo, hi) = (f32::from(d[0]) * unit[0], f32::from(d[1]) * unit[1]);
+        let par = if up {
+            f32::from(d[2]) * unit[2]
+        } else {
+            f32::from(d[3]) * unit[3]
+        };
+        super::respond::<SOFT, FEW>(c2c, g, lo, hi, par, cnt, up, z)
+    }
 
     /// Packs devices as the crossbar does; returns the packed fields, their units and the
     /// devices as the kernel will see them.
