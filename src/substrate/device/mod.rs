@@ -24,6 +24,7 @@
 //! the number of threads.
 
 mod blackbox;
+mod compact;
 mod converters;
 mod crossbar;
 mod fastmath;

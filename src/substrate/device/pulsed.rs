@@ -8,7 +8,10 @@
 //! branches, so each stage compiles to SIMD; the stages are multiversioned (AVX-512 /
 //! AVX2 / SSE4 chosen at run time). Rust never contracts `a·b + c` into an FMA and every
 //! operation used is exactly rounded, so every instruction set gives bit-identical
-//! results. A block whose counts are all zero is skipped.
+//! results. A block whose counts are all zero is skipped; in a sparse block (under ¾ of
+//! the pairs pulsed) the pulsed pairs are first gathered ([`super::compact`]) so the
+//! device pass computes those only. Each stage keeps its f32 work apart from the 64-bit
+//! random words so that it vectorises at the full f32 width.
 //!
 //! **Counter-based randomness.** The stochastic rounding of pair `e` and its two
 //! cycle-to-cycle normals come from word `e` of a SplitMix64 stream (Steele, Lea & Flood,
@@ -23,6 +26,7 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::compact::{self, Compact, Lanes};
 use super::crossbar::{CHUNK, Crossbar, Device, Physics, STUCK_M, STUCK_P, write};
 use super::fastmath::{exp, expm1, ln1p};
 use super::normal;
@@ -32,7 +36,7 @@ use crate::rng::{counter_word as word, derive, indexed};
 use rand_distr::Distribution as _;
 
 /// Pairs per block of the kernel.
-const BLOCK: usize = 256;
+pub(super) const BLOCK: usize = 256;
 
 /// One stochastically rounded signed count: the whole part of |q|, plus one more with
 /// probability equal to the fraction (`u` is a 24-bit uniform).
@@ -197,17 +201,6 @@ static IOTA: [u32; BLOCK] = {
     }
     a
 };
-
-/// The pulsed pairs of a sparse block, gathered.
-struct Compact {
-    n: [i32; BLOCK],
-    stuck: [u8; BLOCK],
-    dp: [[u16; 4]; BLOCK],
-    dm: [[u16; 4]; BLOCK],
-    gp: [f32; BLOCK],
-    gm: [f32; BLOCK],
-    w: [f32; BLOCK],
-}
 
 /// The device pass of one block: each pair's signed count becomes per-device pulses
 /// (scheme, stuck devices), each device responds, and conductances and weights are
@@ -438,16 +431,7 @@ pub(crate) fn pulsed(
             }
         }
         let mut seam = [0.0f32; BLOCK];
-        let mut idx = [0u32; BLOCK];
-        let mut c = Compact {
-            n: [0; BLOCK],
-            stuck: [0; BLOCK],
-            dp: [[0; 4]; BLOCK],
-            dm: [[0; 4]; BLOCK],
-            gp: [0.0; BLOCK],
-            gm: [0.0; BLOCK],
-            w: [0.0; BLOCK],
-        };
+        let mut c = Box::new(Compact::new());
         let mut n = [0i32; BLOCK];
         for b0 in (0..len).step_by(BLOCK) {
             let m = BLOCK.min(len - b0);
@@ -509,36 +493,32 @@ pub(crate) fn pulsed(
                 let units = (dp.unit(), dm.unit());
                 // Pulsed pairs of the block; a sparse block is compacted first so the device
                 // pass computes only those (same per-pair draws either way).
-                let mut h = 0;
-                for (i, v) in n[..m].iter().enumerate() {
-                    idx[h] = i as u32;
-                    h += usize::from(*v != 0);
-                }
+                let h = n[..m].iter().filter(|v| **v != 0).count();
+                let mut lanes = Lanes {
+                    n: &n[..m],
+                    stuck,
+                    dp: pp,
+                    dm: pm,
+                    gp: &mut part.gp[b0..b0 + m],
+                    gm: &mut part.gm[b0..b0 + m],
+                    w: &mut part.w[b0..b0 + m],
+                };
                 if 4 * h >= 3 * m {
                     let io = BlockIo {
                         e: &IOTA[..m],
-                        n: &n[..m],
+                        n: lanes.n,
                         stuck,
                         dp: pp,
                         dm: pm,
-                        gp: &mut part.gp[b0..b0 + m],
-                        gm: &mut part.gm[b0..b0 + m],
-                        w: &mut part.w[b0..b0 + m],
+                        gp: lanes.gp,
+                        gm: lanes.gm,
+                        w: lanes.w,
                     };
                     device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
                 } else {
-                    for (j, &i) in idx[..h].iter().enumerate() {
-                        let i = i as usize;
-                        c.n[j] = n[i];
-                        c.stuck[j] = stuck[i];
-                        c.dp[j] = pp[i];
-                        c.dm[j] = pm[i];
-                        c.gp[j] = part.gp[b0 + i];
-                        c.gm[j] = part.gm[b0 + i];
-                        c.w[j] = part.w[b0 + i];
-                    }
+                    let h = compact::gather(&lanes, &mut c);
                     let io = BlockIo {
-                        e: &idx[..h],
+                        e: &c.idx[..h],
                         n: &c.n[..h],
                         stuck: &c.stuck[..h],
                         dp: &c.dp[..h],
@@ -548,12 +528,7 @@ pub(crate) fn pulsed(
                         w: &mut c.w[..h],
                     };
                     device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
-                    for (j, &i) in idx[..h].iter().enumerate() {
-                        let i = i as usize;
-                        part.gp[b0 + i] = c.gp[j];
-                        part.gm[b0 + i] = c.gm[j];
-                        part.w[b0 + i] = c.w[j];
-                    }
+                    compact::scatter(&c, h, &mut lanes);
                 }
             }
             // Write times (drift clocks) of devices that received pulses.
