@@ -217,7 +217,8 @@ fn device_pass(
     seed_c2c: u64,
     e0: u64,
 ) {
-    let few = io.n.iter().all(|v| v.unsigned_abs() < 16);
+    // A bitwise-or reduction, not an early-exit `all`: it vectorises.
+    let few = io.n.iter().fold(0u32, |a, v| a | v.unsigned_abs()) < 16;
     let args = PassArgs {
         scheme,
         c2c,
@@ -457,7 +458,8 @@ pub(crate) fn pulsed(
             if reset {
                 n[..m].iter_mut().for_each(|v| *v = (*v).clamp(-1, 1));
             }
-            if n[..m].iter().all(|v| *v == 0) {
+            let h = n[..m].iter().filter(|v| **v != 0).count();
+            if h == 0 {
                 continue;
             }
             let stuck = if stuck_all.is_empty() {
@@ -493,7 +495,6 @@ pub(crate) fn pulsed(
                 let units = (dp.unit(), dm.unit());
                 // Pulsed pairs of the block; a sparse block is compacted first so the device
                 // pass computes only those (same per-pair draws either way).
-                let h = n[..m].iter().filter(|v| **v != 0).count();
                 let mut lanes = Lanes {
                     n: &n[..m],
                     stuck,
