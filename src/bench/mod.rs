@@ -772,8 +772,9 @@ fn transfer_vs_analog(
 }
 
 /// One `update` of every layer of an FF network on a chip (dense request, the FF
-/// learner's form, with about a third of the pairs receiving a pulse at `reram`'s step),
-/// timed alternately with the same update on the digital substrate.
+/// learner's form, large enough that nearly every pair receives a pulse at `reram`'s
+/// step: the kernel's dense path, its worst case per pair), timed alternately with the
+/// same update on the digital substrate.
 fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<Measurement> {
     let topo = ff_topology(hidden)?;
     let widths = topo.widths().to_vec();
