@@ -532,25 +532,23 @@ pub(crate) fn pulsed(
                     compact::scatter(&c, h, &mut lanes);
                 }
             }
-            // Write times (drift clocks) of devices that received pulses.
+            // Write times (drift clocks) of devices that received pulses: branch-free
+            // selects, so the loops vectorise.
             let free = |i: usize, bit: u8| stuck[i] & bit == 0;
-            let written = |i: usize, bit: u8| {
-                n[i] != 0
-                    && free(i, bit)
-                    && match scheme {
-                        PairScheme::Split => true,
-                        PairScheme::Potentiate => (n[i] > 0) == (bit == STUCK_P),
-                        PairScheme::Depress => (n[i] > 0) == (bit == STUCK_M),
-                    }
+            let written = |nk: i32, s: u8, bit: u8| {
+                let moved = match scheme {
+                    PairScheme::Split => true,
+                    PairScheme::Potentiate => (nk > 0) == (bit == STUCK_P),
+                    PairScheme::Depress => (nk > 0) == (bit == STUCK_M),
+                };
+                (nk != 0) & (s & bit == 0) & moved
             };
-            if !part.twp.is_empty() {
-                for i in (0..m).filter(|&i| written(i, STUCK_P)) {
-                    part.twp[b0 + i] = clock;
+            for (tw, bit) in [(&mut part.twp, STUCK_P), (&mut part.twm, STUCK_M)] {
+                if tw.is_empty() {
+                    continue;
                 }
-            }
-            if !part.twm.is_empty() {
-                for i in (0..m).filter(|&i| written(i, STUCK_M)) {
-                    part.twm[b0 + i] = clock;
+                for ((t, &nk), &s) in tw[b0..b0 + m].iter_mut().zip(&n[..m]).zip(stuck) {
+                    *t = if written(nk, s, bit) { clock } else { *t };
                 }
             }
             // Refresh: a pulsed pair with a free device beyond the threshold is read and
