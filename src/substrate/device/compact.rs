@@ -122,18 +122,20 @@ mod x86 {
 
     use super::{BLOCK, Compact, Lanes};
 
-    /// Whether this CPU has the AVX-512 subsets used here (F for 32/64-bit lanes, BW for
-    /// the 16-bit masks).
+    /// Whether this CPU has the AVX-512 subsets used here (F for 32/64-bit lanes, BW and
+    /// VL for the masked byte load of the stuck flags).
     pub fn available() -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
         *HAS.get_or_init(|| {
-            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
         })
     }
 
     /// Mask of the non-zero counts among lanes `i0..i0 + 16` (lanes past `m` off).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn lanes_on(n: &[i32], i0: usize, m: usize) -> (__mmask16, __mmask16) {
         let valid: __mmask16 = if m - i0 >= 16 {
             0xFFFF
@@ -149,7 +151,7 @@ mod x86 {
     /// whole at the running count `h`; the stores past `h` are overwritten by the next
     /// group or lie beyond the gathered length. `h ≤ i0` and `i0 + 16 ≤ BLOCK` keep every
     /// store inside `c`'s arrays.
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn gather(l: &Lanes<'_>, m: usize, c: &mut Compact) -> usize {
         const { assert!(BLOCK.is_multiple_of(16)) };
         let mut h = 0usize;
@@ -205,7 +207,7 @@ mod x86 {
 
     /// See [`super::scatter`]: each group's gathered values are expanded back into their
     /// lanes over the lanes' own values and stored (masked to the group's pulsed lanes).
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn scatter(c: &Compact, m: usize, l: &mut Lanes<'_>) {
         let mut j = 0usize;
         let mut i0 = 0usize;
@@ -240,7 +242,8 @@ mod tests {
         let n = (0..m)
             .map(|_| {
                 if r.random_bool(density) {
-                    r.random_range(-5..=5i32).max(1)
+                    let k = r.random_range(1..=5i32);
+                    if r.random() { k } else { -k }
                 } else {
                     0
                 }
@@ -263,38 +266,32 @@ mod tests {
                 let dm: Vec<[u16; 4]> = dp.iter().map(|d| [d[3], d[2], d[1], d[0]]).collect();
                 let (mut g1, mut g2) = (g.clone(), g.clone());
                 let (mut c1, mut c2) = (Box::new(Compact::new()), Box::new(Compact::new()));
-                let split = |g: &mut [f32]| {
-                    let (a, rest) = g.split_at_mut(m);
-                    let (b, c) = rest.split_at_mut(m);
-                    (a as *mut [f32], b as *mut [f32], c as *mut [f32])
+                let (gp1, rest1) = g1.split_at_mut(m);
+                let (gm1, w1) = rest1.split_at_mut(m);
+                let (gp2, rest2) = g2.split_at_mut(m);
+                let (gm2, w2) = rest2.split_at_mut(m);
+                let (dp, dm) = (&dp[..], &dm[..]);
+                let mut l1 = Lanes {
+                    n: &n,
+                    stuck: &s,
+                    dp,
+                    dm,
+                    gp: gp1,
+                    gm: gm1,
+                    w: w1,
                 };
-                let (a1, b1, w1) = split(&mut g1);
-                let (a2, b2, w2) = split(&mut g2);
-                // SAFETY (test): the three pointers are disjoint parts of one live Vec.
-                let (mut l1, mut l2) = unsafe {
-                    (
-                        Lanes {
-                            n: &n,
-                            stuck: &s,
-                            dp: &dp,
-                            dm: &dm,
-                            gp: &mut *a1,
-                            gm: &mut *b1,
-                            w: &mut *w1,
-                        },
-                        Lanes {
-                            n: &n,
-                            stuck: &s,
-                            dp: &dp,
-                            dm: &dm,
-                            gp: &mut *a2,
-                            gm: &mut *b2,
-                            w: &mut *w2,
-                        },
-                    )
+                let mut l2 = Lanes {
+                    n: &n,
+                    stuck: &s,
+                    dp,
+                    dm,
+                    gp: gp2,
+                    gm: gm2,
+                    w: w2,
                 };
                 let h1 = gather(&l1, &mut c1);
                 let h2 = gather_scalar(&l2, m, &mut c2);
+                assert_eq!(h1, n.iter().filter(|v| **v != 0).count());
                 assert_eq!(h1, h2, "m {m} density {density}");
                 assert_eq!(c1.idx[..h1], c2.idx[..h2]);
                 assert_eq!(c1.n[..h1], c2.n[..h2]);
