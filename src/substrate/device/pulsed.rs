@@ -178,19 +178,6 @@ fn pow4(mut x: f32, mut y: f32, n: u32) -> (f32, f32) {
     (xn, yn)
 }
 
-/// Block-local views for the device pass.
-struct BlockIo<'a> {
-    /// Index of each lane's pair within the block (lanes may be a compacted subset).
-    e: &'a [u32],
-    n: &'a [i32],
-    stuck: &'a [u8],
-    dp: &'a [[u16; 4]],
-    dm: &'a [[u16; 4]],
-    gp: &'a mut [f32],
-    gm: &'a mut [f32],
-    w: &'a mut [f32],
-}
-
 /// Lane indices 0, 1, … of a dense block.
 static IOTA: [u32; BLOCK] = {
     let mut a = [0u32; BLOCK];
@@ -202,13 +189,15 @@ static IOTA: [u32; BLOCK] = {
     a
 };
 
-/// The device pass of one block: each pair's signed count becomes per-device pulses
-/// (scheme, stuck devices), each device responds, and conductances and weights are
-/// written back. Pair `e0 + i` draws its two normals from word `e0 + i` of `seed_c2c`.
+/// The device pass of one block's lanes `io` (all its pairs, or its pulsed pairs
+/// gathered): each pair's signed count becomes per-device pulses (scheme, stuck devices),
+/// each device responds, and conductances and weights are written back. The pair of
+/// lane `i`, `e0 + lane[i]`, draws its two normals from that word of `seed_c2c`.
 #[multiversion(targets = "simd")]
 #[allow(clippy::too_many_arguments)]
 fn device_pass(
-    io: BlockIo<'_>,
+    lane: &[u32],
+    io: Lanes<'_>,
     scheme: PairScheme,
     response: Response,
     c2c: f32,
@@ -228,10 +217,10 @@ fn device_pass(
         e0,
     };
     match (response, few) {
-        (Response::SoftBounds, true) => pass::<true, true>(io, args),
-        (Response::SoftBounds, false) => pass::<true, false>(io, args),
+        (Response::SoftBounds, true) => pass::<true, true>(lane, io, args),
+        (Response::SoftBounds, false) => pass::<true, false>(lane, io, args),
         // Constant step (shaped responses take `shaped_pass` instead).
-        _ => pass::<false, true>(io, args),
+        _ => pass::<false, true>(lane, io, args),
     }
 }
 
@@ -269,7 +258,7 @@ fn moves(scheme: PairScheme, cnt: u32, pos: bool) -> (u32, bool, u32, bool) {
 
 /// The loop of [`device_pass`] for one response form.
 #[inline(always)]
-fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
+fn pass<const SOFT: bool, const FEW: bool>(lane: &[u32], io: Lanes<'_>, a: PassArgs) {
     let PassArgs {
         scheme,
         c2c,
@@ -279,7 +268,7 @@ fn pass<const SOFT: bool, const FEW: bool>(io: BlockIo<'_>, a: PassArgs) {
         e0,
     } = a;
     let m = io.n.len();
-    let (lane, stuck, dp, dm) = (&io.e[..m], &io.stuck[..m], &io.dp[..m], &io.dm[..m]);
+    let (lane, stuck, dp, dm) = (&lane[..m], &io.stuck[..m], &io.dp[..m], &io.dm[..m]);
     let (gp, gm, w) = (&mut io.gp[..m], &mut io.gm[..m], &mut io.w[..m]);
     // Three stages, so that only the first runs at the u64 width and the f32 work at the
     // full width: the words, their normals, the responses.
@@ -432,7 +421,7 @@ pub(crate) fn pulsed(
             }
         }
         let mut seam = [0.0f32; BLOCK];
-        let mut c = Box::new(Compact::new());
+        let mut c = Compact::new();
         let mut n = [0i32; BLOCK];
         for b0 in (0..len).step_by(BLOCK) {
             let m = BLOCK.min(len - b0);
@@ -505,21 +494,20 @@ pub(crate) fn pulsed(
                     w: &mut part.w[b0..b0 + m],
                 };
                 if 4 * h >= 3 * m {
-                    let io = BlockIo {
-                        e: &IOTA[..m],
-                        n: lanes.n,
-                        stuck,
-                        dp: pp,
-                        dm: pm,
-                        gp: lanes.gp,
-                        gm: lanes.gm,
-                        w: lanes.w,
-                    };
-                    device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+                    device_pass(
+                        &IOTA[..m],
+                        lanes,
+                        scheme,
+                        resp,
+                        c2c,
+                        units,
+                        k,
+                        s_c2c,
+                        e0 as u64,
+                    );
                 } else {
                     let h = compact::gather(&lanes, &mut c);
-                    let io = BlockIo {
-                        e: &c.idx[..h],
+                    let gathered = Lanes {
                         n: &c.n[..h],
                         stuck: &c.stuck[..h],
                         dp: &c.dp[..h],
@@ -528,7 +516,10 @@ pub(crate) fn pulsed(
                         gm: &mut c.gm[..h],
                         w: &mut c.w[..h],
                     };
-                    device_pass(io, scheme, resp, c2c, units, k, s_c2c, e0 as u64);
+                    let lane = &c.idx[..h];
+                    device_pass(
+                        lane, gathered, scheme, resp, c2c, units, k, s_c2c, e0 as u64,
+                    );
                     compact::scatter(&c, h, &mut lanes);
                 }
             }
@@ -767,8 +758,7 @@ mod tests {
         let g0: Vec<f32> = (0..m).map(|_| rng.random_range(1.0..9.0)).collect();
         for response in [Response::SoftBounds, Response::ConstantStep] {
             let (mut gp, mut gm, mut w) = (g0.clone(), g0.clone(), vec![0.5f32; m]);
-            let io = BlockIo {
-                e: &IOTA,
+            let io = Lanes {
                 n: &n,
                 stuck: &stuck,
                 dp: &p,
@@ -778,6 +768,7 @@ mod tests {
                 w: &mut w,
             };
             device_pass(
+                &IOTA,
                 io,
                 PairScheme::Split,
                 response,
