@@ -9,7 +9,11 @@
 
 mod isa;
 mod load;
+mod phases;
 mod pytorch;
+
+pub use phases::Phases;
+use phases::Timed;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -90,6 +94,14 @@ pub struct Measurement {
     /// alternately in the same run, one core).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_vs_bp_analog: Option<f64>,
+    /// Chip training rows: where the chip's step time went, ms per step (medians).
+    pub phases: Option<Phases>,
+    /// Chip training rows: the same for the digital substrate, timed alternately.
+    pub digital_phases: Option<Phases>,
+    /// Chip training rows: the chip step's cost over the digital step if its update took
+    /// only as long as the digital update: `(chip read + chip host + digital update) /
+    /// digital step`. A floor that no faster update kernel can go below.
+    pub cost_vs_digital_with_digital_update: Option<f64>,
     /// Average number of cores that other processes kept busy during this measurement
     /// (from `/proc`; the build machines are shared).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -206,6 +218,37 @@ pub fn ff_flops_per_sample(widths: &[usize], head_from: usize) -> f64 {
     10.0 * sum + 4.0 * head
 }
 
+/// FF training steps on fixed random images: a learner and its inputs and streams.
+struct FfRun {
+    learner: FfLearner,
+    images: Mat,
+    labels: Vec<usize>,
+    neg: crate::rng::Rng,
+    noise: crate::rng::Rng,
+}
+
+impl FfRun {
+    fn new(cfg: &FfConfig, topology: &Topology, batch: usize) -> Result<Self> {
+        Ok(FfRun {
+            learner: FfLearner::new(cfg.clone(), topology.clone())?,
+            images: random(PIXELS, batch, 7),
+            labels: (0..batch).map(|j| j % 10).collect(),
+            neg: stream(1, "neg"),
+            noise: stream(1, "noise"),
+        })
+    }
+
+    /// `batches` training steps on `sub`.
+    fn steps(&mut self, sub: &mut dyn Substrate, batches: usize) -> Result<()> {
+        for _ in 0..batches {
+            let (x, y) = (&self.images, &self.labels);
+            self.learner
+                .train_batch(sub, x, y, 1.0, &mut self.neg, &mut self.noise)?;
+        }
+        Ok(())
+    }
+}
+
 /// Median seconds of `batches` FF training steps on `sub`.
 fn ff_steps(
     sub: &mut dyn Substrate,
@@ -214,23 +257,34 @@ fn ff_steps(
     batches: usize,
     repeats: usize,
 ) -> Result<f64> {
-    let cfg = cfg.clone();
-    let mut learner = FfLearner::new(cfg, sub.topology().clone())?;
-    let images = random(PIXELS, batch, 7);
-    let labels: Vec<usize> = (0..batch).map(|j| j % 10).collect();
-    let (mut neg, mut noise) = (stream(1, "neg"), stream(1, "noise"));
+    let mut run = FfRun::new(cfg, sub.topology(), batch)?;
     let mut failed = None;
     let t = time_median(repeats, || {
-        for _ in 0..batches {
-            if let Err(e) = learner.train_batch(sub, &images, &labels, 1.0, &mut neg, &mut noise) {
-                failed = Some(e);
-            }
+        if let Err(e) = run.steps(sub, batches) {
+            failed = Some(e);
         }
     });
     match failed {
         Some(e) => Err(e),
         None => Ok(t),
     }
+}
+
+/// Seconds of `batches` FF training steps on `sub` after a warm-up run of as many, and
+/// where they went ([`phases`]).
+fn ff_steps_phased(
+    sub: &mut dyn Substrate,
+    cfg: &FfConfig,
+    batch: usize,
+    batches: usize,
+) -> Result<(f64, Phases)> {
+    let mut run = FfRun::new(cfg, sub.topology(), batch)?;
+    run.steps(sub, batches)?;
+    let mut timed = Timed::new(sub);
+    let t = Instant::now();
+    run.steps(&mut timed, batches)?;
+    let wall = t.elapsed().as_secs_f64();
+    Ok((wall, timed.phases(wall, batches)))
 }
 
 /// The reference FF recipe for a network with these hidden layers.
@@ -264,14 +318,25 @@ fn ff_chip_training(
     let mut net = DigitalNet::new(topo.clone(), 1);
     let mut chip = Chip::new(spec, topo.clone(), 1, 1)?;
     let (mut td, mut tc) = (Vec::new(), Vec::new());
+    let (mut pd, mut pc) = (Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
-        td.push(ff_steps(&mut net, cfg, batch, batches, 1)?);
-        tc.push(ff_steps(&mut chip, cfg, batch, batches, 1)?);
+        let (t, p) = ff_steps_phased(&mut net, cfg, batch, batches)?;
+        td.push(t);
+        pd.push(p);
+        let (t, p) = ff_steps_phased(&mut chip, cfg, batch, batches)?;
+        tc.push(t);
+        pc.push(p);
     }
     let (td, tc) = (median(td), median(tc));
+    let (pd, pc) = (Phases::median(&pd), Phases::median(&pc));
     let widths = topo.widths();
     Ok(Measurement {
         cost_vs_digital: Some(tc / td),
+        phases: Some(pc),
+        digital_phases: Some(pd),
+        cost_vs_digital_with_digital_update: Some(
+            (pc.read_ms + pc.host_ms + pd.update_ms) / pd.total_ms(),
+        ),
         ..training_rate(
             format!("ff-train {} b{batch} {name}", label(hidden)),
             batches * batch,
@@ -1081,6 +1146,20 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
                 "{}: {c:.2}x the feed-forward FF step of the same layers (8 iterations, each \
                  layer fed from below and above)",
                 m.name
+            );
+        }
+    }
+    for m in &report.measurements {
+        if let (Some(c), Some(d), Some(f)) = (
+            m.phases,
+            m.digital_phases,
+            m.cost_vs_digital_with_digital_update,
+        ) {
+            println!(
+                "{}: ms per step read / update / host: chip {:.2} / {:.2} / {:.2}, digital \
+                 {:.2} / {:.2} / {:.2}; with an update as fast as digital's the chip step \
+                 would still cost {f:.2}x digital",
+                m.name, c.read_ms, c.update_ms, c.host_ms, d.read_ms, d.update_ms, d.host_ms
             );
         }
     }
