@@ -623,7 +623,7 @@ impl RecurrentFf {
                     } else {
                         0.0
                     };
-                    *o = e - p;
+                    *o = crate::linalg::flush_subnormal(e - p);
                 }
             }
             copy_columns(&buf.received[l], 0, &mut r_cat[l], off, 2 * b);
