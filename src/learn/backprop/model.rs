@@ -3,7 +3,7 @@
 //! chip, or with transposed reads of a crossbar).
 
 use crate::data::CLASSES;
-use crate::linalg::{Mat, Op, ensure_shape, for_each_column_pair, gemm, row_sums};
+use crate::linalg::{Mat, Op, ensure_shape, flush_subnormal, for_each_column_pair, gemm, row_sums};
 use crate::substrate::{Activation, Topology, initial_parameters};
 
 /// Weights (out × in) and biases of every layer, hidden activations, a linear output.
@@ -59,7 +59,9 @@ pub fn softmax_cross_entropy(logits: &Mat, labels: &[usize], dlogits: &mut Mat) 
         errors += usize::from(z.argmax().0 != label);
         for k in 0..CLASSES {
             let p = (z[k] - log_sum).exp();
-            dlogits[(k, j)] = (p - f32::from(u8::from(k == label))) * inv_n;
+            // A subnormal error (p below e⁻⁸⁷) changes no weight and slows every GEMM
+            // it enters (see `flush_subnormal`).
+            dlogits[(k, j)] = flush_subnormal((p - f32::from(u8::from(k == label))) * inv_n);
         }
     }
     (loss, errors)
@@ -91,7 +93,9 @@ pub fn backward_deltas<F>(
     let last = topology.activation(layers - 1);
     if last != Activation::Linear {
         let out = &trace.outputs[layers - 1];
-        delta[layers - 1].zip_apply(out, |dv, y| *dv *= last.derivative_at_output(y));
+        delta[layers - 1].zip_apply(out, |dv, y| {
+            *dv = flush_subnormal(*dv * last.derivative_at_output(y));
+        });
     }
     for l in (1..layers).rev() {
         let (lower, upper) = delta.split_at_mut(l);
@@ -100,7 +104,7 @@ pub fn backward_deltas<F>(
         let prev_act = topology.activation(l - 1);
         for_each_column_pair(&trace.outputs[l - 1], below, |_, y, d| {
             for (dv, yv) in d.iter_mut().zip(y) {
-                *dv *= prev_act.derivative_at_output(*yv);
+                *dv = flush_subnormal(*dv * prev_act.derivative_at_output(*yv));
             }
         });
     }
@@ -202,6 +206,22 @@ mod tests {
         mlp.forward(x, &mut t);
         let mut d = Mat::zeros(0, 0);
         softmax_cross_entropy(t.logits(), labels, &mut d).0 / labels.len() as f64
+    }
+
+    /// A confident softmax (other logits ≈ e⁻⁹⁵ behind) gives exact zeros where the error
+    /// would be subnormal, and the usual errors elsewhere.
+    #[test]
+    fn softmax_errors_carry_no_subnormals() {
+        let logits = Mat::from_fn(CLASSES, 2, |k, j| match (k, j) {
+            (0, 0) => 95.0,
+            (_, 0) => 0.0,
+            _ => 0.1 * k as f32,
+        });
+        let mut d = Mat::zeros(0, 0);
+        softmax_cross_entropy(&logits, &[0, 3], &mut d);
+        assert!(d.as_slice().iter().all(|v| !v.is_subnormal()));
+        assert!((1..CLASSES).all(|k| d[(k, 0)] == 0.0));
+        assert!((0..CLASSES).all(|k| d[(k, 1)].is_normal()));
     }
 
     /// Every weight and bias gradient agrees with central finite differences (f32 maths,

@@ -7,7 +7,7 @@ use nalgebra::DMatrixView;
 
 use crate::data::CLASSES;
 use crate::learn::optim::{OptState, OptimizerConfig};
-use crate::linalg::{Mat, Op, ensure_shape, gemm};
+use crate::linalg::{Mat, Op, ensure_shape, flush_subnormal, gemm};
 
 /// Linear map from the concatenated features of several layers to 10 logits.
 #[derive(Clone, Debug)]
@@ -89,7 +89,8 @@ impl SoftmaxHead {
             }
             for k in 0..CLASSES {
                 let p = (z[k] - log_sum).exp();
-                self.dlogits[(k, j)] = (p - if k == label { 1.0 } else { 0.0 }) * inv_n;
+                self.dlogits[(k, j)] =
+                    flush_subnormal((p - if k == label { 1.0 } else { 0.0 }) * inv_n);
             }
         }
         self.apply_dlogits(features, gain);
@@ -127,7 +128,7 @@ impl SoftmaxHead {
                 if q[k] > 0.0 {
                     kl += f64::from(q[k]) * f64::from(q[k].ln() - log_p);
                 }
-                self.dlogits[(k, j)] = t * (log_p.exp() - q[k]) * inv_n;
+                self.dlogits[(k, j)] = flush_subnormal(t * (log_p.exp() - q[k]) * inv_n);
             }
             stats.loss_sum += f64::from(t * t) * kl;
             if z.argmax().0 != q.argmax().0 {
