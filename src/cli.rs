@@ -370,6 +370,10 @@ pub struct TrainArgs {
     /// Do not count operations (no `cost` block in results.json; results are identical).
     #[arg(long)]
     pub no_count: bool,
+    /// Arithmetic of the substrate's matrix products: f32, or bf16 operands with f32
+    /// accumulation (digital: every product; chip: its analog reads). Default f32.
+    #[arg(long, value_name = "f32|bf16")]
+    pub precision: Option<String>,
     /// FF: peer normalisation strength (0 = off; default 0.03).
     #[arg(long, allow_hyphen_values = true)]
     pub peer_norm: Option<f32>,
@@ -687,6 +691,11 @@ impl TrainArgs {
         }
         if let Some(e) = &self.energy {
             cfg.energy = Some(e.clone());
+        }
+        if let Some(p) = &self.precision {
+            cfg.precision = p
+                .parse()
+                .map_err(|reason: String| Error::param("precision", p, reason))?;
         }
         let ff = &mut cfg.ff;
         if let Some(v) = self.negatives {

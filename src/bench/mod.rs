@@ -29,7 +29,7 @@ use crate::linalg::{Mat, Op, gemm, gemm_flops};
 use crate::rng::stream;
 use crate::substrate::device::spec::UpdateMode;
 use crate::substrate::device::{Chip, HardwareSpec, presets};
-use crate::substrate::{Activation, DigitalNet, Substrate, Topology};
+use crate::substrate::{Activation, DigitalNet, Precision, Substrate, Topology};
 
 /// Options of the benchmark.
 #[derive(Clone, Debug)]
@@ -287,6 +287,14 @@ fn ff_steps_phased(
     Ok((wall, timed.phases(wall, batches)))
 }
 
+/// What a row's name adds for its precision (nothing for f32).
+fn precision_suffix(p: Precision) -> &'static str {
+    match p {
+        Precision::F32 => "",
+        Precision::Bf16 => " bf16",
+    }
+}
+
 /// The reference FF recipe for a network with these hidden layers.
 fn ff_config(hidden: &[usize]) -> FfConfig {
     FfConfig {
@@ -304,6 +312,7 @@ fn ff_topology(hidden: &[usize]) -> Result<Topology> {
 /// FF training steps on a chip vs the digital substrate, timed alternately (digital,
 /// chip, digital, …) so both see the same machine load; reports the chip's throughput and
 /// its cost relative to digital.
+#[allow(clippy::too_many_arguments)]
 fn ff_chip_training(
     spec: &HardwareSpec,
     name: &str,
@@ -312,11 +321,14 @@ fn ff_chip_training(
     batch: usize,
     batches: usize,
     repeats: usize,
+    reads: Precision,
 ) -> Result<Measurement> {
     let topo = ff_topology(hidden)?;
     let head_from = cfg.eval_from;
+    // The reference: the digital network in f32, whatever the chip's reads.
     let mut net = DigitalNet::new(topo.clone(), 1);
     let mut chip = Chip::new(spec, topo.clone(), 1, 1)?;
+    chip.set_precision(reads);
     let (mut td, mut tc) = (Vec::new(), Vec::new());
     let (mut pd, mut pc) = (Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
@@ -522,6 +534,7 @@ fn ff_training(
     repeats: usize,
     negatives: NegativeLabels,
     torch: Option<&pytorch::TorchBench>,
+    precision: Precision,
 ) -> Result<Measurement> {
     let topo = ff_topology(hidden)?;
     let widths = topo.widths().to_vec();
@@ -531,6 +544,7 @@ fn ff_training(
     };
     let head_from = cfg.eval_from;
     let mut net = DigitalNet::new(topo, 1);
+    net.set_precision(precision);
     let (t, torch_rate) = match torch {
         None => (ff_steps(&mut net, &cfg, batch, batches, repeats)?, None),
         Some(tb) => {
@@ -551,6 +565,7 @@ fn ff_training(
         NegativeLabels::Random => " random negatives",
         _ => "",
     };
+    let neg = format!("{neg}{}", precision_suffix(precision));
     let samples_per_s = (batches * batch) as f64 / t;
     Ok(Measurement {
         pytorch_samples_per_s: torch_rate,
@@ -895,6 +910,8 @@ fn label(hidden: &[usize]) -> String {
 
 /// Runs the benchmark, prints a table and optionally writes JSON.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    use NegativeLabels::{Hard, Random};
+    use Precision::{Bf16, F32};
     let r = opts.repeats;
     let (small, big, batches) = if opts.quick {
         (vec![100, 100], vec![200, 200, 200], 2)
@@ -927,24 +944,27 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let mut cases: Vec<Case<'_>> = vec![
         (
             format!("ff-train {} b100", label(&small)),
-            Box::new(|| ff_training(&small, 100, batches * 2, r, NegativeLabels::Hard, None)),
+            Box::new(|| ff_training(&small, 100, batches * 2, r, Hard, None, F32)),
+        ),
+        (
+            format!("ff-train {} b100 bf16", label(&small)),
+            Box::new(|| ff_training(&small, 100, batches * 2, r, Hard, None, Bf16)),
         ),
         (
             format!("ff-train {} b100", label(&big)),
-            Box::new(|| ff_training(&big, 100, batches, r, NegativeLabels::Hard, torch.as_ref())),
+            Box::new(|| ff_training(&big, 100, batches, r, Hard, torch.as_ref(), F32)),
         ),
         (
             format!("ff-train {} b100 random negatives", label(&big)),
-            Box::new(|| {
-                ff_training(
-                    &big,
-                    100,
-                    batches,
-                    r,
-                    NegativeLabels::Random,
-                    torch.as_ref(),
-                )
-            }),
+            Box::new(|| ff_training(&big, 100, batches, r, Random, torch.as_ref(), F32)),
+        ),
+        (
+            format!("ff-train {} b100 bf16", label(&big)),
+            Box::new(|| ff_training(&big, 100, batches, r, Hard, torch.as_ref(), Bf16)),
+        ),
+        (
+            format!("ff-train {} b100 random negatives bf16", label(&big)),
+            Box::new(|| ff_training(&big, 100, batches, r, Random, torch.as_ref(), Bf16)),
         ),
         (
             format!("ff-train {} b100 one core busy", label(&small)),
@@ -965,16 +985,24 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             Box::new(|| ff_evaluation(&big, eval_big, r)),
         ));
     }
-    let chip_cases: [(&str, &HardwareSpec, &FfConfig, usize); 3] = [
-        ("chip reram", &reram, &ff, batches),
-        ("chip harsh", &harsh, &ff, batches),
-        ("chip reram stochastic-pulse sgd", &stochastic, &sgd, few),
+    let chip_cases: [(&str, &HardwareSpec, &FfConfig, usize, Precision); 5] = [
+        ("chip reram", &reram, &ff, batches, F32),
+        ("chip harsh", &harsh, &ff, batches, F32),
+        ("chip reram bf16 reads", &reram, &ff, batches, Bf16),
+        ("chip harsh bf16 reads", &harsh, &ff, batches, Bf16),
+        (
+            "chip reram stochastic-pulse sgd",
+            &stochastic,
+            &sgd,
+            few,
+            F32,
+        ),
     ];
-    for (name, spec, cfg, n) in chip_cases {
+    for (name, spec, cfg, n, reads) in chip_cases {
         let small = &small;
         cases.push((
             format!("ff-train {} b100 {name}", label(small)),
-            Box::new(move || ff_chip_training(spec, name, cfg, small, 100, n, r)),
+            Box::new(move || ff_chip_training(spec, name, cfg, small, 100, n, r, reads)),
         ));
     }
     {

@@ -76,6 +76,10 @@ impl Substrate for Timed<'_> {
         self.inner.topology()
     }
 
+    fn set_precision(&mut self, precision: crate::linalg::Precision) {
+        self.inner.set_precision(precision);
+    }
+
     fn forward(
         &mut self,
         layer: usize,

@@ -7,7 +7,8 @@
 //! input port, top-down) (weights the connectivity leaves out are zero in the nominal maths).
 
 use super::{
-    Activation, Connectivity, Geometry, Local, Projection, Source, Substrate, Topology, Update,
+    Activation, Connectivity, Geometry, Local, Precision, Projection, Source, Substrate, Topology,
+    Update,
 };
 use crate::linalg::{Mat, Op, gemm};
 use crate::rng::{Rng, stream};
@@ -171,6 +172,7 @@ pub fn run_all(make: Factory<'_>, tol: Tolerance) {
             continue;
         }
         programmed_linear_layer_computes_wx_plus_b(make, tol, k);
+        bf16_products_stay_within_their_rounding(make, tol, k);
         transpose_read_is_the_adjoint(make, tol, k);
         decay_shrinks_weights(make, tol, k);
         outer_update_equals_dense(make, tol, k);
@@ -255,6 +257,51 @@ pub fn programmed_linear_layer_computes_wx_plus_b(make: Factory<'_>, tol: Tolera
         "{kind:?}: programmed layer: relative error {err} > {}",
         tol.relative
     );
+}
+
+/// With [`Precision::Bf16`] a programmed linear layer still computes W·received + b, to
+/// within the tolerance plus bf16's operand rounding (2⁻⁷·Σ|w·x| per output); setting
+/// f32 again gives the f32 results bit for bit.
+pub fn bf16_products_stay_within_their_rounding(make: Factory<'_>, tol: Tolerance, kind: Wiring) {
+    let topo = topology(vec![40, 20], Activation::Linear, kind);
+    let inp = topo.dims(0).0;
+    let w = masked(&topo, 0, signals(20, inp, 4) * 0.3);
+    let b: Vec<f32> = (0..20).map(|i| (i as f32 - 10.0) * 0.02).collect();
+    let x = signals(inp, 16, 5);
+    let outputs = |precisions: &[Precision]| {
+        let mut s = make(&topo, 3);
+        let mut noise = stream(3, "noise");
+        s.program(0, &w, &b, &mut noise);
+        let mut out = Vec::new();
+        for p in precisions {
+            s.set_precision(*p);
+            let mut n = noise.clone();
+            out.push(run(s.as_mut(), 0, &x, &mut n));
+        }
+        out
+    };
+    let f32_only = outputs(&[Precision::F32]);
+    let both = outputs(&[Precision::Bf16, Precision::F32]);
+    assert_eq!(both[1], f32_only[0], "{kind:?}: f32 after bf16 is not f32");
+    assert_ne!(both[0].1, f32_only[0].1, "{kind:?}: bf16 changed nothing");
+    let (r, a) = &both[0];
+    let mut want = Mat::zeros(20, 16);
+    gemm(1.0, &w, Op::N, r, Op::N, 0.0, &mut want);
+    let mut mag = Mat::zeros(20, 16);
+    gemm(1.0, &w.abs(), Op::N, &r.abs(), Op::N, 0.0, &mut mag);
+    for mut col in want.column_iter_mut() {
+        for (v, bi) in col.iter_mut().zip(&b) {
+            *v += bi;
+        }
+    }
+    let scale = rms(&want);
+    for ((got, want), mag) in a.iter().zip(want.iter()).zip(mag.iter()) {
+        let bound = tol.relative * scale + 2f32.powi(-7) * mag;
+        assert!(
+            (got - want).abs() <= bound,
+            "{kind:?}: bf16 product {got} vs {want}, bound {bound}"
+        );
+    }
 }
 
 /// `transpose_read` computes Wᵀ·d for the same W that `forward` uses.

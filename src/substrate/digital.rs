@@ -9,7 +9,7 @@ use super::ops::{F32, Ledger, Purpose};
 use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
 use super::{Activation, Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
-use crate::linalg::{Mat, Op, axpby, ensure_shape, for_each_column, gemm, row_sums};
+use crate::linalg::{Mat, Op, Precision, axpby, ensure_shape, for_each_column, gemm_in, row_sums};
 use crate::rng::Rng;
 use crate::tensor;
 
@@ -29,6 +29,8 @@ pub struct DigitalNet {
     gather: Mat,
     tmp: Mat,
     ledger: Ledger,
+    /// Arithmetic of every product ([`Substrate::set_precision`]).
+    precision: Precision,
 }
 
 /// Splits a dense `out × in` matrix into the tile blocks of projection `l`.
@@ -65,6 +67,7 @@ impl DigitalNet {
             tmp: Mat::zeros(0, 0),
             ledger: Ledger::new(topology.layers()),
             topology,
+            precision: Precision::F32,
         }
     }
 
@@ -136,21 +139,31 @@ impl Substrate for DigitalNet {
         activity: &mut Mat,
         _noise: &mut Rng,
     ) {
+        let prec = self.precision;
         let p = &self.params[layer];
         let wiring = self.topology.wiring(layer);
         ensure_shape(received, x.nrows(), x.ncols());
         received.copy_from(x);
         ensure_shape(activity, wiring.out, x.ncols());
         if wiring.is_dense() {
-            gemm(1.0, &p.blocks[0], Op::N, x, Op::N, 0.0, activity);
+            gemm_in(prec, 1.0, &p.blocks[0], Op::N, x, Op::N, 0.0, activity);
         } else {
             for (t, tile) in wiring.tiles.iter().enumerate() {
                 let mut dst = activity.rows_mut(tile.row0, tile.rows);
                 match &tile.cols {
-                    None => gemm(1.0, &p.blocks[t], Op::N, x, Op::N, 0.0, &mut dst),
+                    None => gemm_in(prec, 1.0, &p.blocks[t], Op::N, x, Op::N, 0.0, &mut dst),
                     Some(cols) => {
                         gather_rows(x, cols, &mut self.gather);
-                        gemm(1.0, &p.blocks[t], Op::N, &self.gather, Op::N, 0.0, &mut dst);
+                        gemm_in(
+                            prec,
+                            1.0,
+                            &p.blocks[t],
+                            Op::N,
+                            &self.gather,
+                            Op::N,
+                            0.0,
+                            &mut dst,
+                        );
                     }
                 }
             }
@@ -162,13 +175,14 @@ impl Substrate for DigitalNet {
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out: &mut Mat, _noise: &mut Rng) {
+        let prec = self.precision;
         let p = &self.params[layer];
         let wiring = self.topology.wiring(layer);
         ensure_shape(out, wiring.inp, d.ncols());
         self.ledger
             .count(layer, |c| c.transposed_reads += d.ncols() as u64);
         if wiring.is_dense() {
-            gemm(1.0, &p.blocks[0], Op::T, d, Op::N, 0.0, out);
+            gemm_in(prec, 1.0, &p.blocks[0], Op::T, d, Op::N, 0.0, out);
             self.count_pass(layer, d.ncols(), true);
             return;
         }
@@ -176,10 +190,19 @@ impl Substrate for DigitalNet {
         for (t, tile) in wiring.tiles.iter().enumerate() {
             let dr = d.rows(tile.row0, tile.rows);
             match &tile.cols {
-                None => gemm(1.0, &p.blocks[t], Op::T, &dr, Op::N, 1.0, out),
+                None => gemm_in(prec, 1.0, &p.blocks[t], Op::T, &dr, Op::N, 1.0, out),
                 Some(cols) => {
                     ensure_shape(&mut self.tmp, cols.len(), d.ncols());
-                    gemm(1.0, &p.blocks[t], Op::T, &dr, Op::N, 0.0, &mut self.tmp);
+                    gemm_in(
+                        prec,
+                        1.0,
+                        &p.blocks[t],
+                        Op::T,
+                        &dr,
+                        Op::N,
+                        0.0,
+                        &mut self.tmp,
+                    );
                     scatter_add_rows(&self.tmp, cols, out);
                 }
             }
@@ -188,6 +211,7 @@ impl Substrate for DigitalNet {
     }
 
     fn update(&mut self, layer: usize, update: Update<'_>, _noise: &mut Rng) {
+        let prec = self.precision;
         self.count_update(
             layer,
             match update {
@@ -217,12 +241,12 @@ impl Substrate for DigitalNet {
                     let dr = d.rows(tile.row0, tile.rows);
                     match &tile.cols {
                         None if wiring.is_dense() => {
-                            gemm(scale, d, Op::N, x, Op::T, 1.0 - decay, w)
+                            gemm_in(prec, scale, d, Op::N, x, Op::T, 1.0 - decay, w)
                         }
-                        None => gemm(scale, &dr, Op::N, x, Op::T, 1.0 - decay, w),
+                        None => gemm_in(prec, scale, &dr, Op::N, x, Op::T, 1.0 - decay, w),
                         Some(cols) => {
                             gather_rows(x, cols, &mut self.gather);
-                            gemm(scale, &dr, Op::N, &self.gather, Op::T, 1.0 - decay, w);
+                            gemm_in(prec, scale, &dr, Op::N, &self.gather, Op::T, 1.0 - decay, w);
                         }
                     }
                 }
@@ -233,6 +257,10 @@ impl Substrate for DigitalNet {
                 }
             }
         }
+    }
+
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     fn program(&mut self, layer: usize, w: &Mat, b: &[f32], _noise: &mut Rng) {

@@ -438,6 +438,8 @@ pub struct SubstrateState {
     pub tensors: Vec<crate::tensor::Tensor>,
 }
 
+pub use crate::linalg::Precision;
+
 /// A layered network that learners drive from outside.
 pub trait Substrate: Send {
     /// Shape of the network.
@@ -472,6 +474,12 @@ pub trait Substrate: Send {
 
     /// Lets `seconds` of (simulated) time pass, e.g. for conductance drift.
     fn advance_time(&mut self, _seconds: f64) {}
+
+    /// Sets the arithmetic of the substrate's matrix products ([`Precision`], f32 until
+    /// set): on the digital network every product (forward, transposed, update); on a
+    /// chip the simulated analog reads (forward and transposed, with their read-noise
+    /// variance), the host's ΔW staying f32.
+    fn set_precision(&mut self, precision: Precision);
 
     /// The smallest change an update of layer `layer` realises: one pair pulse, in
     /// weight units (aihwkit's weight granularity), or `None` when updates are

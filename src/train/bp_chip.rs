@@ -91,7 +91,9 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
                 chip_seed: derive(chip_cfg.chip_seed, "fast-array"),
                 ..chip_cfg.clone()
             };
-            let fast: Box<dyn Substrate> = Box::new(fast_cfg.build(topology.clone(), seeds.init)?);
+            let mut fast: Box<dyn Substrate> =
+                Box::new(fast_cfg.build(topology.clone(), seeds.init)?);
+            fast.set_precision(cfg.precision);
             let mut noise = crate::rng::stream(seeds.noise, "fast-array");
             let learner =
                 TransferLearner::new(cfg.bp.clone(), variant, topology, fast, &mut noise)?;
@@ -121,7 +123,9 @@ fn chip_for(cfg: &TrainConfig) -> Result<(Box<dyn Substrate>, Topology)> {
         )
     })?;
     let topology = classifier_topology(&cfg.widths(), cfg.bp.hidden)?;
-    let chip: Box<dyn Substrate> = Box::new(chip_cfg.build(topology.clone(), cfg.seeds().init)?);
+    let mut chip: Box<dyn Substrate> =
+        Box::new(chip_cfg.build(topology.clone(), cfg.seeds().init)?);
+    chip.set_precision(cfg.precision);
     Ok((chip, topology))
 }
 

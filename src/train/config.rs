@@ -8,8 +8,8 @@ use crate::data::synthetic::SyntheticConfig;
 use crate::error::{Error, Result, ensure};
 use crate::learn::ff::recurrent::RecurrentConfig;
 use crate::learn::{BpConfig, FfConfig};
-use crate::substrate::Topology;
 use crate::substrate::device::{Chip, HardwareSpec, presets};
+use crate::substrate::{Precision, Topology};
 
 /// Which learning algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -164,6 +164,11 @@ pub struct TrainConfig {
     /// (`pcm` for `pcm`, else `reram`). Counting never changes a result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<String>,
+    /// Arithmetic of the substrate's matrix products (`f32`, or `bf16` operands with f32
+    /// accumulation: on the digital network every product, on a chip its analog reads).
+    /// Absent from files of f32 runs.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -291,6 +296,7 @@ impl Default for TrainConfig {
             chip: None,
             jitter: 0,
             energy: None,
+            precision: Precision::F32,
         }
     }
 }

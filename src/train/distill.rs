@@ -34,7 +34,7 @@ use crate::learn::ff::{FfLearner, LayerKlSupervision, SoftSupervision};
 use crate::linalg::Mat;
 use crate::progress::Reporter;
 use crate::rng::{derive, indexed, stream};
-use crate::substrate::{DigitalNet, Substrate, SubstrateState};
+use crate::substrate::SubstrateState;
 use crate::tensor;
 
 /// Everything that defines one distillation run (serialised into `results.json`).
@@ -294,11 +294,7 @@ pub fn ff_trainer(cfg: &TrainConfig) -> Result<FfTrainer> {
     let topology = cfg.ff_topology()?;
     let learner =
         FfLearner::with_geometry(cfg.ff.clone(), topology.clone(), cfg.dataset.geometry())?;
-    let init = cfg.seeds().init;
-    let substrate: Box<dyn Substrate> = match &cfg.chip {
-        None => Box::new(DigitalNet::new(topology, init)),
-        Some(chip) => Box::new(chip.build(topology, init)?),
-    };
+    let substrate = super::trainers::build_substrate(cfg, topology)?;
     Ok(FfTrainer { learner, substrate })
 }
 

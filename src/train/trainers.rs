@@ -130,15 +130,17 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
 
 /// The substrate of a run: its chip, or the digital network, starting from the run's
 /// initial weights.
-fn build_substrate(
+pub(super) fn build_substrate(
     cfg: &TrainConfig,
     topology: crate::substrate::Topology,
 ) -> Result<Box<dyn Substrate>> {
     let init = cfg.seeds().init;
-    Ok(match &cfg.chip {
+    let mut sub: Box<dyn Substrate> = match &cfg.chip {
         None => Box::new(DigitalNet::new(topology, init)),
         Some(chip) => Box::new(chip.build(topology, init)?),
-    })
+    };
+    sub.set_precision(cfg.precision);
+    Ok(sub)
 }
 
 /// What identifies `sub` in a checkpoint.

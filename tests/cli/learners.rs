@@ -107,6 +107,36 @@ fn paper_local_net_goodness_variants_jitter_and_sleep_phases_run() {
     );
 }
 
+/// `--precision bf16` runs on the digital network and on a chip, is recorded in the
+/// config (f32 runs' files do not mention it), and changes the results.
+#[test]
+fn bf16_precision_runs_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("digital", &["--layers", "64,64"][..]),
+        ("chip", &["--layers", "64,64", "--chip", "reram"][..]),
+    ] {
+        let run = |p: &str| {
+            let out = dir.path().join(format!("{name}-{p}"));
+            run_ok(
+                mortal()
+                    .args(small(extra))
+                    .args(["--precision", p])
+                    .arg("--out")
+                    .arg(&out),
+            );
+            out
+        };
+        let (f, b) = (run("f32"), run("bf16"));
+        let rf = read_json(&f.join("results.json"));
+        let rb = read_json(&b.join("results.json"));
+        assert!(rf["config"].get("precision").is_none(), "{name}: {rf}");
+        assert_eq!(rb["config"]["precision"], "bf16", "{name}");
+        assert!(rb["test_error"].as_f64().unwrap() <= 1.0);
+        assert_ne!(epochs_without_timing(&f), epochs_without_timing(&b), "{name}");
+    }
+}
+
 #[test]
 fn bad_learner_input_fails_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,6 +150,7 @@ fn bad_learner_input_fails_with_one_line_naming_the_key() {
         (&["--augment", "jitter:-1"], "augment"),
         (&["--augment", "jitter:28"], "augment"),
         (&["--augment", "shift:2"], "augment"),
+        (&["--precision", "fp8"], "precision"),
         (&["--negatives", "hybrid", "--batch", "1"], "batch"),
         (
             &["--negatives", "hybrid", "--train-limit", "1"],

@@ -63,7 +63,7 @@ use super::ops::{F32, Ledger, Purpose};
 use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
 use super::{Activation, Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
-use crate::linalg::{Mat, Op, ensure_shape, gemm, row_sums};
+use crate::linalg::{Mat, Op, Precision, ensure_shape, gemm, gemm_in, row_sums};
 use crate::rng::{Rng, derive, derive_index, indexed};
 use crate::tensor::{self, Tensor};
 
@@ -156,6 +156,8 @@ pub struct Chip {
     clock: f64,
     /// Operation counters (from construction: the initial programming is counted).
     ledger: Ledger,
+    /// Arithmetic of the simulated reads ([`Substrate::set_precision`]).
+    precision: Precision,
 }
 
 impl Chip {
@@ -245,6 +247,7 @@ impl Chip {
         ledger.adc_bits = spec.adc.bits;
         let mut chip = Chip {
             ledger,
+            precision: Precision::F32,
             spec: spec.clone(),
             phys,
             dac: Quantizer::dac(&spec.dac),
@@ -534,6 +537,7 @@ impl Substrate for Chip {
         activity: &mut Mat,
         noise: &mut Rng,
     ) {
+        let prec = self.precision;
         let seed: u64 = noise.random();
         let (seed_in, seed_out) = (derive(seed, "input"), derive(seed, "output"));
         let seed_read = derive(seed, "read");
@@ -598,7 +602,8 @@ impl Substrate for Chip {
             };
             // 2. The MVM.
             if dense {
-                gemm(
+                gemm_in(
+                    prec,
                     1.0,
                     &tile.xb.w.columns(0, k),
                     Op::N,
@@ -609,7 +614,8 @@ impl Substrate for Chip {
                 );
             } else {
                 let mut dst = activity.rows_mut(r0, rows);
-                gemm(
+                gemm_in(
+                    prec,
                     1.0,
                     &tile.xb.w.columns(0, k),
                     Op::N,
@@ -621,7 +627,8 @@ impl Substrate for Chip {
             }
             if g_noise > 0.0 {
                 ensure_shape(&mut tile.gx2, rows, b);
-                gemm(
+                gemm_in(
+                    prec,
                     1.0,
                     &tile.gsum.columns(0, k),
                     Op::N,
@@ -684,6 +691,7 @@ impl Substrate for Chip {
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out_m: &mut Mat, noise: &mut Rng) {
+        let prec = self.precision;
         let seed: u64 = noise.random();
         let (seed_out, seed_read) = (derive(seed, "output"), derive(seed, "read"));
         let (inp, out) = self.topology.dims(layer);
@@ -756,11 +764,21 @@ impl Substrate for Chip {
             }
             let dst: &mut Mat = if dense { &mut *out_m } else { &mut tile.tout };
             ensure_shape(dst, k, b);
-            gemm(1.0, &tile.xb.w.columns(0, k), Op::T, &tin, Op::N, 0.0, dst);
+            gemm_in(
+                prec,
+                1.0,
+                &tile.xb.w.columns(0, k),
+                Op::T,
+                &tin,
+                Op::N,
+                0.0,
+                dst,
+            );
             if g_noise > 0.0 {
                 Chip::refresh_gsum(tile, &self.phys);
                 ensure_shape(&mut tile.gx2, k, b);
-                gemm(
+                gemm_in(
+                    prec,
                     1.0,
                     &tile.gsum.columns(0, k),
                     Op::T,
@@ -1004,6 +1022,10 @@ impl Substrate for Chip {
         }
         let gain = self.layers.get(layer)?.tiles.first()?.xb.gain;
         Some(self.spec.pair_step() as f32 * gain)
+    }
+
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     fn advance_time(&mut self, seconds: f64) {

@@ -7,6 +7,9 @@
 use nalgebra::{DMatrix, Dyn, Matrix, RawStorage, RawStorageMut};
 use rayon::prelude::*;
 
+pub mod bf16;
+pub use bf16::Precision;
+
 /// The dense matrix type (f32, column-major).
 pub type Mat = DMatrix<f32>;
 
@@ -112,6 +115,16 @@ pub fn gemm<SA, SB, SC>(
             );
         }
     };
+    tiles_of(m, n, k, &tile);
+}
+
+/// Runs `tile(r0, rows, c0, cols)` over the tiles of an m × n output (inner dimension k):
+/// one tile below [`PAR_GEMM_MIN`], else [`GEMM_TILES`] along the longer side, in parallel.
+/// The tiles depend on the shape only.
+fn tiles_of<F>(m: usize, n: usize, k: usize, tile: &F)
+where
+    F: Fn(usize, usize, usize, usize) + Sync,
+{
     if m * n * k < PAR_GEMM_MIN {
         tile(0, m, 0, n);
         return;
@@ -129,6 +142,29 @@ pub fn gemm<SA, SB, SC>(
     });
 }
 
+/// [`gemm`] in the given arithmetic: f32, or bf16 operands with f32 accumulation
+/// ([`bf16`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_in<SA, SB, SC>(
+    precision: Precision,
+    alpha: f32,
+    a: &Matrix<f32, Dyn, Dyn, SA>,
+    op_a: Op,
+    b: &Matrix<f32, Dyn, Dyn, SB>,
+    op_b: Op,
+    beta: f32,
+    c: &mut Matrix<f32, Dyn, Dyn, SC>,
+) where
+    SA: RawStorage<f32, Dyn, Dyn>,
+    SB: RawStorage<f32, Dyn, Dyn>,
+    SC: RawStorageMut<f32, Dyn, Dyn>,
+{
+    match precision {
+        Precision::F32 => gemm(alpha, a, op_a, b, op_b, beta, c),
+        Precision::Bf16 => bf16::gemm_bf16(alpha, a, op_a, b, op_b, beta, c),
+    }
+}
+
 /// A raw pointer that may cross threads: the GEMM tiles write disjoint parts of `C`.
 #[derive(Clone, Copy)]
 struct Ptr(*mut f32);
@@ -136,6 +172,13 @@ struct Ptr(*mut f32);
 // elements of the output.
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
+
+impl Ptr {
+    /// The pointer (a method, so that closures capture the whole `Ptr`, which is `Sync`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Shape and strides of `op(A)` as (rows, cols, row stride, column stride).
 fn oriented<S: RawStorage<f32, Dyn, Dyn>>(
