@@ -80,6 +80,10 @@ impl Substrate for Timed<'_> {
         self.inner.set_precision(precision);
     }
 
+    fn precision(&self) -> crate::linalg::Precision {
+        self.inner.precision()
+    }
+
     fn forward(
         &mut self,
         layer: usize,

@@ -263,6 +263,10 @@ impl Substrate for DigitalNet {
         self.precision = precision;
     }
 
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
     fn program(&mut self, layer: usize, w: &Mat, b: &[f32], _noise: &mut Rng) {
         let wiring = self.topology.wiring(layer);
         assert_eq!(w.shape(), (wiring.out, wiring.inp), "program: weight shape");

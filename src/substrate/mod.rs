@@ -475,11 +475,15 @@ pub trait Substrate: Send {
     /// Lets `seconds` of (simulated) time pass, e.g. for conductance drift.
     fn advance_time(&mut self, _seconds: f64) {}
 
-    /// Sets the arithmetic of the substrate's matrix products ([`Precision`], f32 until
-    /// set): on the digital network every product (forward, transposed, update); on a
-    /// chip the simulated analog reads (forward and transposed, with their read-noise
-    /// variance), the host's ΔW staying f32.
+    /// Sets the arithmetic of the run's large matrix products ([`Precision`], f32 until
+    /// set): the substrate's own (digital: forward, transposed, update; chip: the
+    /// simulated analog reads with their read-noise variance, and the host's ΔW of an
+    /// outer-product update) and, through [`Substrate::precision`], the weight gradients
+    /// d·xᵀ that learners form on the host for this substrate.
     fn set_precision(&mut self, precision: Precision);
+
+    /// The arithmetic set by [`Substrate::set_precision`].
+    fn precision(&self) -> Precision;
 
     /// The smallest change an update of layer `layer` realises: one pair pulse, in
     /// weight units (aihwkit's weight granularity), or `None` when updates are

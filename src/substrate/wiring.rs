@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::linalg::{Mat, Op, gemm};
+use crate::linalg::{Mat, Op, Precision, gemm_in};
 
 /// The spatial shape of a layer seen as a topographic map: `h × w` locations with `c`
 /// channels each; unit index `(y·w + x)·c + channel`. An image is its own map (MNIST:
@@ -421,9 +421,12 @@ impl Wiring {
     }
 
     /// `dst ← α·d·xᵀ + β·dst` in the packed layout, for local errors `d` (out × n) and
-    /// inputs `x` (in × n): only existing weights are computed. `gather` is scratch.
+    /// inputs `x` (in × n), in `precision`: only existing weights are computed. `gather` is
+    /// scratch.
+    #[allow(clippy::too_many_arguments)]
     pub fn outer(
         &self,
+        precision: Precision,
         alpha: f32,
         d: &Mat,
         x: &Mat,
@@ -439,17 +442,17 @@ impl Wiring {
             match &t.cols {
                 None if self.tiles.len() == 1 => {
                     let mut c = nalgebra::DMatrixViewMut::from_slice(block, t.rows, self.inp);
-                    gemm(alpha, d, Op::N, x, Op::T, beta, &mut c);
+                    gemm_in(precision, alpha, d, Op::N, x, Op::T, beta, &mut c);
                 }
                 None => {
                     let mut c = nalgebra::DMatrixViewMut::from_slice(block, t.rows, self.inp);
-                    gemm(alpha, &dr, Op::N, x, Op::T, beta, &mut c);
+                    gemm_in(precision, alpha, &dr, Op::N, x, Op::T, beta, &mut c);
                 }
                 Some(cols) => {
                     gather_rows(x, cols, gather);
                     let mut c = nalgebra::DMatrixViewMut::from_slice(block, t.rows, cols.len());
                     debug_assert_eq!(gather.ncols(), n);
-                    gemm(alpha, &dr, Op::N, &*gather, Op::T, beta, &mut c);
+                    gemm_in(precision, alpha, &dr, Op::N, &*gather, Op::T, beta, &mut c);
                 }
             }
         }
@@ -609,7 +612,7 @@ mod tests {
         let x = Mat::from_fn(3, 5, |i, j| (i as f32 + 1.0) * (j as f32 - 2.0));
         let mut packed = vec![0.0; w.weight_count()];
         let mut g = Mat::zeros(0, 0);
-        w.outer(0.5, &d, &x, 0.0, &mut packed, &mut g);
+        w.outer(Precision::F32, 0.5, &d, &x, 0.0, &mut packed, &mut g);
         let full = &d * x.transpose() * 0.5;
         let got = w.unpack(&packed);
         for i in 0..4 {

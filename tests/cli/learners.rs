@@ -133,7 +133,11 @@ fn bf16_precision_runs_and_is_recorded() {
         assert!(rf["config"].get("precision").is_none(), "{name}: {rf}");
         assert_eq!(rb["config"]["precision"], "bf16", "{name}");
         assert!(rb["test_error"].as_f64().unwrap() <= 1.0);
-        assert_ne!(epochs_without_timing(&f), epochs_without_timing(&b), "{name}");
+        assert_ne!(
+            epochs_without_timing(&f),
+            epochs_without_timing(&b),
+            "{name}"
+        );
     }
 }
 

@@ -657,6 +657,7 @@ impl FfLearner {
             host::outer_product(sub.ledger_mut(), nw + out, inp, out, d.ncols());
             host::optimiser(sub.ledger_mut(), nw + out, false);
             wiring.outer(
+                sub.precision(),
                 inv_b,
                 d,
                 r,
@@ -701,6 +702,7 @@ impl FfLearner {
                 buf.step_b[l] = vec![0.0; o];
             }
             wiring.outer(
+                sub.precision(),
                 inv_b,
                 d,
                 r,

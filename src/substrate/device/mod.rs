@@ -63,7 +63,7 @@ use super::ops::{F32, Ledger, Purpose};
 use super::wiring::{gather_rows, scatter_add_rows, tile_index_tensors, tile_name};
 use super::{Activation, Substrate, SubstrateState, Topology, Update, initial_parameters};
 use crate::error::{Error, Result};
-use crate::linalg::{Mat, Op, Precision, ensure_shape, gemm, gemm_in, row_sums};
+use crate::linalg::{Mat, Op, Precision, ensure_shape, gemm_in, row_sums};
 use crate::rng::{Rng, derive, derive_index, indexed};
 use crate::tensor::{self, Tensor};
 
@@ -832,6 +832,7 @@ impl Substrate for Chip {
     }
 
     fn update(&mut self, layer: usize, update: Update<'_>, noise: &mut Rng) {
+        let prec = self.precision;
         let seed: u64 = noise.random();
         let phys = &self.phys;
         let wiring = self.topology.wiring(layer);
@@ -967,7 +968,7 @@ impl Substrate for Chip {
                 (_, Update::Outer { x, d, scale, decay }) => {
                     ensure_shape(&mut tile.dw, xb.out, xb.inp);
                     tile.db.resize(xb.out, 0.0);
-                    gemm(1.0, d, Op::N, x, Op::T, 0.0, &mut tile.dw);
+                    gemm_in(prec, 1.0, d, Op::N, x, Op::T, 0.0, &mut tile.dw);
                     row_sums(d, &mut tile.db);
                     // The host forms ΔW = d·xᵀ (2 FLOPs per pair per sample).
                     let (p, b) = (xb.pairs() as u64, x.ncols() as u64);
@@ -1026,6 +1027,10 @@ impl Substrate for Chip {
 
     fn set_precision(&mut self, precision: Precision) {
         self.precision = precision;
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
     }
 
     fn advance_time(&mut self, seconds: f64) {

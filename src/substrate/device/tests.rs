@@ -7,6 +7,7 @@ use super::presets;
 use super::*;
 use crate::learn::ff::FfLearner;
 use crate::learn::{FfConfig, optim::OptimizerConfig};
+use crate::linalg::gemm;
 use crate::rng::stream;
 use crate::substrate::conformance::{self, Tolerance};
 use crate::substrate::{Activation, DigitalNet};
