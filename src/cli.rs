@@ -370,8 +370,9 @@ pub struct TrainArgs {
     /// Do not count operations (no `cost` block in results.json; results are identical).
     #[arg(long)]
     pub no_count: bool,
-    /// Arithmetic of the substrate's matrix products: f32, or bf16 operands with f32
-    /// accumulation (digital: every product; chip: its analog reads). Default f32.
+    /// Arithmetic of the run's large matrix products: f32, or bf16 operands with f32
+    /// accumulation (the substrate's products, on a chip its analog reads, and the FF
+    /// learners' weight gradients). Default f32.
     #[arg(long, value_name = "f32|bf16")]
     pub precision: Option<String>,
     /// FF: peer normalisation strength (0 = off; default 0.03).

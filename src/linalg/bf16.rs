@@ -215,7 +215,8 @@ fn compact_strides(rows_stored: usize, op: Op) -> (isize, isize) {
 }
 
 /// `C ← α·op(A)·op(B) + β·C` with bf16 operands and f32 accumulation; same contract,
-/// tiling and determinism as [`gemm`]. Called by [`super::gemm_in`].
+/// tiling and determinism as [`gemm`]. Called by [`super::gemm_in`]. With AVX512-BF16:
+/// gemmkit's dot kernel on the rounded copies; otherwise [`gemm_emulated`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_bf16<SA, SB, SC>(
     alpha: f32,
@@ -230,48 +231,10 @@ pub(super) fn gemm_bf16<SA, SB, SC>(
     SB: RawStorage<f32, Dyn, Dyn>,
     SC: RawStorageMut<f32, Dyn, Dyn>,
 {
-    if native() {
-        gemm_native(alpha, a, op_a, b, op_b, beta, c);
-    } else {
+    if !native() {
         gemm_emulated(alpha, a, op_a, b, op_b, beta, c);
+        return;
     }
-}
-
-/// The portable form: operands rounded to bf16 (kept as f32), then the f32 kernel.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_emulated<SA, SB, SC>(
-    alpha: f32,
-    a: &Matrix<f32, Dyn, Dyn, SA>,
-    op_a: Op,
-    b: &Matrix<f32, Dyn, Dyn, SB>,
-    op_b: Op,
-    beta: f32,
-    c: &mut Matrix<f32, Dyn, Dyn, SC>,
-) where
-    SA: RawStorage<f32, Dyn, Dyn>,
-    SB: RawStorage<f32, Dyn, Dyn>,
-    SC: RawStorageMut<f32, Dyn, Dyn>,
-{
-    let ar: Mat = a.map(round_to_bf16);
-    let br: Mat = b.map(|v| round_to_bf16(alpha * v));
-    gemm(1.0, &ar, op_a, &br, op_b, beta, c);
-}
-
-/// The AVX512-BF16 form (the caller has checked [`native`]).
-#[allow(clippy::too_many_arguments)]
-fn gemm_native<SA, SB, SC>(
-    alpha: f32,
-    a: &Matrix<f32, Dyn, Dyn, SA>,
-    op_a: Op,
-    b: &Matrix<f32, Dyn, Dyn, SB>,
-    op_b: Op,
-    beta: f32,
-    c: &mut Matrix<f32, Dyn, Dyn, SC>,
-) where
-    SA: RawStorage<f32, Dyn, Dyn>,
-    SB: RawStorage<f32, Dyn, Dyn>,
-    SC: RawStorageMut<f32, Dyn, Dyn>,
-{
     let (m, k, _, _) = oriented(a, op_a);
     let (k2, n, _, _) = oriented(b, op_b);
     assert_eq!(k, k2, "gemm: inner dimensions differ ({k} vs {k2})");
@@ -308,7 +271,7 @@ fn gemm_native<SA, SB, SC>(
         // SAFETY: `pa`/`pb` point at the compact bf16 copies of A and B (alive until the
         // end of this call), addressed with their compact strides; `pc` and its strides
         // describe the live storage of `c`, whose tiles are disjoint. The CPU has
-        // AVX512F and AVX512-BF16 (checked by the caller), as the Avx512Bf16 token
+        // AVX512F and AVX512-BF16 (checked on entry), as the Avx512Bf16 token
         // requires. m, n, k > 0, α = 1 ≠ 0 and C's row stride is 1, as the driver requires.
         unsafe {
             gemmkit::driver::run::<Bf16DotGemmF32, Avx512Bf16, 2, 12>(
@@ -336,6 +299,26 @@ fn gemm_native<SA, SB, SC>(
     tiles_of(m, n, k, &tile);
     give(&BUFFERS, abuf);
     give(&BUFFERS, bbuf);
+}
+
+/// The portable form: operands rounded to bf16 (kept as f32), then the f32 kernel.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_emulated<SA, SB, SC>(
+    alpha: f32,
+    a: &Matrix<f32, Dyn, Dyn, SA>,
+    op_a: Op,
+    b: &Matrix<f32, Dyn, Dyn, SB>,
+    op_b: Op,
+    beta: f32,
+    c: &mut Matrix<f32, Dyn, Dyn, SC>,
+) where
+    SA: RawStorage<f32, Dyn, Dyn>,
+    SB: RawStorage<f32, Dyn, Dyn>,
+    SC: RawStorageMut<f32, Dyn, Dyn>,
+{
+    let ar: Mat = a.map(round_to_bf16);
+    let br: Mat = b.map(|v| round_to_bf16(alpha * v));
+    gemm(1.0, &ar, op_a, &br, op_b, beta, c);
 }
 
 /// A bf16 operand pointer shared by the tiles (read only).

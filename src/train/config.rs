@@ -164,9 +164,10 @@ pub struct TrainConfig {
     /// (`pcm` for `pcm`, else `reram`). Counting never changes a result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<String>,
-    /// Arithmetic of the substrate's matrix products (`f32`, or `bf16` operands with f32
-    /// accumulation: on the digital network every product, on a chip its analog reads).
-    /// Absent from files of f32 runs.
+    /// Arithmetic of the run's large matrix products (`f32`, or `bf16` operands with f32
+    /// accumulation): the substrate's (on a chip its analog reads and host ΔW) and the FF
+    /// learners' weight gradients ([`crate::substrate::Substrate::set_precision`]). Absent
+    /// from files of f32 runs.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }
