@@ -246,8 +246,9 @@ pub(super) fn gemm_bf16<SA, SB, SC>(
         c.apply(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
         return;
     }
-    // The kernel takes α = 1 (α is folded into B's rounding) and β ∈ {0, 1} (another β
-    // scales C first, in f32).
+    // The kernel takes α = 1 (α is folded into B's rounding: gemmkit 0.1.2's f32-output
+    // family gave wrong products for α ≠ 1 when driven directly) and β ∈ {0, 1} (another
+    // β scales C first, in f32); the tests below cover both.
     let beta = if beta == 0.0 || beta == 1.0 {
         beta
     } else {

@@ -258,7 +258,12 @@ fn bench_compares_with_the_pytorch_step_it_runs() {
         .iter()
         .filter(|m| m["name"].as_str().unwrap().starts_with("ff-train"))
         .collect();
-    assert_eq!(ms.len(), 2, "{ms:?}");
+    // Hard and random negatives, each in f32 and bf16.
+    assert_eq!(ms.len(), 4, "{ms:?}");
+    assert!(
+        ms.iter()
+            .any(|m| m["name"] == "ff-train 3x200 b100 random negatives bf16")
+    );
     for m in ms {
         assert_eq!(m["pytorch_samples_per_s"].as_f64(), Some(1000.0), "{m}");
         let ratio = m["samples_per_s"].as_f64().unwrap() / 1000.0;

@@ -221,3 +221,14 @@ def test_the_notebook_text_bar_advances_by_epoch():
     text = out.getvalue()
     assert "[##########..........] 1/2" in text and "[####################] 2/2" in text
     assert text.count("\r") == 2 and text.endswith("\n")
+
+
+def test_train_takes_the_precision_and_records_it(tmp_path):
+    opts = dict(dataset="synthetic", layers=[32, 32], epochs=1, train_limit=400,
+                eval_limit=200, seed=4, quiet=True)
+    f = mortal.train(out=tmp_path / "f32", **opts)
+    b = mortal.train(out=tmp_path / "bf16", precision="bf16", **opts)
+    assert "precision" not in f["config"]
+    assert b["config"]["precision"] == "bf16"
+    with pytest.raises(mortal.ParamError, match="precision"):
+        mortal.train(out=tmp_path / "bad", precision="fp8", **opts)
