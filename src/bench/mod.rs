@@ -288,10 +288,11 @@ fn ff_steps_phased(
 }
 
 /// What a row's name adds for its precision (nothing for f32).
-fn precision_suffix(p: Precision) -> &'static str {
-    match p {
-        Precision::F32 => "",
-        Precision::Bf16 => " bf16",
+fn precision_suffix(p: Precision) -> String {
+    if p.is_f32() {
+        String::new()
+    } else {
+        format!(" {}", p.name())
     }
 }
 

@@ -24,7 +24,7 @@ use nalgebra::{Dyn, Matrix, RawStorage, RawStorageMut};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Mat, Op, Ptr, gemm, oriented, tiles_of};
+use super::{Mat, Op, Ptr, finished_without_products, gemm, oriented, tiles_of};
 
 /// Arithmetic of a substrate's matrix products.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,11 +56,10 @@ impl Precision {
 impl FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            _ => Err(format!("unknown precision {s:?} (expected f32 or bf16)")),
-        }
+        [Precision::F32, Precision::Bf16]
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown precision {s:?} (expected f32 or bf16)"))
     }
 }
 
@@ -237,13 +236,7 @@ pub(super) fn gemm_bf16<SA, SB, SC>(
     }
     let (m, k, _, _) = oriented(a, op_a);
     let (k2, n, _, _) = oriented(b, op_b);
-    assert_eq!(k, k2, "gemm: inner dimensions differ ({k} vs {k2})");
-    assert_eq!(c.shape(), (m, n), "gemm: output shape");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 || alpha == 0.0 {
-        c.apply(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
+    if finished_without_products(m, k, k2, n, beta, c) {
         return;
     }
     // The kernel takes α = 1 (α is folded into B's rounding: gemmkit 0.1.2's f32-output
@@ -273,7 +266,8 @@ pub(super) fn gemm_bf16<SA, SB, SC>(
         // end of this call), addressed with their compact strides; `pc` and its strides
         // describe the live storage of `c`, whose tiles are disjoint. The CPU has
         // AVX512F and AVX512-BF16 (checked on entry), as the Avx512Bf16 token
-        // requires. m, n, k > 0, α = 1 ≠ 0 and C's row stride is 1, as the driver requires.
+        // requires. m, n, k > 0, the driver's α = 1 ≠ 0 (an α of 0 was folded into B as
+        // zeros) and C's row stride is 1, as the driver requires.
         unsafe {
             gemmkit::driver::run::<Bf16DotGemmF32, Avx512Bf16, 2, 12>(
                 Avx512Bf16,

@@ -65,17 +65,11 @@ pub fn gemm<SA, SB, SC>(
 {
     let (m, k, rsa, csa) = oriented(a, op_a);
     let (k2, n, rsb, csb) = oriented(b, op_b);
-    assert_eq!(k, k2, "gemm: inner dimensions differ ({k} vs {k2})");
-    assert_eq!(c.shape(), (m, n), "gemm: output shape");
+    if finished_without_products(m, k, k2, n, beta, c) {
+        return;
+    }
     let (rsc, csc) = c.strides();
     let (rsc, csc) = (rsc as isize, csc as isize);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c.apply(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
-        return;
-    }
     let (pa, pb, pc) = (
         Ptr(a.as_ptr().cast_mut()),
         Ptr(b.as_ptr().cast_mut()),
@@ -116,6 +110,31 @@ pub fn gemm<SA, SB, SC>(
         }
     };
     tiles_of(m, n, k, &tile);
+}
+
+/// Checks that an m × k by k2 × n product fits `c` (panics otherwise) and finishes the
+/// products with nothing to sum: true when `c` is final (empty, or k = 0: C ← β·C).
+fn finished_without_products<SC>(
+    m: usize,
+    k: usize,
+    k2: usize,
+    n: usize,
+    beta: f32,
+    c: &mut Matrix<f32, Dyn, Dyn, SC>,
+) -> bool
+where
+    SC: RawStorageMut<f32, Dyn, Dyn>,
+{
+    assert_eq!(k, k2, "gemm: inner dimensions differ ({k} vs {k2})");
+    assert_eq!(c.shape(), (m, n), "gemm: output shape");
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        c.apply(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
+        return true;
+    }
+    false
 }
 
 /// Runs `tile(r0, rows, c0, cols)` over the tiles of an m × n output (inner dimension k):

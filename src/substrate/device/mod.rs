@@ -156,7 +156,7 @@ pub struct Chip {
     clock: f64,
     /// Operation counters (from construction: the initial programming is counted).
     ledger: Ledger,
-    /// Arithmetic of the simulated reads ([`Substrate::set_precision`]).
+    /// Arithmetic of the simulated reads and the host's ΔW ([`Substrate::set_precision`]).
     precision: Precision,
 }
 
