@@ -102,6 +102,18 @@ pub struct Measurement {
     /// only as long as the digital update: `(chip read + chip host + digital update) /
     /// digital step`. A floor that no faster update kernel can go below.
     pub cost_vs_digital_with_digital_update: Option<f64>,
+    /// Pulsed chip rows: ms per step (training rows) or per update of every layer
+    /// (`chip-update` rows) that the update's memory traffic alone takes: the same chunks
+    /// read and write every pair's state as the update does, with none of its physics
+    /// (timed alternately with the measurement). No kernel over this state layout is
+    /// faster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_traffic_floor_ms: Option<f64>,
+    /// Pulsed chip training rows: the chip step's cost over the digital step if its update
+    /// took only its memory traffic: `(chip read + chip host + traffic floor) / digital
+    /// step`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_digital_with_traffic_floor_update: Option<f64>,
     /// Average number of cores that other processes kept busy during this measurement
     /// (from `/proc`; the build machines are shared).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -332,6 +344,10 @@ fn ff_chip_training(
     chip.set_precision(reads);
     let (mut td, mut tc) = (Vec::new(), Vec::new());
     let (mut pd, mut pc) = (Vec::new(), Vec::new());
+    // The pulsed modes' update traffic without physics: one dense request per layer, as
+    // an FF step makes.
+    let floor = traffic_floor_requests(spec, topo.widths());
+    let mut tf = Vec::new();
     for _ in 0..repeats.max(1) {
         let (t, p) = ff_steps_phased(&mut net, cfg, batch, batches)?;
         td.push(t);
@@ -339,9 +355,13 @@ fn ff_chip_training(
         let (t, p) = ff_steps_phased(&mut chip, cfg, batch, batches)?;
         tc.push(t);
         pc.push(p);
+        if let Some(reqs) = &floor {
+            tf.push(time_median(1, || traffic_floor(&mut chip, reqs)));
+        }
     }
     let (td, tc) = (median(td), median(tc));
     let (pd, pc) = (Phases::median(&pd), Phases::median(&pc));
+    let floor_ms = (!tf.is_empty()).then(|| 1e3 * median(tf));
     let widths = topo.widths();
     Ok(Measurement {
         cost_vs_digital: Some(tc / td),
@@ -350,6 +370,9 @@ fn ff_chip_training(
         cost_vs_digital_with_digital_update: Some(
             (pc.read_ms + pc.host_ms + pd.update_ms) / pd.total_ms(),
         ),
+        update_traffic_floor_ms: floor_ms,
+        cost_vs_digital_with_traffic_floor_update: floor_ms
+            .map(|f| (pc.read_ms + pc.host_ms + f) / pd.total_ms()),
         ..training_rate(
             format!("ff-train {} b{batch} {name}", label(hidden)),
             batches * batch,
@@ -852,6 +875,30 @@ fn transfer_vs_analog(
     })
 }
 
+/// Dense requests (ΔW, Δb) for every layer of `widths`, if `spec`'s update mode is one
+/// whose kernel [`Chip::update_traffic_floor`] mirrors (pulsed, mixed precision,
+/// reset-only); the values do not matter to the traffic.
+fn traffic_floor_requests(spec: &HardwareSpec, widths: &[usize]) -> Option<Vec<(Mat, Vec<f32>)>> {
+    let pulsed = matches!(
+        spec.update.mode,
+        UpdateMode::Pulsed | UpdateMode::MixedPrecision | UpdateMode::ResetOnly
+    );
+    pulsed.then(|| {
+        widths
+            .windows(2)
+            .enumerate()
+            .map(|(l, w)| (random(w[1], w[0], 21 + l as u64), vec![0.001; w[1]]))
+            .collect()
+    })
+}
+
+/// Moves every layer's update state as a pulsed update would, without its physics.
+fn traffic_floor(chip: &mut Chip, reqs: &[(Mat, Vec<f32>)]) {
+    for (l, (dw, db)) in reqs.iter().enumerate() {
+        chip.update_traffic_floor(l, dw.as_slice(), db);
+    }
+}
+
 /// One `update` of every layer of an FF network on a chip (dense request, the FF
 /// learner's form, large enough that nearly every pair receives a pulse at `reram`'s
 /// step: the kernel's dense path, its worst case per pair), timed alternately with the
@@ -880,16 +927,21 @@ fn chip_update(spec: &HardwareSpec, hidden: &[usize], repeats: usize) -> Result<
             sub.update(l, u, &mut noise);
         }
     };
-    let (mut tc, mut td) = (Vec::new(), Vec::new());
+    let floor = traffic_floor_requests(spec, &widths);
+    let (mut tc, mut td, mut tf) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
         tc.push(time_median(1, || step(&mut chip)));
         td.push(time_median(1, || step(&mut net)));
+        if let Some(reqs) = &floor {
+            tf.push(time_median(1, || traffic_floor(&mut chip, reqs)));
+        }
     }
     let (tc, td) = (median(tc), median(td));
     let pairs: usize = widths.windows(2).map(|w| (w[0] + 1) * w[1]).sum();
     Ok(Measurement {
         name: format!("chip-update {} {}", label(hidden), spec.name),
         cost_vs_digital: Some(tc / td),
+        update_traffic_floor_ms: (!tf.is_empty()).then(|| 1e3 * median(tf)),
         seconds: tc,
         ns_per_pair: Some(tc * 1e9 / pairs as f64),
         ..Measurement::default()
@@ -1187,17 +1239,37 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             println!(
                 "{}: ms per step read / update / host: chip {:.2} / {:.2} / {:.2}, digital \
                  {:.2} / {:.2} / {:.2}; with an update as fast as digital's the chip step \
-                 would still cost {f:.2}x digital",
-                m.name, c.read_ms, c.update_ms, c.host_ms, d.read_ms, d.update_ms, d.host_ms
+                 would still cost {f:.2}x digital{}",
+                m.name,
+                c.read_ms,
+                c.update_ms,
+                c.host_ms,
+                d.read_ms,
+                d.update_ms,
+                d.host_ms,
+                match (
+                    m.update_traffic_floor_ms,
+                    m.cost_vs_digital_with_traffic_floor_update
+                ) {
+                    (Some(t), Some(r)) => format!(
+                        "; the update's memory traffic alone takes {t:.2} ms, so no faster \
+                         kernel over this state gets the step below {r:.2}x digital"
+                    ),
+                    _ => String::new(),
+                }
             );
         }
     }
     for m in &report.measurements {
         if let Some(ns) = m.ns_per_pair {
             println!(
-                "{}: {:.2} ms per update of every layer, {ns:.2} ns per device pair",
+                "{}: {:.2} ms per update of every layer, {ns:.2} ns per device pair{}",
                 m.name,
-                1e3 * m.seconds
+                1e3 * m.seconds,
+                m.update_traffic_floor_ms.map_or(String::new(), |f| format!(
+                    "; its memory traffic alone (no physics) {f:.2} ms, {:.0} % of it",
+                    100.0 * f / (1e3 * m.seconds)
+                ))
             );
         }
     }

@@ -197,6 +197,20 @@ fn bench_quick_writes_its_interface() {
         }
     }
     assert!(ms.iter().any(|m| m["ns_per_pair"].as_f64().is_some()));
+    // Pulsed chips' rows carry their update's memory-traffic floor (timings are not
+    // compared here: the tests share the machine), the stochastic-pulse row does not.
+    for m in ms {
+        let name = m["name"].as_str().unwrap();
+        let pulsed = name.contains(" chip ") && !name.contains("stochastic-pulse");
+        if name.starts_with("chip-update") || (pulsed && m["phases"].is_object()) {
+            assert!(m["update_traffic_floor_ms"].as_f64().unwrap() > 0.0, "{m}");
+        }
+        if m["phases"].is_object() && name.contains(" chip ") {
+            let bound = m["cost_vs_digital_with_traffic_floor_update"].as_f64();
+            assert_eq!(bound.is_some(), pulsed, "{m}");
+            assert!(bound.is_none_or(|b| b > 0.0), "{m}");
+        }
+    }
     // The Tiki-Taka steps against bp-analog's.
     assert!(
         ms.iter()

@@ -323,6 +323,25 @@ impl Chip {
         self.layers[l].tiles[0].xb.gain
     }
 
+    /// For `mortal bench`: the memory traffic of a pulsed update of layer `layer` with the
+    /// dense request (`dw` in the wiring's order, `db`) but none of its physics
+    /// ([`pulsed::traffic_floor`]): every tile reads and writes its state as the update
+    /// would, and keeps its values.
+    pub(crate) fn update_traffic_floor(&mut self, layer: usize, dw: &[f32], db: &[f32]) {
+        let wiring = self.topology.wiring(layer);
+        assert_eq!(dw.len(), wiring.weight_count(), "traffic floor: dw length");
+        for (t, tile) in self.layers[layer].tiles.iter_mut().enumerate() {
+            let (r0, rows) = (tile.row0, tile.rows);
+            let req = update::Request {
+                dw: &dw[wiring.block(t)],
+                db: &db[r0..r0 + rows],
+                scale: 1.0,
+                decay: 0.0,
+            };
+            pulsed::traffic_floor(&mut tile.xb, &req);
+        }
+    }
+
     fn identity(&self) -> serde_json::Value {
         json!({
             "spec": self.spec,

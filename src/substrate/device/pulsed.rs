@@ -591,6 +591,69 @@ pub(super) fn beyond_threshold(scheme: PairScheme, thr: f32, g: f32, d: &Device)
     }
 }
 
+/// The memory traffic of a [`pulsed`] update without its physics, for `mortal bench`: in
+/// the same parallel chunks and blocks, it reads the request and every pair's state that
+/// the dense path reads (both conductances, both devices' packed fields, the weight cache,
+/// stuck bits and write clocks where the chip has them) and writes what it writes, with
+/// arithmetic that leaves every value as it was (the request only enters multiplied by
+/// zero). The time it takes is what no update kernel over this state layout can go below.
+pub(crate) fn traffic_floor(xb: &mut Crossbar, req: &Request<'_>) {
+    let nw = xb.out * xb.inp;
+    assert_eq!(req.dw.len(), nw, "traffic_floor: dw shape");
+    assert_eq!(req.db.len(), xb.out, "traffic_floor: db length");
+    let (parts, c0) = parts(xb, CHUNK);
+    let (pp, pm, stuck_all) = (c0.dp.packed(), c0.dm.packed(), c0.stuck);
+    parts.into_par_iter().for_each(|part| {
+        let len = part.gp.len();
+        let mut seam = [0.0f32; BLOCK];
+        for b0 in (0..len).step_by(BLOCK) {
+            let m = BLOCK.min(len - b0);
+            let e0 = part.base + b0;
+            let src: &[f32] = if e0 + m <= nw {
+                &req.dw[e0..e0 + m]
+            } else if e0 >= nw {
+                &req.db[e0 - nw..e0 - nw + m]
+            } else {
+                for (i, s) in seam[..m].iter_mut().enumerate() {
+                    let e = e0 + i;
+                    *s = if e < nw { req.dw[e] } else { req.db[e - nw] };
+                }
+                &seam[..m]
+            };
+            // +0 for every finite request, yet it depends on every byte read; subtracting it
+            // keeps every value, signed zeros included.
+            let mut zero = [0.0f32; BLOCK];
+            for (i, z) in zero[..m].iter_mut().enumerate() {
+                let (a, b) = (pp[e0 + i], pm[e0 + i]);
+                let bits = u32::from(a[0] ^ a[1] ^ a[2] ^ a[3] ^ b[0] ^ b[1] ^ b[2] ^ b[3]);
+                *z = (src[i] * 0.0 * bits as f32).abs();
+            }
+            if !stuck_all.is_empty() {
+                for (z, s) in zero[..m].iter_mut().zip(&stuck_all[e0..e0 + m]) {
+                    *z *= f32::from(*s);
+                }
+            }
+            let (gp, gm, w) = (
+                &mut part.gp[b0..b0 + m],
+                &mut part.gm[b0..b0 + m],
+                &mut part.w[b0..b0 + m],
+            );
+            for i in 0..m {
+                gp[i] -= zero[i];
+                gm[i] -= zero[i];
+                w[i] -= zero[i];
+            }
+            for tw in [&mut *part.twp, &mut *part.twm] {
+                if !tw.is_empty() {
+                    for (t, z) in tw[b0..b0 + m].iter_mut().zip(&zero[..m]) {
+                        *t -= *z;
+                    }
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::crossbar::{Device, Devices};

@@ -1164,3 +1164,32 @@ fn bf16_rounding_is_far_below_the_read_noise_per_output() {
         "bf16 rounding reaches {worst} σ of the read noise on some unit"
     );
 }
+
+#[test]
+fn update_traffic_floor_moves_the_state_but_keeps_every_bit() {
+    // `harsh` has stuck devices and drift clocks; 301 × 40 pairs span two parallel chunks
+    // and the weight/bias seam inside a block.
+    let mut c = chip(&presets::harsh(), vec![300, 40], Activation::Relu, 3);
+    let state = |c: &Chip| {
+        let xb = &c.layers[0].tiles[0].xb;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        [
+            bits(&xb.gp),
+            bits(&xb.gm),
+            bits(xb.w.as_slice()),
+            bits(&xb.tw_p),
+            bits(&xb.tw_m),
+        ]
+    };
+    {
+        // Signed zeros must survive too.
+        let xb = &mut c.layers[0].tiles[0].xb;
+        xb.gp[5] = -0.0;
+        xb.w.as_mut_slice()[7] = -0.0;
+    }
+    assert!(!c.layers[0].tiles[0].xb.tw_p.is_empty() && !c.layers[0].tiles[0].xb.stuck.is_empty());
+    let before = state(&c);
+    let dw = signals(40, 300, 2, 3.0);
+    c.update_traffic_floor(0, dw.as_slice(), &[-0.5; 40]);
+    assert_eq!(state(&c), before);
+}
