@@ -400,6 +400,29 @@ fn tally_block(n: &[i32], stuck: &[u8], scheme: PairScheme, reset: bool, t: &mut
     }
 }
 
+/// The requests of pairs `e0..e0 + m` (weights then biases; copied into `seam` only for the
+/// block that straddles the two).
+#[inline]
+fn block_request<'a>(
+    req: &'a Request<'_>,
+    nw: usize,
+    e0: usize,
+    m: usize,
+    seam: &'a mut [f32; BLOCK],
+) -> &'a [f32] {
+    if e0 + m <= nw {
+        &req.dw[e0..e0 + m]
+    } else if e0 >= nw {
+        &req.db[e0 - nw..e0 - nw + m]
+    } else {
+        for (i, s) in seam[..m].iter_mut().enumerate() {
+            let e = e0 + i;
+            *s = if e < nw { req.dw[e] } else { req.db[e - nw] };
+        }
+        &seam[..m]
+    }
+}
+
 /// Pulsed, mixed-precision or reset-only update of every pair: one parallel pass over
 /// fixed chunks of [`CHUNK`] pairs, in blocks (see the module docs). Returns the pulses
 /// applied (per device) when `count` is set.
@@ -476,18 +499,7 @@ pub(crate) fn pulsed(
                     }
                 }
             }
-            // Requests of this block (weights then biases; copied only across the seam).
-            let src: &[f32] = if e0 + m <= nw {
-                &req.dw[e0..e0 + m]
-            } else if e0 >= nw {
-                &req.db[e0 - nw..e0 - nw + m]
-            } else {
-                for (i, s) in seam[..m].iter_mut().enumerate() {
-                    let e = e0 + i;
-                    *s = if e < nw { req.dw[e] } else { req.db[e - nw] };
-                }
-                &seam[..m]
-            };
+            let src = block_request(req, nw, e0, m, &mut seam);
             if mixed {
                 let chi = &mut part.chi[b0..b0 + m];
                 accumulate_counts(src, to_norm, pair_step, chi, &mut n[..m]);
@@ -659,17 +671,7 @@ pub(crate) fn traffic_floor(xb: &mut Crossbar, req: &Request<'_>) {
         for b0 in (0..len).step_by(BLOCK) {
             let m = BLOCK.min(len - b0);
             let e0 = part.base + b0;
-            let src: &[f32] = if e0 + m <= nw {
-                &req.dw[e0..e0 + m]
-            } else if e0 >= nw {
-                &req.db[e0 - nw..e0 - nw + m]
-            } else {
-                for (i, s) in seam[..m].iter_mut().enumerate() {
-                    let e = e0 + i;
-                    *s = if e < nw { req.dw[e] } else { req.db[e - nw] };
-                }
-                &seam[..m]
-            };
+            let src = block_request(req, nw, e0, m, &mut seam);
             // +0 for every finite request, yet it depends on every byte read; subtracting it
             // keeps every value, signed zeros included.
             let mut zero = [0.0f32; BLOCK];
