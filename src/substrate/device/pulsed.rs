@@ -30,11 +30,11 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::compact::{self, Compact, Lanes};
-use super::crossbar::{CHUNK, Crossbar, Device, Physics, STUCK_M, STUCK_P, write};
+use super::crossbar::{CHUNK, Crossbar, Device, Devices, Physics, STUCK_M, STUCK_P, write};
 use super::fastmath::{exp, expm1, ln1p};
 use super::normal;
 use super::spec::{PairScheme, Response, UpdateMode};
-use super::update::{PulseTally, Request, parts, pulses_shaped};
+use super::update::{Part, PulseTally, Request, parts, pulses_shaped};
 use crate::rng::{counter_word as word, derive, indexed};
 use rand_distr::Distribution as _;
 
@@ -336,7 +336,7 @@ fn pass<const SOFT: bool, const FEW: bool>(lane: &[u32], io: Lanes<'_>, a: PassA
 fn shaped_pass(
     phys: &Physics,
     scheme: PairScheme,
-    (dp, dm): (&super::crossbar::Devices, &super::crossbar::Devices),
+    (dp, dm): (&Devices, &Devices),
     (xp, xm): (&[[f32; 2]], &[[f32; 2]]),
     (n, stuck): (&[i32], &[u8]),
     (gp, gm, w): (&mut [f32], &mut [f32], &mut [f32]),
@@ -396,6 +396,34 @@ fn tally_block(n: &[i32], stuck: &[u8], scheme: PairScheme, reset: bool, t: &mut
             } else {
                 t.down += m_inc + p_dec;
             }
+        }
+    }
+}
+
+/// Prefetches the state of local pairs `ahead..ahead + m` of `part` that the kernel will
+/// read: request, conductances, weights, packed devices, and the stuck flags, drift clocks
+/// and accumulators where the chip has them.
+fn prefetch_block(
+    part: &Part<'_>,
+    req: &Request<'_>,
+    (dp, dm, stuck): (&Devices, &Devices, &[u8]),
+    ahead: usize,
+    m: usize,
+) {
+    let (nw, a0) = (req.dw.len(), part.base + ahead);
+    let local = ahead..ahead + m;
+    prefetch(&req.dw[a0.min(nw)..(a0 + m).min(nw)]);
+    prefetch(&part.gp[local.clone()]);
+    prefetch(&part.gm[local.clone()]);
+    prefetch(&part.w[local.clone()]);
+    prefetch(&dp.packed()[a0..a0 + m]);
+    prefetch(&dm.packed()[a0..a0 + m]);
+    if !stuck.is_empty() {
+        prefetch(&stuck[a0..a0 + m]);
+    }
+    for v in [&part.chi, &part.twp, &part.twm] {
+        if !v.is_empty() {
+            prefetch(&v[local.clone()]);
         }
     }
 }
@@ -475,29 +503,15 @@ pub(crate) fn pulsed(
             let e0 = part.base + b0;
             // Ask for the state of the block after next while this one computes (the
             // hardware prefetchers alone left the first loads of each block waiting).
-            {
-                let ahead = b0 + PREFETCH_BLOCKS * BLOCK;
-                if ahead < len {
-                    let m2 = BLOCK.min(len - ahead);
-                    let a0 = part.base + ahead;
-                    prefetch(&req.dw[a0.min(nw)..(a0 + m2).min(nw)]);
-                    prefetch(&part.gp[ahead..ahead + m2]);
-                    prefetch(&part.gm[ahead..ahead + m2]);
-                    prefetch(&part.w[ahead..ahead + m2]);
-                    prefetch(&dp.packed()[a0..a0 + m2]);
-                    prefetch(&dm.packed()[a0..a0 + m2]);
-                    if !stuck_all.is_empty() {
-                        prefetch(&stuck_all[a0..a0 + m2]);
-                    }
-                    if mixed {
-                        prefetch(&part.chi[ahead..ahead + m2]);
-                    }
-                    for tw in [&part.twp, &part.twm] {
-                        if !tw.is_empty() {
-                            prefetch(&tw[ahead..ahead + m2]);
-                        }
-                    }
-                }
+            let ahead = b0 + PREFETCH_BLOCKS * BLOCK;
+            if ahead < len {
+                prefetch_block(
+                    &part,
+                    req,
+                    (dp, dm, stuck_all),
+                    ahead,
+                    BLOCK.min(len - ahead),
+                );
             }
             let src = block_request(req, nw, e0, m, &mut seam);
             if mixed {
