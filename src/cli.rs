@@ -135,8 +135,9 @@ pub struct DistillArgs {
     /// Student chip: a preset (ideal, reram, pcm, harsh) or a spec TOML file.
     #[arg(long, value_name = "PRESET|FILE")]
     pub student_chip: String,
-    /// Seed(s) of the student chip instance(s), comma-separated.
-    #[arg(long, value_name = "N,N,...", default_value = "2")]
+    /// Seed(s) of the student chip instance(s): comma-separated, ranges allowed (2-33 is a
+    /// fleet of 32 chips, taught by one measurement of the teacher per view).
+    #[arg(long, value_name = "N,N-M,...", default_value = "2")]
     pub student_seed: String,
     /// Variation multiplier of the student chip's spreads and noises.
     #[arg(long, allow_hyphen_values = true, default_value_t = 1.0)]
@@ -148,6 +149,47 @@ pub struct DistillArgs {
     /// Never read the transfer images' true labels (the scratch baseline still uses them).
     #[arg(long)]
     pub unlabelled: bool,
+    /// Where the transfer images come from: train (the training set's first N), hybrid
+    /// or hybrid:S (N hybrids of the first S = 10 training images), noise (N smooth random
+    /// images), or a .npy / IDX image file (its first N). Only `train` has labels.
+    #[arg(
+        long,
+        value_name = "train|hybrid[:S]|noise|FILE",
+        default_value = "train"
+    )]
+    pub transfer_source: String,
+    /// Where the student starts: copy (the teacher's conductance targets and head, then
+    /// distillation), scratch, or auto (copy where the teacher is an FF network of the
+    /// student's shape, scratch otherwise). Default: auto.
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+    /// Largest shift of each view, pixels (0 = off). Default: 0.
+    #[arg(long)]
+    pub jitter: Option<usize>,
+    /// Fraction of views that mix two transfer images, λ uniform in [0, 1] (0 = off).
+    /// Default: 0.
+    #[arg(long, allow_hyphen_values = true)]
+    pub mixup: Option<f32>,
+    /// Teacher reads per view, averaged, each with fresh read noise. Default: 1.
+    #[arg(long)]
+    pub teacher_reads: Option<usize>,
+    /// Epochs at the start of a copy-initialised student that train only its softmax
+    /// head (the copied layers as they are), within --epochs. Default: 1.
+    #[arg(long)]
+    pub head_epochs: Option<usize>,
+    /// Learning-rate multiplier of a copy-initialised student's layers after its head
+    /// epochs (0 = only the head learns). Default: 0.1.
+    #[arg(long, allow_hyphen_values = true)]
+    pub copy_layer_lr: Option<f32>,
+    /// Baselines beside the student: basic (copy, scratch with labels) or full (also copy
+    /// fine-tuned with labels, and the distilled student from the other starting point).
+    /// Default: full for one student, basic for several.
+    #[arg(long, value_enum)]
+    pub baselines: Option<BaselinesArg>,
+    /// The student's hidden layers (default: the teacher's); `--init copy` needs the
+    /// teacher's shape.
+    #[arg(long, value_name = "W,W,...")]
+    pub student_layers: Option<String>,
     /// Temperature T of the soft targets and of the negatives' distribution.
     #[arg(long, allow_hyphen_values = true, default_value_t = 2.0)]
     pub temperature: f32,
@@ -193,6 +235,21 @@ pub struct DistillArgs {
     /// Title of the sweep figures.
     #[arg(long, default_value = "Distillation between chips")]
     pub title: String,
+}
+
+/// Student starting points.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InitArg {
+    Auto,
+    Copy,
+    Scratch,
+}
+
+/// Baseline sets.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BaselinesArg {
+    Basic,
+    Full,
 }
 
 /// Student layer losses.
@@ -1001,14 +1058,59 @@ fn parse_list<T: std::str::FromStr>(key: &str, s: &str) -> Result<Vec<T>, Error>
     Ok(v)
 }
 
+/// Chip seeds: comma-separated values and inclusive ranges `a-b` (each at most 100,000
+/// seeds; no seed twice).
+fn parse_seeds(key: &str, s: &str) -> Result<Vec<u64>, Error> {
+    let mut out: Vec<u64> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| Error::param(key, part, "must be a whole number or a range a-b"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if b < a || b - a >= 100_000 {
+                    return Err(Error::param(
+                        key,
+                        part,
+                        "a range a-b needs a ≤ b and at most 100000 seeds",
+                    ));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+        if out.len() > 100_000 {
+            return Err(Error::param(key, s, "at most 100000 student chips"));
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::param(
+            key,
+            format!("{s:?}"),
+            "need at least one value",
+        ));
+    }
+    for (i, v) in out.iter().enumerate() {
+        if out[..i].contains(v) {
+            return Err(Error::param(key, v, "is listed twice"));
+        }
+    }
+    Ok(out)
+}
+
 fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) -> Result<()> {
-    use crate::learn::distill::{DistillConfig, DistillLoss, ScoreSource};
+    use crate::learn::distill::{
+        Augment, DistillConfig, DistillLoss, Init, ScoreSource, TransferSource,
+    };
     use crate::train::distill as d;
     let transfers: Vec<usize> = parse_list("transfer", &args.transfer)?;
     if let Some(n) = transfers.iter().find(|n| **n == 0) {
         return Err(Error::param("transfer", n, "must be at least 1 image").into());
     }
-    let seeds: Vec<u64> = parse_list("student-seed", &args.student_seed)?;
+    let seeds: Vec<u64> = parse_seeds("student-seed", &args.student_seed)?;
     if args.epochs == 0 {
         return Err(Error::param("epochs", 0, "must be at least 1").into());
     }
@@ -1028,6 +1130,11 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             .into());
         }
     }
+    let defaults = DistillConfig::default();
+    let source_images = TransferSource::parse(&args.transfer_source)?;
+    for &n in &transfers {
+        source_images.validate(n)?;
+    }
     let dcfg = DistillConfig {
         temperature: args.temperature,
         source: match args.source {
@@ -1035,60 +1142,106 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             SourceArg::Goodness => ScoreSource::Goodness,
         },
         hard_weight: args.hard_weight,
-        unlabelled: args.unlabelled,
+        unlabelled: args.unlabelled || !source_images.labelled(),
         positive_temperature: args.positive_temperature,
         loss: match args.loss {
             LossArg::Contrastive => DistillLoss::Contrastive,
             LossArg::LayerKl => DistillLoss::LayerKl,
         },
         layer_temperature: args.layer_temperature,
+        init: match args.init {
+            None => defaults.init,
+            Some(InitArg::Auto) => Init::Auto,
+            Some(InitArg::Copy) => Init::Copy,
+            Some(InitArg::Scratch) => Init::Scratch,
+        },
+        augment: Augment {
+            jitter: args.jitter.unwrap_or(defaults.augment.jitter),
+            mixup: args.mixup.unwrap_or(defaults.augment.mixup),
+        },
+        teacher_reads: args.teacher_reads.unwrap_or(defaults.teacher_reads),
+        head_epochs: args.head_epochs.unwrap_or(defaults.head_epochs),
+        copy_layer_lr: args.copy_layer_lr.unwrap_or(defaults.copy_layer_lr),
     };
     dcfg.validate()?;
     ChipConfig::from_source(&args.student_chip, 0, args.variation)?.validate()?;
+    let student_layers = match &args.student_layers {
+        Some(s) => Some(crate::train::layers::parse_list(s)?),
+        None => None,
+    };
     let teacher = d::load_teacher(&args.teacher)?;
     d::check_source(teacher.meta.config.algo, dcfg.source)?;
     let mut data_cfg = teacher.meta.config.clone();
-    data_cfg.train_limit = transfers.iter().copied().max();
+    data_cfg.train_limit = transfers
+        .iter()
+        .map(|&n| source_images.train_images(n))
+        .max()
+        .map(|n| n.max(1));
     data_cfg.eval_limit = args.eval_limit.or(data_cfg.eval_limit);
     let data = data_cfg.load_data(data_dir)?;
+    let several = transfers.len() > 1 || seeds.len() > 1;
+    let baselines = match args.baselines {
+        Some(BaselinesArg::Basic) => d::BaselineSet::Basic,
+        Some(BaselinesArg::Full) => d::BaselineSet::Full,
+        None if several => d::BaselineSet::Basic,
+        None => d::BaselineSet::Full,
+    };
     let make = |n: usize, seed: u64| -> Result<d::DistillSettings, Error> {
         let chip = ChipConfig::from_source(&args.student_chip, seed, args.variation)?;
         let epochs = d::student_epochs(args.epochs, args.min_samples, n);
         let mut student = d::student_config(&teacher.meta.config, chip, epochs, args.seed, n);
+        if let Some(layers) = &student_layers {
+            student.layers = layers.clone();
+            student.ff.eval_from = student.ff.eval_from.min(layers.len());
+        }
         student.eval_limit = data_cfg.eval_limit;
         student.eval_every = 0;
+        // `--init copy` with a teacher of another shape: refused before anything runs.
+        d::resolve_init(dcfg.init, &teacher.meta.config, &student)?;
         Ok(d::DistillSettings {
             teacher: args.teacher.clone(),
             transfer: n,
+            source_images: source_images.clone(),
             distill: dcfg.clone(),
             goodness: args.goodness,
             min_samples: args.min_samples,
+            baselines,
             student,
         })
     };
-    if transfers.len() == 1 && seeds.len() == 1 {
+    if !several {
+        let shared = d::Teacher::new(&teacher, dcfg.source)?;
         let r = d::run(
             &make(transfers[0], seeds[0])?,
             &teacher,
+            &shared,
             &data,
             &args.out,
             rep,
             None,
         )?;
+        let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.2}%", 100.0 * v));
         println!(
-            "student {} #{} ({} transfer images): test error {:.2}%, agreement {:.2}%, KL {:.4} nats \
-             | copy {:.2}% / {:.2}% | scratch {:.2}% / {:.2}% | teacher {:.2}%",
+            "student {} #{} ({} {} transfer images, from {}): test error {:.2}%, agreement {:.2}%, KL {:.4} nats \
+             | copy {:.2}% / {:.2}% | scratch {} / {} | copy + labels {} | other init {} | teacher {:.2}% (self-agreement {}){}",
             r.student_chip,
             r.student_seed,
             r.transfer,
+            r.transfer_source,
+            r.init.name(),
             100.0 * r.test_error,
             100.0 * r.agreement,
             r.kl,
             100.0 * r.copy_test_error,
             100.0 * r.copy_agreement,
-            100.0 * r.scratch_test_error,
-            100.0 * r.scratch_agreement,
-            100.0 * r.teacher_test_error
+            pct(r.scratch_test_error),
+            pct(r.scratch_agreement),
+            pct(r.copy_labels_test_error),
+            pct(r.other_init_test_error),
+            100.0 * r.teacher_test_error,
+            pct(r.teacher_self_agreement),
+            r.recovered
+                .map_or(String::new(), |v| format!(" | recovered {v:.2}"))
         );
     } else {
         use crate::train::distill_sweep as ds;

@@ -154,15 +154,18 @@ pub fn run(out: &Path, plots: &Path, rep: &Reporter) -> Result<Summary> {
     let settings = train::distill::DistillSettings {
         teacher: ff_dir.clone(),
         transfer: data.train.len(),
+        source_images: Default::default(),
         distill: crate::learn::distill::DistillConfig::default(),
         goodness: false,
         min_samples: 0,
+        baselines: train::distill::BaselineSet::Basic,
         student: TrainConfig {
             eval_every: 0,
             ..student
         },
     };
-    let d = train::distill::run(&settings, &teacher, &data, &distill_dir, rep, None)?;
+    let shared = train::distill::Teacher::new(&teacher, settings.distill.source)?;
+    let d = train::distill::run(&settings, &teacher, &shared, &data, &distill_dir, rep, None)?;
 
     rep.line(&format!(
         "quickstart 4/4: backprop trained digitally, deployed onto chip #{SECOND}"
@@ -180,7 +183,7 @@ pub fn run(out: &Path, plots: &Path, rep: &Reporter) -> Result<Summary> {
         ideal_error: r6(ideal),
         copied_error: r6(d.copy_test_error),
         distilled_error: r6(d.test_error),
-        scratch_error: r6(d.scratch_test_error),
+        scratch_error: r6(d.scratch_test_error.unwrap_or(f64::NAN)),
         bp_digital_error: r6(deployed.test_error_digital.unwrap_or(f64::NAN)),
         bp_deployed_error: r6(deployed.test_error),
         seconds: start.elapsed().as_secs_f64(),

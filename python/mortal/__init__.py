@@ -216,9 +216,11 @@ def train(quiet: bool = False, data_dir: str | None = None, progress=None, **opt
 
 
 def distill(quiet: bool = False, data_dir: str | None = None, progress=None,
-            **options) -> list[dict]:
-    """Distils like ``mortal distill`` (``teacher=``, ``student_chip=``, ``out=`` ...);
-    returns the students' results (:func:`load_results` of ``out``)."""
+            **options) -> dict | list[dict]:
+    """Distils like ``mortal distill`` (``teacher=``, ``student_chip=``, ``out=`` ...).
+    One student: its ``results.json`` as a dict (as :func:`train` returns a run's);
+    several (a fleet, ``student_seed="2-33"``, or several ``transfer`` sizes): the list of
+    their ``results.csv`` rows."""
     if "out" not in options:
         raise ParamError("distill: out= is required (the output directory)")
     args = ["distill"] + _flags(options)
@@ -227,7 +229,13 @@ def distill(quiet: bool = False, data_dir: str | None = None, progress=None,
     if data_dir is not None:
         args += ["--data-dir", os.fspath(data_dir)]
     _mortal.run_cli(args, _progress(quiet, progress))
-    return load_results(options["out"])
+    out = os.fspath(options["out"])
+    if os.path.isfile(os.path.join(out, "results.csv")):
+        return load_results(out)
+    with open(os.path.join(out, "results.json")) as f:
+        r = json.load(f)
+    r["out"] = out
+    return r
 
 
 def run_scenario(path: str | os.PathLike, out: str | os.PathLike | None = None,

@@ -106,6 +106,14 @@ impl DistillPlan {
             positive_temperature: sec.positive_temperature,
             loss: DistillLoss::Contrastive,
             layer_temperature: sec.layer_temperature,
+            init: sec.init,
+            augment: crate::learn::distill::Augment {
+                jitter: sec.jitter,
+                mixup: sec.mixup,
+            },
+            teacher_reads: sec.teacher_reads,
+            head_epochs: sec.head_epochs,
+            copy_layer_lr: sec.copy_layer_lr,
         };
         cfg.validate()
             .map_err(|e| rekey(e, |k| format!("distill.{}", k.replace('-', "_"))))?;
@@ -190,6 +198,8 @@ impl DistillPlan {
                                 settings: DistillSettings {
                                     teacher: teacher_dir.clone(),
                                     transfer: n,
+                                    source_images: Default::default(),
+                                    baselines: sec.baselines,
                                     distill: DistillConfig {
                                         loss,
                                         ..cfg.clone()

@@ -53,9 +53,10 @@ use serde_json::Value;
 
 use crate::data::DatasetKind;
 use crate::data::synthetic::SyntheticConfig;
-use crate::learn::distill::{DistillLoss, ScoreSource};
+use crate::learn::distill::{DistillConfig, DistillLoss, Init, ScoreSource};
 use crate::substrate::device::HardwareSpec;
 use crate::train::Algo;
+use crate::train::distill::BaselineSet;
 
 /// The format version this build reads.
 pub const VERSION: u32 = 1;
@@ -162,6 +163,50 @@ pub struct DistillSection {
     /// Also measure error and agreement by goodness per label (11 passes per test image).
     #[serde(default)]
     pub goodness: bool,
+    /// Where each student starts: `auto` (default: `copy` where the teacher is an FF
+    /// network of the student's shape), `copy` or `scratch`.
+    #[serde(default)]
+    pub init: Init,
+    /// Largest shift of each view, pixels (default: the library's, 0).
+    #[serde(default = "default_jitter")]
+    pub jitter: usize,
+    /// Fraction of views mixing two transfer images (default: the library's, 0).
+    #[serde(default = "default_mixup")]
+    pub mixup: f32,
+    /// Teacher reads per view, averaged (default 1).
+    #[serde(default = "default_teacher_reads")]
+    pub teacher_reads: usize,
+    /// Epochs at the start of a copy-initialised student that train only its head
+    /// (default: the library's).
+    #[serde(default = "default_head_epochs")]
+    pub head_epochs: usize,
+    /// Learning-rate multiplier of a copy-initialised student's layers after its head
+    /// epochs (default: the library's).
+    #[serde(default = "default_copy_layer_lr")]
+    pub copy_layer_lr: f32,
+    /// `basic` (default: copy and scratch) or `full` (also copy + labels and the other
+    /// starting point).
+    #[serde(default = "default_baselines")]
+    pub baselines: BaselineSet,
+}
+
+fn default_jitter() -> usize {
+    DistillConfig::default().augment.jitter
+}
+fn default_mixup() -> f32 {
+    DistillConfig::default().augment.mixup
+}
+fn default_teacher_reads() -> usize {
+    DistillConfig::default().teacher_reads
+}
+fn default_head_epochs() -> usize {
+    DistillConfig::default().head_epochs
+}
+fn default_copy_layer_lr() -> f32 {
+    DistillConfig::default().copy_layer_lr
+}
+fn default_baselines() -> BaselineSet {
+    BaselineSet::Basic
 }
 
 fn default_student_seeds() -> Vec<u64> {

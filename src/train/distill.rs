@@ -1,50 +1,75 @@
 //! `mortal distill`: move a trained network (the teacher, on its chip; Forward-Forward or
 //! any backprop variant) to another chip (the student, trained in situ by FF), and compare
-//! with the two baselines, in one run:
+//! with the baselines, in one run and at one budget (epochs):
 //! * **copy**: the teacher's conductances (or, for a digital teacher, its weights,
 //!   programmed) put onto the student chip, evaluated as they are;
 //! * **scratch**: FF from scratch on the student chip with the transfer images' true labels;
-//! * **distill**: FF in situ on the student chip, supervised by the teacher's probabilities
-//!   (see [`crate::learn::distill`]).
+//! * **distil**: FF in situ on the student chip, supervised by the teacher's probabilities
+//!   on every view it is shown (see [`crate::learn::distill`]), starting from the copy
+//!   (`init = copy`, a chip-in-the-loop fine-tuning) or from scratch;
+//! * with full baselines, also **copy + labels** (the copy fine-tuned by FF with the true
+//!   labels) and the distilled student from the other starting point.
 //!
-//! Writes `results.json` (student `test_error`, `agreement`, `kl`, the same for `copy_*` and
-//! `scratch_*`, the teacher's error, seeds and the full configuration), `epochs.csv` (the
-//! distilled student, one row per epoch), `scratch/` (the scratch baseline's own run files)
-//! and the student's checkpoint. Sweeps of students are in [`super::distill_sweep`]; there,
-//! students that differ only in their objective share one measurement of the baselines
-//! ([`Baselines`], `baselines_from` in `results.json`).
+//! Teaching is consistent and patient (Beyer et al. 2022): every epoch shows each transfer
+//! image as a fresh view (jitter, mixup), and the teacher is measured on that very view on
+//! its own chip ([`Teacher`], shared by every student that sees the same views).
+//!
+//! Writes `results.json` (student `test_error`, `agreement`, `kl`, the same for `copy_*`,
+//! `scratch_*`, `copy_labels_*`, `other_init_*`, the teacher's error, the gap to it and the
+//! fraction of the scratch–teacher gap recovered, seeds and the full configuration),
+//! `epochs.csv` (the student, one row per epoch), `scratch/`, `copy-labels/`,
+//! `other-init/` (each baseline's `epochs.csv`) and the student's checkpoint. Sweeps of
+//! students are in [`super::distill_sweep`]; there, students that differ only in their
+//! objective share one measurement of the baselines ([`Baselines`], `baselines_from`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
 use super::config::{Algo, ChipConfig, Seeds, TrainConfig};
-use super::trainers::{FfTrainer, SubstrateId, Trainer};
+use super::distill_teacher::ff_scores;
+pub use super::distill_teacher::{
+    Net, Teacher, TeacherCheckpoint, ViewKey, check_source, copy_init_refusal, ff_trainer,
+    load_teacher, resolve_init,
+};
+use super::trainers::FfTrainer;
 use super::{batches, epoch_order};
-use crate::data::{CLASSES, Splits};
+use crate::data::{CLASSES, Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_csv, write_json};
 use crate::learn::distill::{
-    self, DistillConfig, DistillLoss, Fidelity, ScoreSource, fidelity, mix_hard, sample_label,
-    sample_wrong, softmax_t,
+    self, Augment, DistillConfig, DistillLoss, Fidelity, Init, ScoreSource, TransferSource,
+    epoch_views, fidelity, mix_hard, sample_label, sample_wrong, softmax_t, transfer_images,
 };
-use crate::learn::ff::{FfLearner, LayerKlSupervision, SoftSupervision};
+use crate::learn::ff::{LayerKlSupervision, SoftSupervision};
 use crate::linalg::Mat;
 use crate::progress::Reporter;
 use crate::rng::{derive, indexed, stream};
-use crate::substrate::SubstrateState;
-use crate::tensor;
+
+/// Which baselines a student measures beside itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaselineSet {
+    /// copy and scratch (labels).
+    Basic,
+    /// Also copy + fine-tuning with labels, and the distilled student from the other
+    /// starting point (copy ↔ scratch), where they exist.
+    #[default]
+    Full,
+}
 
 /// Everything that defines one distillation run (serialised into `results.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistillSettings {
-    /// Checkpoint directory of the teacher (a `mortal train --algo ff` run).
+    /// Checkpoint directory of the teacher (a `mortal train` run of any algorithm).
     pub teacher: PathBuf,
-    /// Transfer set: the first N training images.
+    /// Transfer set: N images of `source_images`.
     pub transfer: usize,
+    /// Where the transfer images come from (default: the training set's first N).
+    #[serde(default)]
+    pub source_images: TransferSource,
     /// Student objective.
     pub distill: DistillConfig,
     /// Also evaluate goodness per label on the test set (11 passes per image).
@@ -52,8 +77,11 @@ pub struct DistillSettings {
     /// Minimum number of training samples a student sees: its epochs are
     /// `max(epochs, ceil(min_samples / transfer))` (0 = exactly `epochs`).
     pub min_samples: usize,
-    /// The student's training run (teacher's shape and FF settings, the student chip, its
-    /// epochs and master seed, `train_limit` = transfer). Used as is by the scratch baseline.
+    /// Which baselines are measured.
+    #[serde(default)]
+    pub baselines: BaselineSet,
+    /// The student's training run (its shape and FF settings, the student chip, its
+    /// epochs and master seed, `train_limit` = transfer). Used as is by the baselines.
     pub student: TrainConfig,
 }
 
@@ -98,17 +126,27 @@ pub struct DistillResults {
     pub teacher_chip_seed: Option<u64>,
     /// Teacher test error by its output scores (`source`).
     pub teacher_test_error: f64,
+    /// Agreement of the teacher with itself on a second read of the test set (fresh read
+    /// noise): the ceiling its own noise puts on any student's agreement.
+    #[serde(default)]
+    pub teacher_self_agreement: Option<f64>,
     pub student_chip: String,
     /// Seed of the student chip instance.
     pub student_seed: u64,
     pub variation: f64,
-    /// Transfer images (first N of the training set).
+    /// Transfer images.
     pub transfer: usize,
+    /// Where they came from (`train`, `hybrid:S`, `noise`, a file).
+    #[serde(default)]
+    pub transfer_source: String,
     pub unlabelled: bool,
     pub temperature: f32,
     pub source: ScoreSource,
     pub hard_weight: f32,
-    /// Distilled student: test error of its softmax head, and by goodness.
+    /// The student's starting point (`copy` or `scratch`).
+    #[serde(default = "scratch_init")]
+    pub init: Init,
+    /// Student: test error of its softmax head, and by goodness.
     pub test_error: f64,
     pub test_error_goodness: Option<f64>,
     /// Fraction of test images where the student's top-1 equals the teacher's.
@@ -116,6 +154,14 @@ pub struct DistillResults {
     pub agreement_goodness: Option<f64>,
     /// Mean KL(teacher ‖ student) on the test set, nats, temperature 1.
     pub kl: f64,
+    /// `test_error − teacher_test_error` (fraction; ≤ 0: the student matches or beats it).
+    #[serde(default)]
+    pub gap: f64,
+    /// `(scratch − student) / (scratch − teacher)`, the fraction of the gap between FF
+    /// from scratch with labels and the teacher that distillation recovers; reported where
+    /// scratch trails the teacher by more than a point.
+    #[serde(default)]
+    pub recovered: Option<f64>,
     pub copy_test_error: f64,
     pub copy_test_error_goodness: Option<f64>,
     pub copy_agreement: f64,
@@ -123,11 +169,28 @@ pub struct DistillResults {
     pub copy_kl: f64,
     /// How the copy was made (the substrate's note).
     pub copy_note: Option<String>,
-    pub scratch_test_error: f64,
+    /// FF from scratch with the true labels (none: the transfer images have no labels).
+    pub scratch_test_error: Option<f64>,
     pub scratch_test_error_goodness: Option<f64>,
-    pub scratch_agreement: f64,
+    pub scratch_agreement: Option<f64>,
     pub scratch_agreement_goodness: Option<f64>,
-    pub scratch_kl: f64,
+    pub scratch_kl: Option<f64>,
+    /// The copy fine-tuned by FF with the true labels (full baselines, where both exist).
+    #[serde(default)]
+    pub copy_labels_test_error: Option<f64>,
+    #[serde(default)]
+    pub copy_labels_agreement: Option<f64>,
+    #[serde(default)]
+    pub copy_labels_kl: Option<f64>,
+    /// The distilled student from the other starting point (full baselines).
+    #[serde(default)]
+    pub other_init: Option<Init>,
+    #[serde(default)]
+    pub other_init_test_error: Option<f64>,
+    #[serde(default)]
+    pub other_init_agreement: Option<f64>,
+    #[serde(default)]
+    pub other_init_kl: Option<f64>,
     /// Student validation error (softmax head) after the last epoch.
     pub valid_error: f64,
     /// Wall time of the distilled student's training, seconds.
@@ -143,26 +206,36 @@ pub struct DistillResults {
     pub config: DistillSettings,
 }
 
-/// The copy and scratch baselines of a student. They do not depend on the student's own
-/// objective, so students that differ only in it (e.g. the loss) share one measurement.
+fn scratch_init() -> Init {
+    Init::Scratch
+}
+
+/// The baselines of a student that do not depend on its own objective, so students that
+/// differ only in it (e.g. the loss) share one measurement.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Baselines {
     pub copy: Fidelity,
     pub copy_note: Option<String>,
-    pub scratch: Fidelity,
+    pub scratch: Option<Fidelity>,
+    pub copy_labels: Option<Fidelity>,
     /// The student run they were measured in.
     pub from: String,
 }
 
 impl DistillSettings {
     /// These settings with every objective field the baselines do not read reset to its
-    /// default (only the teacher's score `source` is kept): students with equal keys have
-    /// identical copy and scratch baselines.
+    /// default (the teacher's score `source` and the views' jitter are kept): students
+    /// with equal keys have identical copy, scratch and copy + labels baselines.
     pub fn baseline_key(&self) -> DistillSettings {
+        let d = DistillConfig::default();
         DistillSettings {
             distill: DistillConfig {
                 source: self.distill.source,
-                ..DistillConfig::default()
+                augment: Augment {
+                    jitter: self.distill.augment.jitter,
+                    ..d.augment
+                },
+                ..d
             },
             ..self.clone()
         }
@@ -172,29 +245,31 @@ impl DistillSettings {
 impl DistillResults {
     /// This run's baselines; `name` is its run's name, used when it measured them itself.
     pub fn baselines(&self, name: &str) -> Baselines {
-        let f = |error, error_goodness, agreement, agreement_goodness, kl| Fidelity {
+        let scratch = self.scratch_test_error.map(|error| Fidelity {
             error,
-            error_goodness,
-            agreement,
-            agreement_goodness,
-            kl,
-        };
+            error_goodness: self.scratch_test_error_goodness,
+            agreement: self.scratch_agreement.unwrap_or(f64::NAN),
+            agreement_goodness: self.scratch_agreement_goodness,
+            kl: self.scratch_kl.unwrap_or(f64::NAN),
+        });
+        let copy_labels = self.copy_labels_test_error.map(|error| Fidelity {
+            error,
+            error_goodness: None,
+            agreement: self.copy_labels_agreement.unwrap_or(f64::NAN),
+            agreement_goodness: None,
+            kl: self.copy_labels_kl.unwrap_or(f64::NAN),
+        });
         Baselines {
-            copy: f(
-                self.copy_test_error,
-                self.copy_test_error_goodness,
-                self.copy_agreement,
-                self.copy_agreement_goodness,
-                self.copy_kl,
-            ),
+            copy: Fidelity {
+                error: self.copy_test_error,
+                error_goodness: self.copy_test_error_goodness,
+                agreement: self.copy_agreement,
+                agreement_goodness: self.copy_agreement_goodness,
+                kl: self.copy_kl,
+            },
             copy_note: self.copy_note.clone(),
-            scratch: f(
-                self.scratch_test_error,
-                self.scratch_test_error_goodness,
-                self.scratch_agreement,
-                self.scratch_agreement_goodness,
-                self.scratch_kl,
-            ),
+            scratch,
+            copy_labels,
             from: self
                 .baselines_from
                 .clone()
@@ -203,193 +278,11 @@ impl DistillResults {
     }
 }
 
-/// A teacher loaded from its checkpoint.
-pub struct TeacherCheckpoint {
-    pub meta: checkpoint::CheckpointMeta,
-    pub tensors: Vec<tensor::Tensor>,
-}
-
-/// Reads a teacher checkpoint (a network trained by any algorithm, on a chip or not).
-pub fn load_teacher(dir: &Path) -> Result<TeacherCheckpoint> {
-    if !dir.is_dir() {
-        return Err(Error::artifact(
-            dir,
-            "teacher checkpoint directory not found",
-        ));
-    }
-    let (meta, tensors) = checkpoint::load(dir)?;
-    meta.config.validate()?;
-    Ok(TeacherCheckpoint { meta, tensors })
-}
-
-/// Checks that a teacher trained by `algo` has the scores `source` names: goodness
-/// exists only for Forward-Forward teachers.
-pub fn check_source(algo: Algo, source: ScoreSource) -> Result<()> {
-    if algo != Algo::Ff && source == ScoreSource::Goodness {
-        return Err(Error::param(
-            "source",
-            source.name(),
-            format!(
-                "only a Forward-Forward teacher has goodness scores (this one is {algo}); use softmax"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// A trained network whose outputs are compared with the teacher's: a Forward-Forward
-/// network (softmax-head logits, and goodness per label on request) or a network of
-/// another algorithm (its output layer).
-pub enum Net {
-    Ff(Box<FfTrainer>),
-    Other(Box<dyn Trainer>),
-}
-
-impl Net {
-    /// (output logits, goodness log-odds when `goodness` is asked for and the network is
-    /// FF), each classes × n, for every image of `data`.
-    pub fn scores(
-        &mut self,
-        data: &crate::data::Dataset,
-        goodness: bool,
-        noise: &mut crate::rng::Rng,
-    ) -> Result<(Mat, Option<Mat>)> {
-        match self {
-            Net::Ff(t) => ff_scores(t, data, goodness, noise),
-            Net::Other(t) => Ok((t.logits(data, noise)?, None)),
-        }
-    }
-
-    /// The teacher's output distribution's scores by `source` (goodness: FF only; callers
-    /// check with [`check_source`]).
-    fn output(
-        &mut self,
-        data: &crate::data::Dataset,
-        source: ScoreSource,
-        noise: &mut crate::rng::Rng,
-    ) -> Result<Mat> {
-        match self {
-            Net::Ff(t) => Ok(distill::pick(
-                distill::scores_of(&mut t.learner, t.substrate.as_mut(), data, source, noise)?,
-                source,
-            )),
-            Net::Other(t) => {
-                debug_assert_eq!(source, ScoreSource::Softmax, "see check_source");
-                t.logits(data, noise)
-            }
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Net::Ff(t) => t.substrate.describe(),
-            Net::Other(t) => t.substrate(),
-        }
-    }
-}
-
-/// A Forward-Forward trainer for `cfg` (the learner and its substrate, built as
-/// `mortal train` builds them).
-pub fn ff_trainer(cfg: &TrainConfig) -> Result<FfTrainer> {
-    let topology = cfg.ff_topology()?;
-    let learner =
-        FfLearner::with_geometry(cfg.ff.clone(), topology.clone(), cfg.dataset.geometry())?;
-    let substrate = super::trainers::build_substrate(cfg, topology)?;
-    Ok(FfTrainer { learner, substrate })
-}
-
-impl TeacherCheckpoint {
-    fn saved_id(&self) -> SubstrateId {
-        SubstrateId {
-            kind: self.meta.substrate_kind.clone(),
-            identity: self.meta.substrate_identity.clone(),
-        }
-    }
-
-    /// The teacher on its own substrate.
-    pub fn restore(&self) -> Result<Net> {
-        if self.meta.config.algo == Algo::Ff {
-            let mut t = ff_trainer(&self.meta.config)?;
-            t.restore(&self.tensors, &self.saved_id())?;
-            return Ok(Net::Ff(Box::new(t)));
-        }
-        let mut t = super::trainers::build(&self.meta.config)?;
-        t.restore(&self.tensors, &self.saved_id())?;
-        Ok(Net::Other(t))
-    }
-
-    /// The copy baseline: the teacher's state put onto the student chip of `cfg` (a chip
-    /// teacher's conductances are loaded into the student chip, whose own devices then
-    /// apply; a digital teacher's weights are programmed, write-and-verify; a `bp-deploy`
-    /// or `bp-hwa` teacher's digital weights are deployed afresh, as that algorithm does).
-    /// The network keeps the teacher's algorithm.
-    pub fn copy_onto(
-        &self,
-        cfg: &TrainConfig,
-        noise: &mut crate::rng::Rng,
-    ) -> Result<(Net, Option<String>)> {
-        let chip = cfg.chip.clone();
-        match self.meta.config.algo {
-            Algo::Ff => {
-                let (t, note) = self.copy_ff(cfg, noise)?;
-                Ok((Net::Ff(Box::new(t)), note))
-            }
-            Algo::Bp => {
-                // A digitally trained network goes onto a chip the bp-deploy way.
-                let onto = TrainConfig {
-                    chip,
-                    ..self.meta.config.clone()
-                };
-                let t = super::bp_chip::deploy_digital(&onto, &self.tensors)?;
-                let note = format!(
-                    "the digital backprop teacher's weights deployed (write-and-verify) onto {}",
-                    t.substrate()
-                );
-                Ok((Net::Other(t), Some(note)))
-            }
-            _ => {
-                let onto = TrainConfig {
-                    chip,
-                    ..self.meta.config.clone()
-                };
-                let mut t = super::trainers::build(&onto)?;
-                let note = t.restore(&self.tensors, &self.saved_id())?;
-                Ok((Net::Other(t), note))
-            }
-        }
-    }
-
-    fn copy_ff(
-        &self,
-        cfg: &TrainConfig,
-        noise: &mut crate::rng::Rng,
-    ) -> Result<(FfTrainer, Option<String>)> {
-        let mut t = ff_trainer(cfg)?;
-        t.learner
-            .restore(&tensor::with_prefix(&self.tensors, "ff/"))?;
-        let subs = tensor::with_prefix(&self.tensors, "substrate/");
-        let note = if self.meta.substrate_kind == "chip" && cfg.chip.is_some() {
-            t.substrate.load_state(&SubstrateState {
-                kind: self.meta.substrate_kind.clone(),
-                identity: self.meta.substrate_identity.clone(),
-                tensors: subs,
-            })?
-        } else {
-            let topo = t.substrate.topology().clone();
-            for l in 0..topo.layers() {
-                let (i, o) = topo.dims(l);
-                let w = tensor::to_mat(&subs, &format!("layer{l}.weight"), o, i)?;
-                let b = tensor::find(&subs, &format!("layer{l}.bias"), &[o])?.to_vec();
-                t.substrate.program(l, &w, &b, noise);
-            }
-            Some(format!(
-                "weights of the {} teacher programmed onto {}",
-                self.meta.substrate_kind,
-                t.substrate.describe()
-            ))
-        };
-        Ok((t, note))
-    }
+/// `(scratch − student) / (scratch − teacher)` where scratch trails the teacher by more
+/// than a point (errors as fractions).
+pub fn recovered(scratch: Option<f64>, student: f64, teacher: f64) -> Option<f64> {
+    let s = scratch?;
+    (s - teacher > 0.01).then(|| (s - student) / (s - teacher))
 }
 
 /// The student's training configuration: the teacher's shape and FF settings on the
@@ -432,31 +325,15 @@ pub fn student_epochs(epochs: usize, min_samples: usize, transfer: usize) -> usi
     epochs.max(min_samples.div_ceil(transfer.max(1)))
 }
 
-/// An FF network's (head logits, goodness log-odds if `goodness`) for `data`.
-fn ff_scores(
-    t: &mut FfTrainer,
-    data: &crate::data::Dataset,
-    goodness: bool,
-    noise: &mut crate::rng::Rng,
-) -> Result<(Mat, Option<Mat>)> {
-    let source = if goodness {
-        ScoreSource::Goodness
-    } else {
-        ScoreSource::Softmax
-    };
-    let (l, g) = distill::scores_of(&mut t.learner, t.substrate.as_mut(), data, source, noise)?;
-    Ok((l, goodness.then_some(g)))
-}
-
 /// How scores from [`Net::scores`] compare with the teacher's outputs and the labels.
-fn against(scores: (Mat, Option<Mat>), data: &crate::data::Dataset, teacher_out: &Mat) -> Fidelity {
+fn against(scores: (Mat, Option<Mat>), data: &Dataset, teacher_out: &Mat) -> Fidelity {
     fidelity(&scores.0, scores.1.as_ref(), teacher_out, data.labels())
 }
 
-/// The test-set fidelity of an FF network trained here (scratch or student).
+/// The test-set fidelity of an FF network trained here.
 fn ff_fidelity(
     t: &mut FfTrainer,
-    test: &crate::data::Dataset,
+    test: &Dataset,
     goodness: bool,
     noise: &mut crate::rng::Rng,
     t_test: &Mat,
@@ -464,7 +341,7 @@ fn ff_fidelity(
     Ok(against(ff_scores(t, test, goodness, noise)?, test, t_test))
 }
 
-/// The one-line report of a network's fidelity (`what`: copy, scratch, distill).
+/// The one-line report of a network's fidelity (`what`: copy, scratch, distil, …).
 fn report(rep: &Reporter, what: &str, f: &Fidelity) {
     rep.line(&format!(
         "{what}: test error {:.2}%, agreement {:.2}%, KL {:.4} nats",
@@ -474,69 +351,135 @@ fn report(rep: &Reporter, what: &str, f: &Fidelity) {
     ));
 }
 
-/// Runs copy, scratch and distillation for one student; writes into `out`. With `shared`
-/// baselines (measured by a student with the same [`DistillSettings::baseline_key`]),
-/// only the distillation runs.
+/// The labelled images of a transfer source (its own, or the seed images of hybrids).
+fn labelled_images(
+    source: &TransferSource,
+    transfer: &Dataset,
+    train: &Dataset,
+) -> Option<Dataset> {
+    match source {
+        TransferSource::Train => Some(transfer.clone()),
+        TransferSource::Hybrid { seeds } => Some(train.slice(0..(*seeds).min(train.len()))),
+        TransferSource::Noise | TransferSource::File(_) => None,
+    }
+}
+
+/// Everything one student run needs, checked.
+struct Plan<'a> {
+    s: &'a DistillSettings,
+    ckpt: &'a TeacherCheckpoint,
+    init: Init,
+    transfer: Dataset,
+    labelled: Option<Dataset>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(s: &'a DistillSettings, ckpt: &'a TeacherCheckpoint, data: &Splits) -> Result<Self> {
+        s.distill.validate()?;
+        check_source(ckpt.meta.config.algo, s.distill.source)?;
+        s.student.validate()?;
+        s.distill.augment.validate(data.train.geometry())?;
+        if !s.source_images.labelled() && s.distill.hard_weight > 0.0 {
+            return Err(Error::param(
+                "hard-weight",
+                s.distill.hard_weight,
+                format!(
+                    "the {} transfer images have no labels; hard-weight must be 0",
+                    s.source_images.name()
+                ),
+            ));
+        }
+        if data.valid.is_empty() || data.test.is_empty() {
+            return Err(Error::param(
+                "dataset",
+                s.student.dataset,
+                "validation and test sets must be non-empty",
+            ));
+        }
+        if s.student.chip.is_none() {
+            return Err(Error::param(
+                "student-chip",
+                "none",
+                "the student needs a chip",
+            ));
+        }
+        let init = resolve_init(s.distill.init, &ckpt.meta.config, &s.student)?;
+        let transfer = transfer_images(
+            &s.source_images,
+            &data.train,
+            s.transfer,
+            derive(s.student.seed, "transfer-images"),
+        )?;
+        let labelled = labelled_images(&s.source_images, &transfer, &data.train);
+        Ok(Self {
+            s,
+            ckpt,
+            init,
+            transfer,
+            labelled,
+        })
+    }
+
+    /// A fresh FF student on the student chip, started as `init` says.
+    fn start(&self, init: Init, program_seed: &str) -> Result<FfTrainer> {
+        let cfg = &self.s.student;
+        match init {
+            Init::Copy => {
+                let mut noise = stream(derive(cfg.seeds().noise, program_seed), "program");
+                Ok(self.ckpt.copy_ff(cfg, &mut noise)?.0)
+            }
+            Init::Scratch | Init::Auto => ff_trainer(cfg),
+        }
+    }
+}
+
+/// Runs the student and its baselines; writes into `out`. With `shared` baselines
+/// (measured by a student with the same [`DistillSettings::baseline_key`]), only the
+/// distillations run. `teacher` is the teacher of `ckpt`, shared across students.
 pub fn run(
     s: &DistillSettings,
-    teacher: &TeacherCheckpoint,
+    ckpt: &TeacherCheckpoint,
+    teacher: &Teacher,
     data: &Splits,
     out: &Path,
     rep: &Reporter,
     shared: Option<&Baselines>,
 ) -> Result<DistillResults> {
     let start = Instant::now();
-    s.distill.validate()?;
-    check_source(teacher.meta.config.algo, s.distill.source)?;
-    s.student.validate()?;
-    let n_train = data.train.len();
-    if s.transfer == 0 || s.transfer > n_train {
+    let plan = Plan::new(s, ckpt, data)?;
+    if teacher.source() != s.distill.source {
         return Err(Error::param(
-            "transfer",
-            s.transfer,
-            format!("must be between 1 and the {n_train} training images"),
+            "source",
+            s.distill.source.name(),
+            format!("the shared teacher measures {}", teacher.source().name()),
         ));
     }
-    if data.valid.is_empty() || data.test.is_empty() {
-        return Err(Error::param(
-            "dataset",
-            s.student.dataset,
-            "validation and test sets must be non-empty",
-        ));
-    }
-    let chip = s
-        .student
-        .chip
-        .clone()
-        .ok_or_else(|| Error::param("student-chip", "none", "the student needs a chip"))?;
+    let chip = s.student.chip.clone().expect("checked by Plan::new");
     create_dir(out)?;
     super::manifest::unseal(out)?;
     let cfg = &s.student;
     let seeds = cfg.seeds();
-    let source = s.distill.source;
-    let t_soft = s.distill.temperature;
     let eval_seed = derive(seeds.noise, "distill-eval");
-    let transfer = data.train.slice(0..s.transfer);
 
-    // Teacher outputs: transfer, validation and test sets.
-    let mut teacher_net = teacher.restore()?;
-    let mut tnoise = stream(derive(seeds.noise, "teacher"), "scores");
-    let mut teacher_out =
-        |d: &crate::data::Dataset| -> Result<Mat> { teacher_net.output(d, source, &mut tnoise) };
-    let t_transfer = teacher_out(&transfer)?;
-    let t_valid = teacher_out(&data.valid)?;
-    let t_test = teacher_out(&data.test)?;
+    let t_valid = teacher.on_set("valid", &data.valid)?;
+    let t_test = teacher.on_set("test", &data.test)?;
     let teacher_test_error = distill::error_of(&t_test, data.test.labels());
+    // The teacher against itself on another read of the test set: the agreement its own
+    // read noise allows (a ceiling for any student's agreement).
+    let t_again = teacher.on_set("test-again", &data.test)?;
+    let teacher_self = fidelity(&t_again, None, &t_test, data.test.labels());
     rep.line(&format!(
-        "teacher ({}): test error {:.2}% by {}",
-        teacher_net.describe(),
+        "teacher ({}): test error {:.2}% by {}; {:.2}% agreement with itself on another read",
+        teacher.describe(),
         100.0 * teacher_test_error,
-        source.name()
+        s.distill.source.name(),
+        100.0 * teacher_self.agreement
     ));
 
     let lesson = Lesson {
-        transfer: &transfer,
-        teacher: &t_transfer,
+        images: &plan.transfer,
+        transfer_name: s.source_images.name(),
+        teacher,
         t_valid: &t_valid,
         valid: &data.valid,
         eval_seed,
@@ -544,19 +487,32 @@ pub fn run(
     let base = match shared {
         Some(b) => {
             rep.line(&format!(
-                "copy: test error {:.2}%, scratch: test error {:.2}% (baselines of {})",
+                "copy: test error {:.2}% (baselines of {})",
                 100.0 * b.copy.error,
-                100.0 * b.scratch.error,
                 b.from
             ));
             b.clone()
         }
-        None => baselines(s, teacher, data, &lesson, &t_test, out, rep)?,
+        None => baselines(&plan, &lesson, data, &t_test, out, rep)?,
     };
 
-    // (c) Distillation.
-    let mut student = ff_trainer(cfg)?;
-    let rows = lesson.train(&mut student, cfg, Some(&s.distill), out, rep)?;
+    // The student.
+    let mut student = plan.start(plan.init, "copy-init")?;
+    let head_only = |init: Init| {
+        if init == Init::Copy {
+            (s.distill.head_epochs, s.distill.copy_layer_lr)
+        } else {
+            (0, 1.0)
+        }
+    };
+    let rows = lesson.train(
+        &mut student,
+        cfg,
+        Teaching::Teacher(&s.distill),
+        head_only(plan.init),
+        out,
+        rep,
+    )?;
     let train_seconds: f64 = rows.iter().map(|r| r.train_seconds).sum();
     let valid_error = rows.last().map_or(f64::NAN, |r| r.valid_error);
     let f = ff_fidelity(
@@ -566,9 +522,46 @@ pub fn run(
         &mut indexed(eval_seed, 3),
         &t_test,
     )?;
-    report(rep, "distill", &f);
+    report(rep, &format!("distil (from {})", plan.init.name()), &f);
     super::save_checkpoint(out, cfg, &student)?;
-    let tc = teacher.meta.config.chip.as_ref();
+    drop(student);
+
+    // The same distillation from the other starting point.
+    let other_init = match plan.init {
+        Init::Copy => Some(Init::Scratch),
+        _ if copy_init_refusal(&ckpt.meta.config, cfg).is_none() => Some(Init::Copy),
+        _ => None,
+    }
+    .filter(|_| s.baselines == BaselineSet::Full);
+    let other = match other_init {
+        Some(init) => {
+            let dir = out.join("other-init");
+            create_dir(&dir)?;
+            let mut t = plan.start(init, "copy-init")?;
+            lesson.train(
+                &mut t,
+                cfg,
+                Teaching::Teacher(&s.distill),
+                head_only(init),
+                &dir,
+                rep,
+            )?;
+            let of = ff_fidelity(
+                &mut t,
+                &data.test,
+                false,
+                &mut indexed(eval_seed, 4),
+                &t_test,
+            )?;
+            report(rep, &format!("distil (from {})", init.name()), &of);
+            finish_csv(&dir)?;
+            Some(of)
+        }
+        None => None,
+    };
+
+    let tc = ckpt.meta.config.chip.as_ref();
+    let scratch_error = base.scratch.as_ref().map(|f| f.error);
     let results = DistillResults {
         mortal_version: env!("CARGO_PKG_VERSION").to_string(),
         algo: "ff-distill".into(),
@@ -582,30 +575,42 @@ pub fn run(
         teacher_chip: tc.map(|c| c.source.clone()),
         teacher_chip_seed: tc.map(|c| c.chip_seed),
         teacher_test_error,
+        teacher_self_agreement: Some(teacher_self.agreement),
         student_chip: chip.source.clone(),
         student_seed: chip.chip_seed,
         variation: chip.variation,
         transfer: s.transfer,
-        unlabelled: s.distill.unlabelled,
-        temperature: t_soft,
-        source,
+        transfer_source: s.source_images.name(),
+        unlabelled: s.distill.unlabelled || !s.source_images.labelled(),
+        temperature: s.distill.temperature,
+        source: s.distill.source,
         hard_weight: s.distill.hard_weight,
+        init: plan.init,
         test_error: f.error,
         test_error_goodness: f.error_goodness,
         agreement: f.agreement,
         agreement_goodness: f.agreement_goodness,
         kl: f.kl,
+        gap: f.error - teacher_test_error,
+        recovered: recovered(scratch_error, f.error, teacher_test_error),
         copy_test_error: base.copy.error,
         copy_test_error_goodness: base.copy.error_goodness,
         copy_agreement: base.copy.agreement,
         copy_agreement_goodness: base.copy.agreement_goodness,
         copy_kl: base.copy.kl,
-        copy_note: base.copy_note,
-        scratch_test_error: base.scratch.error,
-        scratch_test_error_goodness: base.scratch.error_goodness,
-        scratch_agreement: base.scratch.agreement,
-        scratch_agreement_goodness: base.scratch.agreement_goodness,
-        scratch_kl: base.scratch.kl,
+        copy_note: base.copy_note.clone(),
+        scratch_test_error: scratch_error,
+        scratch_test_error_goodness: base.scratch.as_ref().and_then(|f| f.error_goodness),
+        scratch_agreement: base.scratch.as_ref().map(|f| f.agreement),
+        scratch_agreement_goodness: base.scratch.as_ref().and_then(|f| f.agreement_goodness),
+        scratch_kl: base.scratch.as_ref().map(|f| f.kl),
+        copy_labels_test_error: base.copy_labels.as_ref().map(|f| f.error),
+        copy_labels_agreement: base.copy_labels.as_ref().map(|f| f.agreement),
+        copy_labels_kl: base.copy_labels.as_ref().map(|f| f.kl),
+        other_init: other.as_ref().and(other_init),
+        other_init_test_error: other.as_ref().map(|f| f.error),
+        other_init_agreement: other.as_ref().map(|f| f.agreement),
+        other_init_kl: other.as_ref().map(|f| f.kl),
         valid_error,
         train_seconds,
         total_seconds: start.elapsed().as_secs_f64(),
@@ -620,23 +625,24 @@ pub fn run(
     Ok(results)
 }
 
-/// Measures the two baselines of a student: (a) the teacher copied onto the student chip,
-/// (b) FF from scratch with the transfer images' labels (run files in `out/scratch/`).
+/// Measures the baselines of a student: (a) the teacher copied onto the student chip,
+/// (b) FF from scratch with the labelled images' labels (run files in `out/scratch/`),
+/// (c) with full baselines, the copy fine-tuned with those labels (`out/copy-labels/`).
 fn baselines(
-    s: &DistillSettings,
-    teacher: &TeacherCheckpoint,
+    plan: &Plan<'_>,
+    lesson: &Lesson<'_>,
     data: &Splits,
-    lesson: &Lesson,
     t_test: &Mat,
     out: &Path,
     rep: &Reporter,
 ) -> Result<Baselines> {
+    let s = plan.s;
     let cfg = &s.student;
     let seeds = cfg.seeds();
     let eval_seed = lesson.eval_seed;
-    // Baseline (a): copy.
+    // (a) copy.
     let mut copy_noise = stream(derive(seeds.noise, "copy"), "program");
-    let (mut copy, copy_note) = teacher.copy_onto(cfg, &mut copy_noise)?;
+    let (mut copy, copy_note) = plan.ckpt.copy_onto(cfg, &mut copy_noise)?;
     let copy_f = against(
         copy.scores(&data.test, s.goodness, &mut indexed(eval_seed, 1))?,
         &data.test,
@@ -645,25 +651,70 @@ fn baselines(
     report(rep, "copy", &copy_f);
     drop(copy);
 
-    // Baseline (b): FF from scratch with the transfer images' labels.
-    let mut scratch = ff_trainer(cfg)?;
-    let scratch_dir = out.join("scratch");
-    create_dir(&scratch_dir)?;
-    lesson.train(&mut scratch, cfg, None, &scratch_dir, rep)?;
-    let scratch_f = ff_fidelity(
-        &mut scratch,
-        &data.test,
-        s.goodness,
-        &mut indexed(eval_seed, 2),
-        t_test,
-    )?;
-    report(rep, "scratch", &scratch_f);
-    drop(scratch);
-    finish_csv(&scratch_dir)?;
+    let labelled = match &plan.labelled {
+        None => {
+            rep.line("scratch: the transfer images have no labels; no labelled baseline");
+            None
+        }
+        Some(l) => Some(Lesson {
+            images: l,
+            transfer_name: format!("{} (labelled)", s.source_images.name()),
+            ..lesson.clone()
+        }),
+    };
+    let jitter = Augment {
+        jitter: s.distill.augment.jitter,
+        mixup: 0.0,
+    };
+    // (b) FF from scratch with labels.
+    let scratch = match &labelled {
+        None => None,
+        Some(lab) => {
+            let mut t = ff_trainer(cfg)?;
+            let dir = out.join("scratch");
+            create_dir(&dir)?;
+            lab.train(&mut t, cfg, Teaching::Labels(jitter), (0, 1.0), &dir, rep)?;
+            let f = ff_fidelity(
+                &mut t,
+                &data.test,
+                s.goodness,
+                &mut indexed(eval_seed, 2),
+                t_test,
+            )?;
+            report(rep, "scratch (labels)", &f);
+            finish_csv(&dir)?;
+            Some(f)
+        }
+    };
+    // (c) copy + labels.
+    let copy_labels = match &labelled {
+        Some(lab)
+            if s.baselines == BaselineSet::Full
+                && copy_init_refusal(&plan.ckpt.meta.config, cfg).is_none() =>
+        {
+            let mut t = plan.start(Init::Copy, "copy-init")?;
+            let dir = out.join("copy-labels");
+            create_dir(&dir)?;
+            let gentle = (s.distill.head_epochs, s.distill.copy_layer_lr);
+            lab.train(&mut t, cfg, Teaching::Labels(jitter), gentle, &dir, rep)?;
+            let f = ff_fidelity(
+                &mut t,
+                &data.test,
+                false,
+                &mut indexed(eval_seed, 5),
+                t_test,
+            )?;
+            report(rep, "copy + labels", &f);
+            finish_csv(&dir)?;
+            Some(f)
+        }
+        _ => None,
+    };
     Ok(Baselines {
         copy: copy_f,
         copy_note,
-        scratch: scratch_f,
+        scratch,
+        copy_labels,
         from: out.file_name().map_or_else(
             || out.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -683,75 +734,106 @@ fn finish_csv(dir: &Path) -> Result<()> {
 /// Name of the per-epoch file while a student trains.
 const PARTIAL: &str = "epochs.csv.partial";
 
+/// Who supervises a training run of [`Lesson::train`].
+#[derive(Clone, Copy)]
+enum Teaching<'a> {
+    /// The teacher, on the views of the distillation's augmentation.
+    Teacher(&'a DistillConfig),
+    /// The images' true labels, on views of this augmentation (the labelled baselines).
+    Labels(Augment),
+}
+
 /// What every student of a run learns from.
+#[derive(Clone)]
 struct Lesson<'a> {
-    transfer: &'a crate::data::Dataset,
-    /// Teacher output scores of the transfer images (10 × N).
-    teacher: &'a Mat,
+    /// The images views are made of.
+    images: &'a Dataset,
+    /// Their name (the transfer source), part of the views' identity.
+    transfer_name: String,
+    teacher: &'a Teacher,
     t_valid: &'a Mat,
-    valid: &'a crate::data::Dataset,
+    valid: &'a Dataset,
     eval_seed: u64,
 }
 
 impl Lesson<'_> {
-    /// Trains `t` for `cfg.epochs` on the transfer set: from the teacher (`distill`) or
-    /// from the true labels (`None`, the scratch baseline, the ordinary FF step). Writes
-    /// `dir/epochs.csv.partial` after every epoch.
+    /// Trains `t` for `cfg.epochs` on fresh views of the images each epoch: from the
+    /// teacher measured on each view, or from the true labels (the labelled baselines,
+    /// the ordinary FF step). Writes `dir/epochs.csv.partial` after every epoch.
     fn train(
         &self,
         t: &mut FfTrainer,
         cfg: &TrainConfig,
-        distill: Option<&DistillConfig>,
+        teaching: Teaching<'_>,
+        (head_only, layer_gain): (usize, f32),
         dir: &Path,
         rep: &Reporter,
     ) -> Result<Vec<DistillEpoch>> {
         let seeds = cfg.seeds();
-        let what = if distill.is_some() {
-            "distill"
-        } else {
-            "scratch"
+        let (what, augment) = match teaching {
+            Teaching::Teacher(d) => ("distil", d.augment),
+            Teaching::Labels(a) => ("labels", a),
         };
         let schedule = t.learner.config().schedule;
         let mut noise = stream(seeds.noise, "train");
         let mut negatives = stream(seeds.negatives, "negatives");
         let mut labels_rng = stream(seeds.negatives, "distill-labels");
+        let view_seed = derive(cfg.seed, "views");
         let mut rows: Vec<DistillEpoch> = Vec::new();
         let mut images = Mat::zeros(0, 0);
         let mut targets = Mat::zeros(0, 0);
         let (mut pos, mut neg) = (Vec::new(), Vec::new());
         let t_start = Instant::now();
-        let transfer = self.transfer;
+        let n = self.images.len();
+        let positions: Vec<usize> = (0..n).collect();
         for epoch in 1..=cfg.epochs {
             let gain = schedule.gain(epoch, cfg.epochs);
-            let order = epoch_order(transfer.len(), seeds.order, epoch);
-            let bs = batches(&order, cfg.batch);
+            t.learner
+                .set_layer_gain(if epoch <= head_only { 0.0 } else { layer_gain });
+            let t0 = Instant::now();
+            let order = epoch_order(n, seeds.order, epoch);
+            let views = epoch_views(self.images, &order, &augment, view_seed, epoch);
+            let teacher = match teaching {
+                Teaching::Teacher(d) => Some(self.teacher.on_views(
+                    &ViewKey {
+                        transfer: self.transfer_name.clone(),
+                        count: n,
+                        jitter: augment.jitter,
+                        mixup: augment.mixup.to_bits(),
+                        view_seed,
+                        order_seed: seeds.order,
+                        epoch,
+                        reads: d.teacher_reads,
+                    },
+                    &views,
+                )?),
+                Teaching::Labels(_) => None,
+            };
+            let bs = batches(&positions, cfg.batch);
             let bar = rep.bar(
                 bs.len() as u64,
                 &format!("{what} epoch {epoch}/{}", cfg.epochs),
             );
-            let t0 = Instant::now();
             let (mut kl_sum, mut ff_sum, mut dis, mut samples) = (0.0f64, 0.0f64, 0usize, 0usize);
             for idx in bs {
                 let b = idx.len();
                 if images.ncols() != b {
-                    images = Mat::zeros(transfer.pixels(), b);
+                    images = Mat::zeros(views.pixels(), b);
                     targets = Mat::zeros(CLASSES, b);
                 }
-                transfer.gather(idx, &mut images);
-                let st = match distill {
-                    None => {
-                        let labels = transfer.gather_labels(idx);
-                        t.learner.train_batch(
-                            t.substrate.as_mut(),
-                            &images,
-                            &labels,
-                            gain,
-                            &mut negatives,
-                            &mut noise,
-                        )
-                    }
-                    Some(d) if d.loss == DistillLoss::LayerKl => {
-                        self.draw(idx, d, &mut labels_rng, &mut pos, &mut neg, &mut targets);
+                views.gather(idx, &mut images);
+                let st = match (teaching, &teacher) {
+                    (Teaching::Teacher(d), Some(tv)) if d.loss == DistillLoss::LayerKl => {
+                        draw(
+                            tv,
+                            &views,
+                            idx,
+                            d,
+                            &mut labels_rng,
+                            &mut pos,
+                            &mut neg,
+                            &mut targets,
+                        );
                         let sup = LayerKlSupervision {
                             targets: &targets,
                             layer_temperature: d.layer_temperature,
@@ -765,8 +847,17 @@ impl Lesson<'_> {
                             &mut noise,
                         )
                     }
-                    Some(d) => {
-                        self.draw(idx, d, &mut labels_rng, &mut pos, &mut neg, &mut targets);
+                    (Teaching::Teacher(d), Some(tv)) => {
+                        draw(
+                            tv,
+                            &views,
+                            idx,
+                            d,
+                            &mut labels_rng,
+                            &mut pos,
+                            &mut neg,
+                            &mut targets,
+                        );
                         let sup = SoftSupervision {
                             positives: &pos,
                             negatives: &neg,
@@ -778,6 +869,17 @@ impl Lesson<'_> {
                             &images,
                             &sup,
                             gain,
+                            &mut noise,
+                        )
+                    }
+                    _ => {
+                        let labels = views.gather_labels(idx);
+                        t.learner.train_batch(
+                            t.substrate.as_mut(),
+                            &images,
+                            &labels,
+                            gain,
+                            &mut negatives,
                             &mut noise,
                         )
                     }
@@ -833,42 +935,46 @@ impl Lesson<'_> {
             rows.push(row);
             write_csv(&dir.join(PARTIAL), &rows)?;
         }
+        t.learner.set_layer_gain(1.0);
         Ok(rows)
     }
+}
 
-    /// Draws the positives, negatives and head targets of the transfer images `idx`.
-    fn draw(
-        &self,
-        idx: &[usize],
-        d: &DistillConfig,
-        rng: &mut crate::rng::Rng,
-        pos: &mut Vec<usize>,
-        neg: &mut Vec<usize>,
-        targets: &mut Mat,
-    ) {
-        pos.clear();
-        neg.clear();
-        for (j, &i) in idx.iter().enumerate() {
-            let z = self.teacher.column(i);
-            let p1 = if d.positive_temperature > 0.0 {
-                softmax_t(z.as_slice(), d.positive_temperature)
-            } else {
-                let mut top = [0.0f32; CLASSES];
-                top[distill::argmax(z.as_slice())] = 1.0;
-                top
-            };
-            let mut pt = softmax_t(z.as_slice(), d.temperature);
-            let positive = if !d.unlabelled && d.hard_weight > 0.0 {
-                let truth = self.transfer.label(i);
-                pt = mix_hard(&pt, truth, d.hard_weight);
-                sample_label(&mix_hard(&p1, truth, d.hard_weight), rng)
-            } else {
-                sample_label(&p1, rng)
-            };
-            pos.push(positive);
-            neg.push(sample_wrong(&pt, positive, rng));
-            targets.column_mut(j).copy_from_slice(&pt);
-        }
+/// Draws the positives, negatives and head targets of the views `idx` from the teacher's
+/// scores on them (`teacher`, 10 × views; labels of `views` mixed in with `hard_weight`).
+#[allow(clippy::too_many_arguments)]
+fn draw(
+    teacher: &Mat,
+    views: &Dataset,
+    idx: &[usize],
+    d: &DistillConfig,
+    rng: &mut crate::rng::Rng,
+    pos: &mut Vec<usize>,
+    neg: &mut Vec<usize>,
+    targets: &mut Mat,
+) {
+    pos.clear();
+    neg.clear();
+    for (j, &i) in idx.iter().enumerate() {
+        let z = teacher.column(i);
+        let p1 = if d.positive_temperature > 0.0 {
+            softmax_t(z.as_slice(), d.positive_temperature)
+        } else {
+            let mut top = [0.0f32; CLASSES];
+            top[distill::argmax(z.as_slice())] = 1.0;
+            top
+        };
+        let mut pt = softmax_t(z.as_slice(), d.temperature);
+        let positive = if !d.unlabelled && d.hard_weight > 0.0 {
+            let truth = views.label(i);
+            pt = mix_hard(&pt, truth, d.hard_weight);
+            sample_label(&mix_hard(&p1, truth, d.hard_weight), rng)
+        } else {
+            sample_label(&p1, rng)
+        };
+        pos.push(positive);
+        neg.push(sample_wrong(&pt, positive, rng));
+        targets.column_mut(j).copy_from_slice(&pt);
     }
 }
 
@@ -878,6 +984,7 @@ mod tests {
     use crate::data::synthetic::SyntheticConfig;
     use crate::data::{DataSource, DatasetKind};
     use crate::train::RunOptions;
+    use crate::train::checkpoint;
 
     fn tiny_data() -> Splits {
         crate::data::load(
@@ -893,6 +1000,18 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    /// `run` with a teacher of its own.
+    fn run_one(
+        s: &DistillSettings,
+        t: &TeacherCheckpoint,
+        data: &Splits,
+        out: &Path,
+        shared: Option<&Baselines>,
+    ) -> Result<DistillResults> {
+        let teach = Teacher::new(t, s.distill.source)?;
+        run(s, t, &teach, data, out, &Reporter::quiet(), shared)
     }
 
     /// A small FF teacher trained on `preset` #1, as a checkpoint held in memory.
@@ -955,6 +1074,8 @@ mod tests {
         DistillSettings {
             teacher: PathBuf::from("in-memory"),
             transfer,
+            source_images: TransferSource::Train,
+            baselines: BaselineSet::Basic,
             distill: DistillConfig {
                 unlabelled: true,
                 positive_temperature: 0.0,
@@ -1012,12 +1133,12 @@ mod tests {
         }
         assert_eq!(s.student.algo, Algo::Ff);
         let dir = tempfile::tempdir().unwrap();
-        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet(), None).unwrap();
+        let r = run_one(&s, &t, &data, dir.path(), None).unwrap();
         for v in [
             r.test_error,
             r.agreement,
             r.copy_agreement,
-            r.scratch_agreement,
+            r.scratch_agreement.unwrap(),
         ] {
             assert!((0.0..=1.0).contains(&v), "{r:?}");
         }
@@ -1025,7 +1146,7 @@ mod tests {
         assert!(r.agreement > 0.5, "agreement {}", r.agreement);
         assert!(r.copy_test_error_goodness.is_none());
         s.distill.source = ScoreSource::Goodness;
-        let e = run(&s, &t, &data, dir.path(), &Reporter::quiet(), None).unwrap_err();
+        let e = run_one(&s, &t, &data, dir.path(), None).unwrap_err();
         assert!(
             e.to_string().contains("only a Forward-Forward teacher"),
             "{e}"
@@ -1040,7 +1161,7 @@ mod tests {
         let t = teacher("harsh", &data, 10);
         let s = settings(&t, "harsh", 2, 3000);
         let dir = tempfile::tempdir().unwrap();
-        let r = run(&s, &t, &data, dir.path(), &Reporter::quiet(), None).unwrap();
+        let r = run_one(&s, &t, &data, dir.path(), None).unwrap();
         eprintln!(
             "teacher {:.3}; distill err {:.3} agree {:.3} kl {:.3}; copy err {:.3} agree {:.3} \
              kl {:.3}; scratch err {:.3} agree {:.3}",
@@ -1051,8 +1172,8 @@ mod tests {
             r.copy_test_error,
             r.copy_agreement,
             r.copy_kl,
-            r.scratch_test_error,
-            r.scratch_agreement
+            r.scratch_test_error.unwrap(),
+            r.scratch_agreement.unwrap()
         );
         assert!(
             r.agreement > r.copy_agreement + 0.1,
@@ -1090,10 +1211,20 @@ mod tests {
 
         let quiet = Reporter::quiet();
         let dir = tempfile::tempdir().unwrap();
-        let ra = run(&a, &t, &data, &dir.path().join("a"), &quiet, None).unwrap();
-        let measured = run(&b, &t, &data, &dir.path().join("b1"), &quiet, None).unwrap();
+        let teach = Teacher::new(&t, a.distill.source).unwrap();
+        let ra = run(&a, &t, &teach, &data, &dir.path().join("a"), &quiet, None).unwrap();
+        let measured = run(&b, &t, &teach, &data, &dir.path().join("b1"), &quiet, None).unwrap();
         let shared = ra.baselines("a");
-        let reused = run(&b, &t, &data, &dir.path().join("b2"), &quiet, Some(&shared)).unwrap();
+        let reused = run(
+            &b,
+            &t,
+            &teach,
+            &data,
+            &dir.path().join("b2"),
+            &quiet,
+            Some(&shared),
+        )
+        .unwrap();
         assert_eq!(measured.baselines("b1").copy, shared.copy);
         assert_eq!(measured.baselines("b1").scratch, shared.scratch);
         assert_eq!(reused.baselines("b2"), shared);
@@ -1105,6 +1236,125 @@ mod tests {
         );
         assert!(dir.path().join("b1/scratch/epochs.csv").exists());
         assert!(!dir.path().join("b2/scratch").exists());
+    }
+
+    /// On the ideal chip the teacher's copy computes what the teacher computes, so a
+    /// student started from it and trained only at its head for one epoch agrees with the
+    /// teacher on (nearly) every test image; from scratch it does not.
+    #[test]
+    fn a_copy_initialised_student_on_an_ideal_chip_starts_at_its_teacher() {
+        let data = tiny_data();
+        let t = teacher("ideal", &data, 3);
+        let mut s = settings(&t, "ideal", 2, 1000);
+        s.student.epochs = 1;
+        s.distill.head_epochs = 1;
+        s.distill.augment = Augment::NONE;
+        s.baselines = BaselineSet::Full;
+        let dir = tempfile::tempdir().unwrap();
+        let r = run_one(&s, &t, &data, dir.path(), None).unwrap();
+        assert_eq!(r.init, Init::Copy);
+        assert_eq!(
+            r.teacher_self_agreement,
+            Some(1.0),
+            "the ideal chip has no noise"
+        );
+        assert_eq!(r.copy_agreement, 1.0);
+        assert!(
+            r.agreement >= 0.99,
+            "copy + head: agreement {}",
+            r.agreement
+        );
+        assert_eq!(r.other_init, Some(Init::Scratch));
+        assert!(r.other_init_agreement.unwrap() < r.agreement);
+        assert!(r.copy_labels_test_error.is_some());
+        for f in [
+            "other-init/epochs.csv",
+            "copy-labels/epochs.csv",
+            "scratch/epochs.csv",
+        ] {
+            assert!(dir.path().join(f).exists(), "{f}");
+        }
+    }
+
+    #[test]
+    fn copy_init_needs_an_ff_teacher_of_the_students_shape() {
+        let data = tiny_data();
+        let t = teacher("ideal", &data, 1);
+        let s = settings(&t, "harsh", 2, 100);
+        let tc = &t.meta.config;
+        assert_eq!(
+            resolve_init(Init::Auto, tc, &s.student).unwrap(),
+            Init::Copy
+        );
+        let mut other = s.student.clone();
+        other.layers = crate::train::layers::dense(&[48, 64]);
+        assert_eq!(resolve_init(Init::Auto, tc, &other).unwrap(), Init::Scratch);
+        assert_eq!(
+            resolve_init(Init::Scratch, tc, &s.student).unwrap(),
+            Init::Scratch
+        );
+        let e = resolve_init(Init::Copy, tc, &other).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("64, 64") && msg.contains("48, 64"), "{msg}");
+        let bp = teacher_of(Algo::Bp, None, &data, 1);
+        let e = resolve_init(Init::Copy, &bp.meta.config, &s.student).unwrap_err();
+        assert!(e.to_string().contains("not a Forward-Forward"), "{e}");
+    }
+
+    /// Students that see the same views (same master seed, transfer and augmentation) are
+    /// taught by one measurement of the teacher per epoch; its sharing changes nothing.
+    #[test]
+    fn a_fleet_shares_the_teachers_measurement_of_each_view() {
+        let data = tiny_data();
+        let t = teacher("harsh", &data, 1);
+        let quiet = Reporter::quiet();
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = settings(&t, "harsh", 2, 300);
+        a.student.epochs = 2;
+        let mut b = settings(&t, "harsh", 3, 300);
+        b.student.epochs = 2;
+        let teach = Teacher::new(&t, a.distill.source).unwrap();
+        let ra = run(&a, &t, &teach, &data, &dir.path().join("a"), &quiet, None).unwrap();
+        assert_eq!(teach.view_measurements(), 2, "one per epoch");
+        run(&b, &t, &teach, &data, &dir.path().join("b"), &quiet, None).unwrap();
+        assert_eq!(teach.view_measurements(), 2, "the second chip reuses them");
+        let alone = run_one(&a, &t, &data, &dir.path().join("a2"), None).unwrap();
+        assert_eq!(
+            (alone.test_error, alone.agreement, alone.kl),
+            (ra.test_error, ra.agreement, ra.kl)
+        );
+    }
+
+    /// A student with no images of its own: noise and hybrids of a few seed images,
+    /// labelled by the teacher only; only hybrids have a labelled baseline (their seeds).
+    #[test]
+    fn students_learn_from_noise_and_from_hybrids_of_a_few_images() {
+        let data = tiny_data();
+        let t = teacher("harsh", &data, 2);
+        let dir = tempfile::tempdir().unwrap();
+        for (src, labelled) in [
+            (TransferSource::Noise, false),
+            (TransferSource::Hybrid { seeds: 10 }, true),
+        ] {
+            let mut s = settings(&t, "harsh", 2, 400);
+            s.student.epochs = 2;
+            s.source_images = src.clone();
+            let out = dir.path().join(src.name().replace(':', "-"));
+            let r = run_one(&s, &t, &data, &out, None).unwrap();
+            assert!(r.unlabelled, "{src:?}");
+            assert_eq!(r.transfer_source, src.name());
+            assert_eq!(r.scratch_test_error.is_some(), labelled, "{src:?}");
+            assert!((0.0..=1.0).contains(&r.test_error));
+        }
+    }
+
+    #[test]
+    fn recovered_is_reported_only_where_scratch_trails_the_teacher() {
+        assert_eq!(recovered(None, 0.1, 0.05), None);
+        assert_eq!(recovered(Some(0.055), 0.05, 0.05), None);
+        let r = recovered(Some(0.15), 0.06, 0.05).unwrap();
+        assert!((r - 0.9).abs() < 1e-12, "{r}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::distill::{Baselines, DistillResults, DistillSettings, TeacherCheckpoint, run};
+use super::distill::{Baselines, DistillResults, DistillSettings, Teacher, TeacherCheckpoint, run};
 use crate::data::Splits;
 use crate::error::Result;
 use crate::fsutil::{create_dir, file_safe, read_csv, read_json, write_csv, write_json};
@@ -71,9 +71,34 @@ pub struct SweepRow {
     pub copy_test_error: f64,
     pub copy_agreement: f64,
     pub copy_kl: f64,
-    pub scratch_test_error: f64,
-    pub scratch_agreement: f64,
-    pub scratch_kl: f64,
+    /// FF from scratch with labels (empty: the transfer images have none).
+    pub scratch_test_error: Option<f64>,
+    pub scratch_agreement: Option<f64>,
+    pub scratch_kl: Option<f64>,
+    /// Where the transfer images came from.
+    #[serde(default)]
+    pub transfer_source: String,
+    /// The student's starting point (`copy` or `scratch`).
+    #[serde(default)]
+    pub init: String,
+    /// Student minus teacher test error (fraction).
+    #[serde(default)]
+    pub gap: f64,
+    /// Fraction of the scratch–teacher gap recovered (where scratch trails by > 1 point).
+    #[serde(default)]
+    pub recovered: Option<f64>,
+    /// The copy fine-tuned with labels (full baselines).
+    #[serde(default)]
+    pub copy_labels_test_error: Option<f64>,
+    #[serde(default)]
+    pub copy_labels_agreement: Option<f64>,
+    /// The distilled student from the other starting point (full baselines).
+    #[serde(default)]
+    pub other_init: String,
+    #[serde(default)]
+    pub other_init_test_error: Option<f64>,
+    #[serde(default)]
+    pub other_init_agreement: Option<f64>,
     /// The student's directory, relative to the sweep's.
     pub dir: String,
 }
@@ -102,6 +127,15 @@ impl SweepRow {
             scratch_test_error: r.scratch_test_error,
             scratch_agreement: r.scratch_agreement,
             scratch_kl: r.scratch_kl,
+            transfer_source: r.transfer_source.clone(),
+            init: r.init.name().into(),
+            gap: r.gap,
+            recovered: r.recovered,
+            copy_labels_test_error: r.copy_labels_test_error,
+            copy_labels_agreement: r.copy_labels_agreement,
+            other_init: r.other_init.map_or(String::new(), |i| i.name().into()),
+            other_init_test_error: r.other_init_test_error,
+            other_init_agreement: r.other_init_agreement,
             dir: dir.into(),
         }
     }
@@ -124,6 +158,11 @@ pub fn sweep(
     // Baselines of finished students by their key, for students that differ only in
     // objective.
     let mut measured: Vec<(DistillSettings, Baselines)> = Vec::new();
+    // One teacher for every student: its measurements of shared views are made once.
+    let shared_teacher = match students.first() {
+        Some(st) => Some(Teacher::new(teacher, st.settings.distill.source)?),
+        None => None,
+    };
     for (k, st) in students.iter().enumerate() {
         let dir = out.join(&st.name);
         let done = dir.join("results.json");
@@ -153,7 +192,8 @@ pub fn sweep(
                 ));
                 let key = st.settings.baseline_key();
                 let shared = measured.iter().find(|(m, _)| *m == key).map(|(_, b)| b);
-                run(&st.settings, teacher, data, &dir, rep, shared)?
+                let t = shared_teacher.as_ref().expect("a student exists");
+                run(&st.settings, teacher, t, data, &dir, rep, shared)?
             }
         };
         rows.push(SweepRow::of(&r, &st.name));
@@ -187,15 +227,17 @@ pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
-/// (x, mean, min, max) of `y` (in %) over the rows at each distinct `x`.
-fn stats(rows: &[&SweepRow], x: fn(&SweepRow) -> f64, y: fn(&SweepRow) -> f64) -> Series {
+/// (x, mean, min, max) of `y` (in %) over the rows at each distinct `x` (rows where `y`
+/// is `None` are left out).
+fn stats(rows: &[&SweepRow], x: fn(&SweepRow) -> f64, y: Get) -> Series {
     let mut at: BTreeMap<u64, (f64, Vec<f64>)> = BTreeMap::new();
     for r in rows {
+        let Some(yv) = y(r) else { continue };
         let xv = x(r);
         at.entry(xv.to_bits())
             .or_insert((xv, Vec::new()))
             .1
-            .push(100.0 * y(r));
+            .push(100.0 * yv);
     }
     let mut pts: Vec<(f64, Vec<f64>)> = at.into_values().collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -212,11 +254,24 @@ fn stats(rows: &[&SweepRow], x: fn(&SweepRow) -> f64, y: fn(&SweepRow) -> f64) -
     s
 }
 
-type Get = fn(&SweepRow) -> f64;
+type Get = fn(&SweepRow) -> Option<f64>;
 
-/// The students' series (copy, scratch, one distilled line per student loss; and the
-/// teacher's, for errors) of one figure.
-fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
+impl SweepRow {
+    /// The distilled student from `init` (`copy` or `scratch`): test error, agreement.
+    fn distilled_from(&self, init: &str) -> Option<(f64, f64)> {
+        if self.init == init || (self.init.is_empty() && init == "scratch") {
+            Some((self.test_error, self.agreement))
+        } else if self.other_init == init {
+            Some((self.other_init_test_error?, self.other_init_agreement?))
+        } else {
+            None
+        }
+    }
+}
+
+/// The students' series (copy, scratch, copy + labels, one distilled line per student
+/// loss and starting point; and the teacher's, for errors) of one figure.
+fn lines(rows: &[&SweepRow], x: fn(&SweepRow) -> f64, error: bool) -> Vec<Series> {
     let series = |label: String, get: Get, rows: &[&SweepRow], dashed: bool| Series {
         label,
         dashed,
@@ -226,7 +281,7 @@ fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
     let mut out = vec![
         series(
             "copy conductances".into(),
-            pick(|r| r.copy_test_error, |r| r.copy_agreement),
+            pick(|r| Some(r.copy_test_error), |r| Some(r.copy_agreement)),
             rows,
             false,
         ),
@@ -236,13 +291,31 @@ fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
             rows,
             false,
         ),
+        series(
+            "copy + FF fine-tuning (labels)".into(),
+            pick(|r| r.copy_labels_test_error, |r| r.copy_labels_agreement),
+            rows,
+            false,
+        ),
     ];
     let losses: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.loss.as_str()).collect();
     for loss in losses {
         let of: Vec<&SweepRow> = rows.iter().copied().filter(|r| r.loss == loss).collect();
         out.push(series(
-            format!("distilled (FF, {loss} loss, teacher's probabilities)"),
-            pick(|r| r.test_error, |r| r.agreement),
+            format!("distilled ({loss}), from scratch"),
+            pick(
+                |r| r.distilled_from("scratch").map(|v| v.0),
+                |r| r.distilled_from("scratch").map(|v| v.1),
+            ),
+            &of,
+            false,
+        ));
+        out.push(series(
+            format!("copy + distilled ({loss})"),
+            pick(
+                |r| r.distilled_from("copy").map(|v| v.0),
+                |r| r.distilled_from("copy").map(|v| v.1),
+            ),
             &of,
             false,
         ));
@@ -250,11 +323,12 @@ fn lines(rows: &[&SweepRow], x: Get, error: bool) -> Vec<Series> {
     if error {
         out.push(series(
             "teacher (its own chip)".into(),
-            |r| r.teacher_test_error,
+            |r| Some(r.teacher_test_error),
             rows,
             true,
         ));
     }
+    out.retain(|s| !s.points.is_empty());
     out
 }
 
@@ -338,7 +412,7 @@ pub fn figures(rows: &[SweepRow], title: &str, stem: &Path) -> Result<Vec<PathBu
 /// The error and agreement figures of one set of students against `x`.
 struct Pair<'a> {
     rows: &'a [&'a SweepRow],
-    x: Get,
+    x: fn(&SweepRow) -> f64,
     /// X axis label, with unit.
     x_label: String,
     log_x: bool,
@@ -376,22 +450,51 @@ impl Pair<'_> {
     }
 }
 
-/// The sweep as a text table, one line per student (errors and agreements in %).
+/// The sweep as a text table, one line per student (errors and agreements in %), and a
+/// summary line per transfer size (mean, min, max over students).
 pub fn table(rows: &[SweepRow]) -> String {
+    let pct = |v: Option<f64>| v.map_or("     –".to_string(), |v| format!("{:>6.2}", 100.0 * v));
     let mut t = format!(
-        "{:<30}  distill err/agree   copy err/agree    scratch err/agree\n",
+        "{:<30}  init     distil err/agree   copy err/agree    scratch err/agree  copy+labels  other init  recovered\n",
         "student"
     );
     for r in rows {
         t += &format!(
-            "{:<30}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%\n",
+            "{:<30}  {:<7}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {}% {}%   {}%     {}%     {}\n",
             r.dir,
+            r.init,
             100.0 * r.test_error,
             100.0 * r.agreement,
             100.0 * r.copy_test_error,
             100.0 * r.copy_agreement,
-            100.0 * r.scratch_test_error,
-            100.0 * r.scratch_agreement
+            pct(r.scratch_test_error),
+            pct(r.scratch_agreement),
+            pct(r.copy_labels_test_error),
+            pct(r.other_init_test_error),
+            r.recovered.map_or("–".into(), |v| format!("{v:.2}")),
+        );
+    }
+    let mut sizes: Vec<usize> = rows.iter().map(|r| r.transfer).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for n in sizes {
+        let of: Vec<&SweepRow> = rows.iter().filter(|r| r.transfer == n).collect();
+        if of.len() < 2 {
+            continue;
+        }
+        let summary = |get: fn(&SweepRow) -> f64| {
+            let v: Vec<f64> = of.iter().map(|r| 100.0 * get(r)).collect();
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{mean:.2}% ({lo:.2}–{hi:.2})")
+        };
+        t += &format!(
+            "summary, {n} transfer images, {} students: distil error {}, agreement {}, teacher {}\n",
+            of.len(),
+            summary(|r| r.test_error),
+            summary(|r| r.agreement),
+            summary(|r| r.teacher_test_error),
         );
     }
     t
@@ -426,9 +529,18 @@ mod tests {
             copy_test_error: 0.5,
             copy_agreement: 0.5,
             copy_kl: 1.0,
-            scratch_test_error: 0.2,
-            scratch_agreement: 0.8,
-            scratch_kl: 0.5,
+            scratch_test_error: Some(0.2),
+            scratch_agreement: Some(0.8),
+            scratch_kl: Some(0.5),
+            transfer_source: "train".into(),
+            init: "scratch".into(),
+            gap: err - 0.05,
+            recovered: None,
+            copy_labels_test_error: None,
+            copy_labels_agreement: None,
+            other_init: "copy".into(),
+            other_init_test_error: Some(err / 2.0),
+            other_init_agreement: Some(1.0 - err / 2.0),
             dir: format!("{chip}-v{variation}-t{transfer}-s{seed}"),
         }
     }
@@ -441,7 +553,7 @@ mod tests {
             row("harsh", 1.0, 1000, 3, 0.20),
         ];
         let refs: Vec<&SweepRow> = rows.iter().collect();
-        let s = stats(&refs, |r| r.transfer as f64, |r| r.test_error);
+        let s = stats(&refs, |r| r.transfer as f64, |r| Some(r.test_error));
         assert_eq!(s.points.len(), 2);
         assert_eq!(s.points[0].0, 1000.0);
         approx::assert_relative_eq!(s.points[0].1, 25.0, epsilon = 1e-9);
@@ -463,11 +575,15 @@ mod tests {
         let refs: Vec<&SweepRow> = rows.iter().collect();
         let s = lines(&refs, |r| r.transfer as f64, true);
         let labels: Vec<&str> = s.iter().map(|x| x.label.as_str()).collect();
-        assert_eq!(s.len(), 5, "{labels:?}");
-        assert!(labels[2].contains("contrastive") && labels[3].contains("layer-kl"));
+        // copy, scratch, (contrastive: from scratch, copy + distil), (layer-kl: the same),
+        // teacher; no copy + labels line without its values.
+        assert_eq!(s.len(), 7, "{labels:?}");
+        assert!(labels[2].contains("contrastive") && labels[4].contains("layer-kl"));
+        assert!(labels[3].starts_with("copy + distilled"));
         approx::assert_relative_eq!(s[2].points[0].1, 25.0, epsilon = 1e-9);
-        approx::assert_relative_eq!(s[3].points[0].1, 10.0, epsilon = 1e-9);
-        assert!(s[4].dashed, "the teacher is the dashed reference");
+        approx::assert_relative_eq!(s[4].points[0].1, 10.0, epsilon = 1e-9);
+        approx::assert_relative_eq!(s[3].points[0].1, 12.5, epsilon = 1e-9);
+        assert!(s[6].dashed, "the teacher is the dashed reference");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod distill;
 pub mod distill_sweep;
+pub mod distill_teacher;
 pub mod layers;
 pub mod manifest;
 pub mod results;

@@ -237,12 +237,94 @@ fn distill_rejects_bad_inputs_with_one_line() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("plasma"), "{err}");
 
+    let (code, err) =
+        run_err(distill(&missing, &out).args(["--transfer", "10", "--teacher-reads", "0"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("teacher-reads"), "{err}");
+    let (code, err) =
+        run_err(distill(&missing, &out).args(["--transfer", "10", "--student-seed", "9-3"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("student-seed") && err.contains("9-3"), "{err}");
+
     // More transfer images than the training set holds.
     let teacher = dir.path().join("teacher");
     train_teacher(&teacher);
     let (code, err) = run_err(distill(&teacher, &out).args(["--transfer", "999999"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("transfer") && err.contains("999999"), "{err}");
+
+    // A copy start needs the teacher's shape; the message names both.
+    let (code, err) = run_err(distill(&teacher, &out).args([
+        "--transfer",
+        "100",
+        "--init",
+        "copy",
+        "--student-layers",
+        "16,16",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("32, 32") && err.contains("16, 16"), "{err}");
+
+    // A transfer file of the wrong image size or dtype.
+    let npy = dir.path().join("images.npy");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 100), }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 500]);
+    std::fs::write(&npy, &bytes).unwrap();
+    let (code, err) = run_err(
+        distill(&teacher, &out)
+            .args(["--transfer", "5", "--transfer-source"])
+            .arg(&npy),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("images.npy") && err.contains("shape"), "{err}");
+    assert!(!out.join("results.json").exists());
+}
+
+/// A fleet from one teacher: a range of student chips, one results row each and a
+/// summary; a student with no images of its own learns from noise.
+#[test]
+fn distill_teaches_a_fleet_and_students_without_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    train_teacher(&teacher);
+    let fleet = dir.path().join("fleet");
+    let run = run_ok(distill(&teacher, &fleet).args([
+        "--transfer",
+        "200",
+        "--student-seed",
+        "2-4",
+        "--unlabelled",
+    ]));
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        out.contains("summary, 200 transfer images, 3 students"),
+        "{out}"
+    );
+    let csv = std::fs::read_to_string(fleet.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.lines().next().unwrap().contains("recovered"));
+    let noise = dir.path().join("noise");
+    run_ok(distill(&teacher, &noise).args([
+        "--transfer",
+        "200",
+        "--transfer-source",
+        "noise",
+        "--init",
+        "scratch",
+    ]));
+    let r = read_json(&noise.join("results.json"));
+    assert_eq!(r["transfer_source"], "noise");
+    assert_eq!(r["init"], "scratch");
+    assert_eq!(r["unlabelled"], true);
+    assert!(r["scratch_test_error"].is_null());
+    assert!(r["other_init_test_error"].is_number());
 }
 
 #[test]

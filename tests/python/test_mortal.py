@@ -232,3 +232,16 @@ def test_train_takes_the_precision_and_records_it(tmp_path):
     assert b["config"]["precision"] == "bf16"
     with pytest.raises(mortal.ParamError, match="precision"):
         mortal.train(out=tmp_path / "bad", precision="fp8", **opts)
+
+
+def test_distill_returns_a_dict_for_one_student_and_rows_for_a_fleet(tmp_path):
+    mortal.train(algo="ff", dataset="synthetic", layers=[16, 16], epochs=1, train_limit=300,
+                 eval_limit=100, chip="harsh", chip_seed=1, out=tmp_path / "t", quiet=True)
+    one = mortal.distill(teacher=tmp_path / "t", student_chip="harsh", student_seed=2,
+                         transfer=200, epochs=1, baselines="basic", out=tmp_path / "one",
+                         quiet=True)
+    assert isinstance(one, dict) and one["student_seed"] == 2 and one["init"] == "copy"
+    assert 0.0 <= one["test_error"] <= 1.0
+    fleet = mortal.distill(teacher=tmp_path / "t", student_chip="harsh", student_seed="2-3",
+                           transfer=200, epochs=1, out=tmp_path / "fleet", quiet=True)
+    assert isinstance(fleet, list) and [r["student_seed"] for r in fleet] == [2, 3]

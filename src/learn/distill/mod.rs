@@ -14,6 +14,7 @@
 //! No gradient crosses a layer: each layer still learns from its own goodness.
 
 pub mod targets;
+pub mod views;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,34 @@ use crate::rng::Rng;
 use crate::substrate::Substrate;
 
 pub use targets::{kl, mix_hard, probabilities, sample_label, sample_wrong, softmax_t};
+pub use views::{Augment, TransferSource, epoch_views, transfer_images};
+
+/// Where the student's training starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// `copy` where the teacher is a Forward-Forward network of the student's shape,
+    /// `scratch` otherwise.
+    #[default]
+    Auto,
+    /// The teacher's conductance targets (a digital FF teacher's weights, programmed with
+    /// write-and-verify) and its softmax head, then distillation: chip-in-the-loop
+    /// fine-tuning after a transfer (NeuRRAM, Wan et al. 2022; Yao et al. 2020).
+    Copy,
+    /// Fresh initial weights.
+    Scratch,
+}
+
+impl Init {
+    /// Name on the command line and in result files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Auto => "auto",
+            Init::Copy => "copy",
+            Init::Scratch => "scratch",
+        }
+    }
+}
 
 /// Which of a Forward-Forward network's evaluation scores define its output distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +126,38 @@ pub struct DistillConfig {
     /// squared-activity units, and τ = 1 makes each layer's distribution nearly one-hot).
     #[serde(default = "twenty")]
     pub layer_temperature: f32,
+    /// How the student starts (default `auto`: from the teacher's copy where it can).
+    #[serde(default)]
+    pub init: Init,
+    /// Per-view augmentation of the transfer images (the teacher is measured on the very
+    /// view the student sees).
+    #[serde(default = "default_augment")]
+    pub augment: Augment,
+    /// Reads of the teacher per view, averaged (logits), each with fresh read noise (≥ 1).
+    #[serde(default = "one_read")]
+    pub teacher_reads: usize,
+    /// Epochs at the start of a student that starts from the teacher's copy in which only
+    /// its softmax head learns (a linear probe of the copied layers on the new chip before
+    /// they are fine-tuned; Kumar et al. 2022, arXiv 2202.10054). Counted in the epochs.
+    #[serde(default)]
+    pub head_epochs: usize,
+    /// Learning-rate multiplier of the layers of a student that starts from the teacher's
+    /// copy, after its head epochs (dimensionless, ≥ 0; 0 = only the head ever learns):
+    /// fine-tuning copied features gently, so the first steps on the new chip, whose
+    /// goodness sits far from the threshold, do not wipe them out.
+    #[serde(default = "one")]
+    pub copy_layer_lr: f32,
+}
+
+/// Most teacher reads per view.
+pub const MAX_TEACHER_READS: usize = 64;
+
+fn one_read() -> usize {
+    1
+}
+
+fn default_augment() -> Augment {
+    DistillConfig::default().augment
 }
 
 fn one() -> f32 {
@@ -117,6 +178,13 @@ impl Default for DistillConfig {
             positive_temperature: 1.0,
             loss: DistillLoss::Contrastive,
             layer_temperature: 20.0,
+            init: Init::Auto,
+            // Measured (MNIST, harsh, see the README's Distillation section): views hurt
+            // these small FF students at 8-24 epochs, so they are off by default.
+            augment: Augment::NONE,
+            teacher_reads: 1,
+            head_epochs: 1,
+            copy_layer_lr: 0.1,
         }
     }
 }
@@ -147,6 +215,18 @@ impl DistillConfig {
             "layer-temperature",
             self.layer_temperature,
             "must be > 0",
+        )?;
+        ensure(
+            (1..=MAX_TEACHER_READS).contains(&self.teacher_reads),
+            "teacher-reads",
+            self.teacher_reads,
+            &format!("must be between 1 and {MAX_TEACHER_READS}"),
+        )?;
+        ensure(
+            self.copy_layer_lr.is_finite() && (0.0..=10.0).contains(&self.copy_layer_lr),
+            "copy-layer-lr",
+            self.copy_layer_lr,
+            "must be in [0, 10]",
         )?;
         if self.unlabelled && self.hard_weight > 0.0 {
             return Err(Error::param(
@@ -322,6 +402,13 @@ mod tests {
                 ..Default::default()
             },
             "hard-weight",
+        );
+        bad(
+            DistillConfig {
+                teacher_reads: 0,
+                ..Default::default()
+            },
+            "teacher-reads",
         );
     }
 }

@@ -47,6 +47,9 @@ pub struct FfLearner {
     updates: u64,
     /// Negative labels of the last batch.
     last_negatives: Vec<usize>,
+    /// Multiplier of the layers' learning rate (1 normally; 0: training steps update only
+    /// the softmax head and peer-normalisation means, the layers keep their weights).
+    layer_gain: f32,
 }
 
 /// Work buffers, reused across batches (allocated once per batch size).
@@ -278,6 +281,7 @@ impl FfLearner {
             geometry,
             updates: 0,
             last_negatives: Vec::new(),
+            layer_gain: 1.0,
         })
     }
 
@@ -592,6 +596,13 @@ impl FfLearner {
         Ok(stats)
     }
 
+    /// Scales the layers' learning rate by `g` (≥ 0) relative to the head's: 0 freezes
+    /// them, so training steps train only the softmax head (a linear probe of the layers
+    /// as they are, e.g. before fine-tuning a copy); 1 is ordinary training.
+    pub fn set_layer_gain(&mut self, g: f32) {
+        self.layer_gain = g;
+    }
+
     /// Whether this learner is unsupervised FF (hybrid negatives, no label pixels).
     pub fn unsupervised(&self) -> bool {
         self.cfg.negatives == NegativeLabels::Hybrid
@@ -632,6 +643,10 @@ impl FfLearner {
         gain: f32,
         noise: &mut Rng,
     ) {
+        if self.layer_gain == 0.0 {
+            return;
+        }
+        let gain = gain * self.layer_gain;
         let inv_b = 1.0 / b as f32;
         let buf = &mut self.buf;
         let (ow, ob) = (&mut self.opt_w[l], &mut self.opt_b[l]);
