@@ -1243,6 +1243,14 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             r.recovered
                 .map_or(String::new(), |v| format!(" | recovered {v:.2}"))
         );
+        let stem = args.out.join("plots").join("epochs");
+        if let Some(png) = crate::train::distill_epochs::epochs_figure(
+            std::slice::from_ref(&args.out),
+            &args.title,
+            &stem,
+        )? {
+            println!("figure {}", png.display());
+        }
     } else {
         use crate::train::distill_sweep as ds;
         let mut students = Vec::new();
@@ -1267,7 +1275,8 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
             .plot
             .clone()
             .unwrap_or_else(|| args.out.join(ds::PLOTS).join("distill"));
-        let figs = ds::figures(&rows, &args.title, &stem)?;
+        let mut figs = ds::figures(&rows, &args.title, &stem)?;
+        figs.extend(ds::epochs_figures(&args.out, &rows, &args.title)?);
         print!("{}", ds::table(&rows));
         for f in figs {
             println!("figure {}", f.display());

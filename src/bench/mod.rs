@@ -7,6 +7,7 @@
 //! weight-gradient GEMM over the positive and negative images (`2·(in·out)` each), plus the
 //! softmax head's forward and gradient; i.e. `10·Σ in·out + 4·10·Σ_head widths`.
 
+mod distill;
 mod isa;
 mod load;
 mod phases;
@@ -90,6 +91,10 @@ pub struct Measurement {
     /// (timed alternately in the same run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_of_counting: Option<f64>,
+    /// Distillation: a step (the teacher's read of the batch on its chip + the student's
+    /// soft FF step) over a plain FF step on the same kind of chip (timed alternately).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_vs_ff_step: Option<f64>,
     /// Tiki-Taka: step time over bp-analog's step on the same chip and batch (timed
     /// alternately in the same run, one core).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1082,6 +1087,17 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             Box::new(move || chip_update(spec, &cached, r)),
         ));
     }
+    for spec in [&reram, &harsh] {
+        let small = &small;
+        cases.push((
+            format!(
+                "distill-step {} b100 chip {} vs ff",
+                label(small),
+                spec.name
+            ),
+            Box::new(move || distill::distill_vs_ff(spec, small, 100, batches, r)),
+        ));
+    }
     for spec in [None, Some(&reram)] {
         let small = &small;
         let on = spec.map_or(String::new(), |s| format!(" chip {}", s.name));
@@ -1288,6 +1304,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             println!(
                 "{}: {:.2} s per epoch of 60,000 samples, {c:.2}× the bp-analog step",
                 m.name, m.seconds
+            );
+        }
+    }
+    for m in &report.measurements {
+        if let Some(c) = m.cost_vs_ff_step {
+            println!(
+                "{}: a distillation step (teacher read + student step) costs {c:.2}× a plain FF step",
+                m.name
             );
         }
     }

@@ -220,11 +220,32 @@ pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    figures(
-        &read_rows(&path)?,
-        &info.title,
-        &dir.join(PLOTS).join("distill"),
-    )
+    let rows = read_rows(&path)?;
+    let mut files = figures(&rows, &info.title, &dir.join(PLOTS).join("distill"))?;
+    files.extend(epochs_figures(dir, &rows, &info.title)?);
+    Ok(files)
+}
+
+/// The training-curve figures of a sweep, one per transfer size
+/// (`plots/distill-epochs-t<N>`), over every student of that size.
+pub fn epochs_figures(dir: &Path, rows: &[SweepRow], title: &str) -> Result<Vec<PathBuf>> {
+    let mut sizes: Vec<usize> = rows.iter().map(|r| r.transfer).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut files = Vec::new();
+    for n in sizes {
+        let students: Vec<PathBuf> = rows
+            .iter()
+            .filter(|r| r.transfer == n)
+            .map(|r| dir.join(&r.dir))
+            .collect();
+        let stem = dir.join(PLOTS).join(format!("distill-epochs-t{n}"));
+        let what = format!("{title}, {n} transfer images");
+        files.extend(super::distill_epochs::epochs_figure(
+            &students, &what, &stem,
+        )?);
+    }
+    Ok(files)
 }
 
 /// (x, mean, min, max) of `y` (in %) over the rows at each distinct `x` (rows where `y`
@@ -453,14 +474,15 @@ impl Pair<'_> {
 /// The sweep as a text table, one line per student (errors and agreements in %), and a
 /// summary line per transfer size (mean, min, max over students).
 pub fn table(rows: &[SweepRow]) -> String {
-    let pct = |v: Option<f64>| v.map_or("     –".to_string(), |v| format!("{:>6.2}", 100.0 * v));
+    let pct =
+        |v: Option<f64>| v.map_or("     – ".to_string(), |v| format!("{:>6.2}%", 100.0 * v));
     let mut t = format!(
         "{:<30}  init     distil err/agree   copy err/agree    scratch err/agree  copy+labels  other init  recovered\n",
         "student"
     );
     for r in rows {
         t += &format!(
-            "{:<30}  {:<7}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {}% {}%   {}%     {}%     {}\n",
+            "{:<30}  {:<7}  {:>6.2}% {:>6.2}%   {:>6.2}% {:>6.2}%   {} {}   {}     {}     {}\n",
             r.dir,
             r.init,
             100.0 * r.test_error,

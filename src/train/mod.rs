@@ -5,6 +5,7 @@ pub mod bp_chip;
 pub mod checkpoint;
 pub mod config;
 pub mod distill;
+pub mod distill_epochs;
 pub mod distill_sweep;
 pub mod distill_teacher;
 pub mod layers;

@@ -182,6 +182,9 @@ fn bench_quick_writes_its_interface() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_vs_bp_analog"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+        } else if let Some(c) = m["cost_vs_ff_step"].as_f64() {
+            // Distillation steps (teacher read + student step) against plain FF steps.
+            assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(f) = m["fma_f32_gflops_per_core"].as_f64() {
             // The ISA row: this core's f32 FMA (and, where present, bf16 dot) rates.
             assert!(f > 0.0 && m["amx_usable"].is_boolean(), "{m}");
@@ -224,6 +227,13 @@ fn bench_quick_writes_its_interface() {
             .any(|m| m["cost_vs_feedforward"].as_f64().is_some())
     );
     assert!(ms.iter().any(|m| m["cost_of_counting"].as_f64().is_some()));
+    assert_eq!(
+        ms.iter()
+            .filter(|m| m["cost_vs_ff_step"].as_f64().is_some())
+            .count(),
+        2,
+        "distill-step rows on reram and harsh"
+    );
     // The same FF step with random negatives, the shared-machine row, and the foreign
     // load seen during every measurement (Linux: from /proc).
     assert!(ms.iter().any(|m| {
