@@ -181,6 +181,10 @@ pub struct DistillArgs {
     /// epochs (0 = only the head learns). Default: 0.1.
     #[arg(long, allow_hyphen_values = true)]
     pub copy_layer_lr: Option<f32>,
+    /// Who picks the contrastive loss's negative labels: the teacher (its probabilities
+    /// over the other labels) or the student (its own hard negatives). Default: teacher.
+    #[arg(long, value_enum)]
+    pub negatives: Option<DistillNegativesArg>,
     /// Baselines beside the student: basic (copy, scratch with labels) or full (also copy
     /// fine-tuned with labels, and the distilled student from the other starting point).
     /// Default: full for one student, basic for several.
@@ -243,6 +247,13 @@ pub enum InitArg {
     Auto,
     Copy,
     Scratch,
+}
+
+/// Who picks a distilled student's negatives.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DistillNegativesArg {
+    Teacher,
+    Student,
 }
 
 /// Baseline sets.
@@ -993,6 +1004,10 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
         }
         args.checkpoint.join(name)
     });
+    // The checkpoint's own directory is never written (its results.json would be
+    // replaced); its sub-directories, the default, are.
+    crate::fsutil::check_out_not_inside(&out, &args.checkpoint, "checkpoint", true)?;
+    let _lock = crate::fsutil::OutputLock::take(&out)?;
     let record = serde_json::json!({
         "mortal_version": env!("CARGO_PKG_VERSION"),
         "checkpoint": args.checkpoint,
@@ -1162,6 +1177,11 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
         teacher_reads: args.teacher_reads.unwrap_or(defaults.teacher_reads),
         head_epochs: args.head_epochs.unwrap_or(defaults.head_epochs),
         copy_layer_lr: args.copy_layer_lr.unwrap_or(defaults.copy_layer_lr),
+        negatives: match args.negatives {
+            None => defaults.negatives,
+            Some(DistillNegativesArg::Teacher) => crate::learn::distill::NegativeSource::Teacher,
+            Some(DistillNegativesArg::Student) => crate::learn::distill::NegativeSource::Student,
+        },
     };
     dcfg.validate()?;
     ChipConfig::from_source(&args.student_chip, 0, args.variation)?.validate()?;

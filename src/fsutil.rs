@@ -162,3 +162,157 @@ mod tests {
         assert!(e.to_string().contains("missing.json"));
     }
 }
+
+/// Name of the lock file an output directory holds while a command writes it (a dot
+/// file: not part of a sealed directory's manifest).
+pub const OUTPUT_LOCK: &str = ".mortal.lock";
+
+/// An exclusive, non-blocking lock on an output directory, held until dropped. The lock
+/// is the operating system's (`flock`), so a process that dies releases it: a stale lock
+/// file of a dead process never blocks anyone. The holder's pid is written into the file
+/// for the message a second writer gets.
+#[derive(Debug)]
+pub struct OutputLock {
+    file: std::fs::File,
+}
+
+impl OutputLock {
+    /// Takes the lock of `dir` (created if needed). Another process holding it is an
+    /// [`Error::Param`] naming the directory and that process's pid (exit code 2).
+    pub fn take(dir: &Path) -> Result<Self> {
+        create_dir(dir)?;
+        let path = dir.join(OUTPUT_LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                // The holder's pid, for a second writer's message.
+                let _ = file.set_len(0);
+                let _ = writeln!(file, "{}", std::process::id());
+                let _ = file.flush();
+                Ok(OutputLock { file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok())
+                    .map_or("another process".to_string(), |p| format!("process {p}"));
+                Err(Error::param(
+                    "out",
+                    dir.display(),
+                    format!(
+                        "{holder} of mortal is writing this directory; wait for it to finish \
+                         or choose another --out"
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("cannot lock {}", path.display()), e))
+            }
+        }
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// `path` made absolute and free of `.`/`..` and symbolic links as far as it exists (the
+/// part that does not exist yet is appended as written).
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let parts: Vec<std::path::Component> = abs.components().collect();
+    for k in (1..=parts.len()).rev() {
+        let prefix: std::path::PathBuf = parts[..k].iter().collect();
+        if let Ok(mut out) = prefix.canonicalize() {
+            // The part that does not exist yet has no links: `..` and `.` resolve
+            // lexically.
+            for part in &parts[k..] {
+                match part {
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    std::path::Component::Normal(p) => out.push(p),
+                    _ => {}
+                }
+            }
+            return out;
+        }
+    }
+    abs
+}
+
+/// Refuses an output directory `out` that is the directory `input` the command reads
+/// (`what` names it: "teacher", "checkpoint") or, unless `subdirs_ok`, lies inside it, so
+/// writing cannot destroy what is being read.
+pub fn check_out_not_inside(out: &Path, input: &Path, what: &str, subdirs_ok: bool) -> Result<()> {
+    let (o, i) = (resolved(out), resolved(input));
+    if o == i || (!subdirs_ok && o.starts_with(&i)) {
+        return Err(Error::param(
+            "out",
+            out.display(),
+            format!(
+                "is the {what} directory {} or inside it; writing there would overwrite what \
+                 this command reads: choose another --out",
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_writer_is_refused_with_the_holders_pid_and_a_released_lock_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let held = OutputLock::take(&out).unwrap();
+        let e = OutputLock::take(&out).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+        assert!(msg.contains("run"), "{msg}");
+        drop(held);
+        let again = OutputLock::take(&out).unwrap();
+        drop(again);
+        // A lock file left behind (e.g. by a killed process) does not block.
+        std::fs::write(out.join(OUTPUT_LOCK), "999999\n").unwrap();
+        OutputLock::take(&out).unwrap();
+    }
+
+    #[test]
+    fn outputs_inside_inputs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("teacher");
+        std::fs::create_dir_all(&t).unwrap();
+        for bad in [
+            t.clone(),
+            t.join("student"),
+            t.join("a/../b"),
+            dir.path().join("x/../teacher"),
+        ] {
+            let e = check_out_not_inside(&bad, &t, "teacher", false).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{}", bad.display());
+        }
+        check_out_not_inside(&dir.path().join("teacher2"), &t, "teacher", false).unwrap();
+        check_out_not_inside(&dir.path().join("other/teacher"), &t, "teacher", false).unwrap();
+        // Evaluations write beside the checkpoint's files by default: a sub-directory is
+        // allowed there, the checkpoint directory itself never.
+        check_out_not_inside(&t.join("eval-c2"), &t, "checkpoint", true).unwrap();
+        assert!(check_out_not_inside(&t.join("."), &t, "checkpoint", true).is_err());
+    }
+}

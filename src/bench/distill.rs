@@ -60,9 +60,14 @@ pub(super) fn distill_vs_ff(
                 head_targets: &targets,
                 head_temperature: 2.0,
             };
-            if let Err(e) =
-                s_learner.train_batch_soft(&mut student, &images, &sup, 1.0, &mut snoise)
-            {
+            if let Err(e) = s_learner.train_batch_soft(
+                &mut student,
+                &images,
+                &sup,
+                1.0,
+                &mut draws,
+                &mut snoise,
+            ) {
                 failed = Some(e);
             }
         }

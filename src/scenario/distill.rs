@@ -114,6 +114,7 @@ impl DistillPlan {
             teacher_reads: sec.teacher_reads,
             head_epochs: sec.head_epochs,
             copy_layer_lr: sec.copy_layer_lr,
+            negatives: sec.negatives,
         };
         cfg.validate()
             .map_err(|e| rekey(e, |k| format!("distill.{}", k.replace('-', "_"))))?;

@@ -184,6 +184,10 @@ pub struct DistillSection {
     /// epochs (default: the library's).
     #[serde(default = "default_copy_layer_lr")]
     pub copy_layer_lr: f32,
+    /// Who picks the students' negative labels: `teacher` or `student` (default: the
+    /// library's).
+    #[serde(default)]
+    pub negatives: crate::learn::distill::NegativeSource,
     /// `basic` (default: copy and scratch) or `full` (also copy + labels and the other
     /// starting point).
     #[serde(default = "default_baselines")]

@@ -260,6 +260,9 @@ impl Store {
     pub fn open(dir: &Path, manifest: Manifest, text: &str, force: bool) -> Result<(Self, Opened)> {
         create_dir(dir)?;
         let mut opened = Opened::default();
+        // Held from the check of which scenario owns the directory to the writes: two
+        // scenarios started at once into one --out cannot both pass the check.
+        let _lock = DirLock::take(dir)?;
         if dir.join(MANIFEST).exists() {
             let old = Manifest::read(dir)?;
             let changes = old.changes(&manifest);
@@ -284,7 +287,6 @@ impl Store {
             manifest,
         };
         {
-            let _lock = DirLock::take(dir)?;
             write_atomic(&dir.join(SCENARIO_COPY), text.as_bytes())?;
             write_json(&dir.join(MANIFEST), &store.manifest)?;
             opened.dropped_bytes = store.repair()?;

@@ -39,8 +39,9 @@ use crate::data::{CLASSES, Dataset, Splits};
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_csv, write_json};
 use crate::learn::distill::{
-    self, Augment, DistillConfig, DistillLoss, Fidelity, Init, ScoreSource, TransferSource,
-    epoch_views, fidelity, mix_hard, sample_label, sample_wrong, softmax_t, transfer_images,
+    self, Augment, DistillConfig, DistillLoss, Fidelity, Init, NegativeSource, ScoreSource,
+    TransferSource, epoch_views, fidelity, mix_hard, sample_label, sample_wrong, softmax_t,
+    transfer_images,
 };
 use crate::learn::ff::{LayerKlSupervision, SoftSupervision};
 use crate::linalg::Mat;
@@ -455,6 +456,8 @@ pub fn run(
         ));
     }
     let chip = s.student.chip.clone().expect("checked by Plan::new");
+    crate::fsutil::check_out_not_inside(out, &s.teacher, "teacher", false)?;
+    let _lock = crate::fsutil::OutputLock::take(out)?;
     create_dir(out)?;
     super::manifest::unseal(out)?;
     let cfg = &s.student;
@@ -858,6 +861,9 @@ impl Lesson<'_> {
                             &mut neg,
                             &mut targets,
                         );
+                        if d.negatives == NegativeSource::Student {
+                            neg.clear();
+                        }
                         let sup = SoftSupervision {
                             positives: &pos,
                             negatives: &neg,
@@ -869,6 +875,7 @@ impl Lesson<'_> {
                             &images,
                             &sup,
                             gain,
+                            &mut negatives,
                             &mut noise,
                         )
                     }

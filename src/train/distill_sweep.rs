@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::distill::{Baselines, DistillResults, DistillSettings, Teacher, TeacherCheckpoint, run};
 use crate::data::Splits;
 use crate::error::Result;
-use crate::fsutil::{create_dir, file_safe, read_csv, read_json, write_csv, write_json};
+use crate::fsutil::{file_safe, read_csv, read_json, write_csv, write_json};
 use crate::learn::distill::DistillLoss;
 use crate::plot::{LineChart, Series, line_chart};
 use crate::progress::Reporter;
@@ -152,7 +152,8 @@ pub fn sweep(
     out: &Path,
     rep: &Reporter,
 ) -> Result<Vec<SweepRow>> {
-    create_dir(out)?;
+    crate::fsutil::check_out_not_inside(out, &info.teacher, "teacher", false)?;
+    let _lock = crate::fsutil::OutputLock::take(out)?;
     write_json(&out.join(SWEEP_FILE), info)?;
     let mut rows = Vec::new();
     // Baselines of finished students by their key, for students that differ only in

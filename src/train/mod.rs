@@ -106,6 +106,12 @@ pub fn run_with(
     // Jitter draws from its own stream, so switching it on changes nothing else.
     let mut jitter_rng = stream(derive(cfg.seed, "augment"), "jitter");
     let rep = &opts.reporter;
+    // One writer per run directory: a second process is refused (exit 2), not mixed in.
+    let _lock = opts
+        .out
+        .as_deref()
+        .map(crate::fsutil::OutputLock::take)
+        .transpose()?;
     if let Some(out) = &opts.out {
         create_dir(out)?;
         // Nothing of an earlier run in `out` counts as complete from here on; and an

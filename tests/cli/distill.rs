@@ -170,8 +170,10 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
     // `mortal plot` redraws the sweep's figures from its files.
     std::fs::remove_file(sweep.join("plots/distill-error.png")).unwrap();
     let drawn = run_ok(mortal().arg("plot").arg(&sweep));
-    assert_eq!(String::from_utf8_lossy(&drawn.stdout).lines().count(), 2);
+    // error and agreement vs transfer size, and one training-curve figure per size
+    assert_eq!(String::from_utf8_lossy(&drawn.stdout).lines().count(), 4);
     assert!(sweep.join("plots/distill-error.png").exists());
+    assert!(sweep.join("plots/distill-epochs-t200.png").exists());
 }
 
 /// A backprop teacher (physics-aware training on a ReRAM chip): its copy keeps its

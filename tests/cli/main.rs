@@ -12,3 +12,4 @@ mod readme;
 mod recurrent;
 mod scenario;
 mod train;
+mod writers;

@@ -199,7 +199,9 @@ fn distill_scenario_reuses_its_teacher_and_students_and_plot_redraws() {
     }
     assert!(!kl_student.join("scratch").exists());
     let plots = files_with_ext(&out.join("plots"), "png");
-    assert_eq!(plots.len(), 2 * 2 + 2, "{plots:?}");
+    // error and agreement per variation, against variation, and a training-curve figure
+    // per transfer size
+    assert_eq!(plots.len(), 2 * 2 + 2 + 2, "{plots:?}");
     let teacher = std::fs::read(out.join("teacher/results.json")).unwrap();
 
     let again = run_ok(mortal().arg("run").arg(&file).arg("--out").arg(&out));

@@ -147,6 +147,32 @@ pub struct DistillConfig {
     /// goodness sits far from the threshold, do not wipe them out.
     #[serde(default = "one")]
     pub copy_layer_lr: f32,
+    /// Who picks the contrastive loss's negative labels: `teacher` (drawn from its
+    /// probabilities at T over the other labels) or `student` (the student's own hard
+    /// negatives from its head, as FF with true labels does).
+    #[serde(default)]
+    pub negatives: NegativeSource,
+}
+
+/// Who picks a distilled student's negative labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NegativeSource {
+    /// Drawn from the teacher's probabilities at temperature T over the other labels.
+    #[default]
+    Teacher,
+    /// The student's own hard negatives (its head's probabilities over the other labels).
+    Student,
+}
+
+impl NegativeSource {
+    /// Name on the command line and in result files.
+    pub fn name(self) -> &'static str {
+        match self {
+            NegativeSource::Teacher => "teacher",
+            NegativeSource::Student => "student",
+        }
+    }
 }
 
 /// Most teacher reads per view.
@@ -185,6 +211,7 @@ impl Default for DistillConfig {
             teacher_reads: 1,
             head_epochs: 1,
             copy_layer_lr: 0.1,
+            negatives: NegativeSource::Teacher,
         }
     }
 }

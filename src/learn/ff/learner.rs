@@ -93,7 +93,9 @@ struct Buffers {
 pub struct SoftSupervision<'a> {
     /// Label written into each positive sample.
     pub positives: &'a [usize],
-    /// Label written into each negative sample (never the positive one).
+    /// Label written into each negative sample (never the positive one); empty: the
+    /// learner's own hard negatives, drawn from its head's probabilities over the labels
+    /// other than the positive (as with true labels).
     pub negatives: &'a [usize],
     /// Target probabilities of the softmax head (10 × B, columns sum to 1).
     pub head_targets: &'a Mat,
@@ -106,7 +108,7 @@ enum Teacher<'r, 's> {
     /// The learner itself: true labels, negatives from its own head (or uniform).
     Own(&'r mut Rng),
     /// A caller (distillation).
-    Given(&'r SoftSupervision<'s>),
+    Given(&'r SoftSupervision<'s>, &'r mut Rng),
 }
 
 /// What one training batch measured.
@@ -360,13 +362,13 @@ impl FfLearner {
         images: &Mat,
         sup: &SoftSupervision<'_>,
         gain: f32,
+        negatives: &mut Rng,
         noise: &mut Rng,
     ) -> Result<FfBatchStats> {
         let b = sup.positives.len();
-        assert_eq!(
-            sup.negatives.len(),
-            b,
-            "train_batch_soft: one negative per image"
+        assert!(
+            sup.negatives.is_empty() || sup.negatives.len() == b,
+            "train_batch_soft: one negative per image, or none (own negatives)"
         );
         assert_eq!(
             sup.head_targets.shape(),
@@ -380,7 +382,14 @@ impl FfLearner {
                 .all(|(p, n)| p != n && *n < crate::data::CLASSES),
             "train_batch_soft: negatives must differ from positives"
         );
-        self.train_batch_with(sub, images, sup.positives, Teacher::Given(sup), gain, noise)
+        self.train_batch_with(
+            sub,
+            images,
+            sup.positives,
+            Teacher::Given(sup, negatives),
+            gain,
+            noise,
+        )
     }
 
     fn train_batch_with(
@@ -515,7 +524,7 @@ impl FfLearner {
                     );
                 }
             }
-            Teacher::Given(sup) => {
+            Teacher::Given(sup, negatives) => {
                 stats.head = self.head.train_step_soft(
                     &features,
                     &buf.logits,
@@ -523,7 +532,14 @@ impl FfLearner {
                     sup.head_temperature,
                     gain,
                 );
-                buf.neg_labels.copy_from_slice(sup.negatives);
+                if sup.negatives.is_empty() {
+                    for (j, &positive) in labels.iter().enumerate() {
+                        buf.neg_labels[j] =
+                            hard_wrong(buf.logits.column(j).as_slice(), positive, negatives);
+                    }
+                } else {
+                    buf.neg_labels.copy_from_slice(sup.negatives);
+                }
             }
         }
 
