@@ -233,9 +233,10 @@ sinfo
 echo "private Slurm: slurmctld pid $CTLD_PID port $CTLD_PORT, slurmd pid $SLURMD_PID port $SLURMD_PORT, munged pid $MUNGED_PID, SLURM_CONF=$SLURM_CONF"
 
 cd "$WORK"
-# 30 epochs: each run lasts long enough to be cancelled in the middle.
+# 30 epochs: each run lasts long enough to be cancelled in the middle; a resumable state
+# after every epoch, so the resubmitted task continues its unfinished run mid-way.
 export SCENARIO="$ROOT/scenarios/quickstart.toml" SHARDS=4 OUT="$WORK/q" MORTAL
-export MORTAL_ARGS="--set train.epochs=30"
+export MORTAL_ARGS="--set train.epochs=30 --checkpoint-every 1"
 JOB=$(sbatch --parsable --array=0-3 --output="$WORK/task-%a.out" --export=ALL "$ROOT/scripts/mortal-array.sbatch")
 JOBS="$JOB"
 echo "submitted array job $JOB (4 tasks)"
@@ -247,7 +248,8 @@ wait_done() { for _ in $(seq 600); do our_jobs_left || return 0; sleep 1; done; 
 wait_done
 ROWS=0
 [ -f "$WORK/q-shard-2/results.csv" ] && ROWS=$(($(wc -l < "$WORK/q-shard-2/results.csv") - 1))
-echo "task 2 before resubmitting: $ROWS finished run(s)"
+STATES=$(find "$WORK/q-shard-2" -path '*/resume/latest' 2>/dev/null | wc -l)
+echo "task 2 before resubmitting: $ROWS finished run(s), $STATES unfinished run(s) with a resumable state"
 AGAIN=$(sbatch --parsable --array=2 --output="$WORK/task-%a-again.out" --export=ALL "$ROOT/scripts/mortal-array.sbatch")
 JOBS="$JOB,$AGAIN"
 echo "resubmitted task 2 as job $AGAIN"

@@ -185,8 +185,9 @@ pub struct DistillArgs {
     /// over the other labels) or the student (its own hard negatives). Default: teacher.
     #[arg(long, value_enum)]
     pub negatives: Option<DistillNegativesArg>,
-    /// Baselines beside the student: basic (copy, scratch with labels) or full (also copy
-    /// fine-tuned with labels, and the distilled student from the other starting point).
+    /// Baselines beside the student: copy (only the copy, evaluated), basic (copy, scratch
+    /// with labels) or full (also copy fine-tuned with labels, and the distilled student
+    /// from the other starting point).
     /// Default: full for one student, basic for several.
     #[arg(long, value_enum)]
     pub baselines: Option<BaselinesArg>,
@@ -259,6 +260,7 @@ pub enum DistillNegativesArg {
 /// Baseline sets.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum BaselinesArg {
+    Copy,
     Basic,
     Full,
 }
@@ -482,6 +484,16 @@ pub struct TrainArgs {
     /// Replace a different run already in --out (by default that is refused).
     #[arg(long)]
     pub force: bool,
+    /// Write a resumable state into <out>/resume/ after every N epochs (0: never). Default:
+    /// after the first epoch that ends 10 minutes or more after the last state, so short
+    /// runs write none. Feed-forward FF only (other algorithms write none).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run in DIR from its newest resumable state, with the configuration it
+    /// was started with (the other training flags are not read); it ends bit-identical to
+    /// an uninterrupted run.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
 }
 
 /// Refuses to write a run into a directory that holds a run of another configuration
@@ -866,11 +878,32 @@ pub fn train_command(
     data_dir: Option<&Path>,
     reporter: Reporter,
 ) -> Result<(train::RunResults, PathBuf)> {
-    let cfg = args.to_config()?;
+    use crate::train::resume::Checkpointing;
+    let checkpointing = match args.checkpoint_every {
+        None => Checkpointing::default(),
+        Some(0) => Checkpointing::Off,
+        Some(n) => Checkpointing::Every(n),
+    };
+    let (cfg, out, resume) = match &args.resume {
+        Some(dir) => {
+            let (meta, _) = train::resume::load(dir)?.ok_or_else(|| {
+                Error::param(
+                    "resume",
+                    dir.display(),
+                    "holds no resumable state (the run finished, or never wrote one)",
+                )
+            })?;
+            (meta.config, dir.clone(), true)
+        }
+        None => {
+            let cfg = args.to_config()?;
+            let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
+            (cfg, out, false)
+        }
+    };
     cfg.validate()?;
     let data = cfg.load_data(data_dir)?;
-    let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
-    if !args.force {
+    if !args.force && !resume {
         refuse_other_run(&out, &cfg)?;
     }
     let opts = RunOptions {
@@ -879,7 +912,8 @@ pub fn train_command(
         checkpoint: !args.no_checkpoint,
         count: !args.no_count,
     };
-    let r = train::run(&cfg, &data, &opts)?;
+    let mut trainer = train::trainers::build(&cfg)?;
+    let r = train::run_resumable(&cfg, trainer.as_mut(), &data, &opts, checkpointing, resume)?;
     Ok((r, out))
 }
 
@@ -1201,6 +1235,7 @@ fn distill_command(args: &DistillArgs, data_dir: Option<&Path>, rep: &Reporter) 
     let data = data_cfg.load_data(data_dir)?;
     let several = transfers.len() > 1 || seeds.len() > 1;
     let baselines = match args.baselines {
+        Some(BaselinesArg::Copy) => d::BaselineSet::Copy,
         Some(BaselinesArg::Basic) => d::BaselineSet::Basic,
         Some(BaselinesArg::Full) => d::BaselineSet::Full,
         None if several => d::BaselineSet::Basic,

@@ -326,6 +326,43 @@ impl OptState {
     }
 }
 
+impl OptState {
+    /// Everything a bit-identical continuation of training needs of this state, as
+    /// tensors `<prefix>.m`, `<prefix>.v` (Adam only) and `<prefix>.t` (the step count,
+    /// exact up to 2²⁴ steps).
+    pub fn state_tensors(&self, prefix: &str) -> Vec<crate::tensor::Tensor> {
+        use crate::tensor::{from_mat, from_vec};
+        let mut out = vec![
+            from_mat(format!("{prefix}.m"), &self.m),
+            from_vec(format!("{prefix}.t"), &[self.t as f32]),
+        ];
+        if !self.v.is_empty() {
+            out.push(from_mat(format!("{prefix}.v"), &self.v));
+        }
+        out
+    }
+
+    /// Restores what [`OptState::state_tensors`] saved (shapes must match).
+    pub fn restore_state(&mut self, tensors: &[crate::tensor::Tensor], prefix: &str) -> Result<()> {
+        use crate::tensor::{find, to_mat};
+        let (r, c) = self.m.shape();
+        let m = to_mat(tensors, &format!("{prefix}.m"), r, c)?;
+        let v = if self.v.is_empty() {
+            None
+        } else {
+            let (r, c) = self.v.shape();
+            Some(to_mat(tensors, &format!("{prefix}.v"), r, c)?)
+        };
+        let t = find(tensors, &format!("{prefix}.t"), &[1])?[0];
+        self.m = m;
+        if let Some(v) = v {
+            self.v = v;
+        }
+        self.t = t as i32;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

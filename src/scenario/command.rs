@@ -46,6 +46,12 @@ pub struct RunArgs {
     /// strings). The result is a different scenario: give it its own --out.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Every run writes a resumable state after every N epochs (0: never; default: after
+    /// the first epoch ending 10 minutes or more after the last state). A run left
+    /// unfinished by a killed or pre-empted job continues from its state when the scenario
+    /// is run again.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
 }
 
 /// `mortal plot` arguments.
@@ -87,6 +93,7 @@ pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Resu
         plot: !args.no_plot,
         dry_run: args.dry_run,
         sets: args.sets.clone(),
+        checkpoint_every: args.checkpoint_every,
     };
     runner::run(&req, reporter)?;
     Ok(())

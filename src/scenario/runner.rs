@@ -119,6 +119,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// `key.path=value` settings applied to the scenario file (`--set`).
     pub sets: Vec<String>,
+    /// Resumable states of every run: after every N epochs (0: never; None: the default
+    /// interval, [`train::resume::Checkpointing::default`]).
+    pub checkpoint_every: Option<usize>,
 }
 
 /// What a `mortal run` did.
@@ -245,10 +248,14 @@ fn execute(
     dir: &Path,
     reporter: Reporter,
     keep: Checkpoints,
+    every: train::resume::Checkpointing,
 ) -> Result<std::result::Result<RunResults, String>> {
     let cfg = &run.config;
     let mut trainer = train::trainers::build(cfg)?;
-    if run.replicate == 0 && cfg.chip.is_some() && keep == Checkpoints::All {
+    // A run that a killed or pre-empted job left with a resumable state of this very
+    // configuration continues from it (bit-identical to an uninterrupted run).
+    let resume = matches!(train::resume::load(dir), Ok(Some((m, _))) if m.config == *cfg);
+    if !resume && run.replicate == 0 && cfg.chip.is_some() && keep == Checkpoints::All {
         let init = dir.join("init");
         crate::fsutil::create_dir(&init)?;
         train::manifest::unseal(&init)?;
@@ -261,7 +268,7 @@ fn execute(
         checkpoint: keep != Checkpoints::None,
         count: true,
     };
-    match train::run_with(cfg, trainer.as_mut(), data, &opts) {
+    match train::run_resumable(cfg, trainer.as_mut(), data, &opts, every, resume) {
         Ok(r) => Ok(Ok(r)),
         Err(Error::Diverged(m)) => Ok(Err(m)),
         Err(e) => Err(e),
@@ -368,6 +375,11 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     }
 
     let keep = p.scenario.file.output.checkpoints;
+    let every = match req.checkpoint_every {
+        None => train::resume::Checkpointing::default(),
+        Some(0) => train::resume::Checkpointing::Off,
+        Some(n) => train::resume::Checkpointing::Every(n),
+    };
     let jobs = req
         .jobs
         .unwrap_or_else(rayon::current_num_threads)
@@ -386,7 +398,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
                     let rep = reporter.labelled(format!("#{}", run.index));
                     let data = &cache[&data_key(&run.config)];
                     let t0 = Instant::now();
-                    let result = execute(run, data, &store.run_dir(&run.id), rep, keep)
+                    let result = execute(run, data, &store.run_dir(&run.id), rep, keep, every)
                         .and_then(|o| store.append(&row(run, &o)).map(|()| o));
                     let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
                     bar.inc(1);

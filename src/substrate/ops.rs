@@ -177,7 +177,7 @@ pub struct HostWork {
 
 /// The counters of one substrate (or of a trainer's host): per layer, and the host's
 /// digital work by purpose. Also records the converters' resolutions, bits (0: ideal).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     enabled: bool,
     layers: Vec<Counts>,

@@ -52,6 +52,8 @@ use crate::rng::{derive, indexed, stream};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BaselineSet {
+    /// Only the copy (evaluated, no training): for experiments on the student alone.
+    Copy,
     /// copy and scratch (labels).
     Basic,
     /// Also copy + fine-tuning with labels, and the distilled student from the other
@@ -671,6 +673,7 @@ fn baselines(
     };
     // (b) FF from scratch with labels.
     let scratch = match &labelled {
+        _ if s.baselines == BaselineSet::Copy => None,
         None => None,
         Some(lab) => {
             let mut t = ff_trainer(cfg)?;

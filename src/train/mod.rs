@@ -11,6 +11,7 @@ pub mod distill_teacher;
 pub mod layers;
 pub mod manifest;
 pub mod results;
+pub mod resume;
 pub mod trainers;
 
 use std::path::{Path, PathBuf};
@@ -77,12 +78,34 @@ pub fn run(cfg: &TrainConfig, data: &Splits, opts: &RunOptions) -> Result<RunRes
     run_with(cfg, trainer.as_mut(), data, opts)
 }
 
-/// Like [`run`] with a trainer built by the caller.
+/// Like [`run`] with a trainer built by the caller. Long runs write resumable states
+/// ([`resume::Checkpointing::default`]).
 pub fn run_with(
     cfg: &TrainConfig,
     trainer: &mut dyn Trainer,
     data: &Splits,
     opts: &RunOptions,
+) -> Result<RunResults> {
+    run_resumable(
+        cfg,
+        trainer,
+        data,
+        opts,
+        resume::Checkpointing::default(),
+        false,
+    )
+}
+
+/// Like [`run_with`], writing resumable states as `checkpointing` says (algorithms that
+/// cannot resume write none) and, with `resume`, continuing from the newest one in
+/// `opts.out` (an error if there is none, or if it is of another configuration).
+pub fn run_resumable(
+    cfg: &TrainConfig,
+    trainer: &mut dyn Trainer,
+    data: &Splits,
+    opts: &RunOptions,
+    checkpointing: resume::Checkpointing,
+    resume: bool,
 ) -> Result<RunResults> {
     if data.train.is_empty() || data.valid.is_empty() || data.test.is_empty() {
         return Err(Error::param(
@@ -126,14 +149,70 @@ pub fn run_with(
     };
     let eval_seed = derive(seeds.noise, "eval");
     trainer.set_counting(opts.count);
-    let initial = trainer.ledger();
+    let mut initial = trainer.ledger();
     let mut trained = Ledger::new(0);
     let mut records: Vec<EpochRecord> = Vec::new();
     let mut images = Mat::zeros(0, 0);
     let start = Instant::now();
     let (mut train_seconds, mut eval_seconds) = (0.0, 0.0);
+    let mut elapsed_before = 0.0;
     let mut last_valid = Errors::default();
-    for epoch in 1..=cfg.epochs {
+    let mut first = 1;
+    if resume {
+        let out = opts
+            .out
+            .as_deref()
+            .ok_or_else(|| Error::param("resume", "", "a resumed run needs its directory"))?;
+        let (meta, tensors) = resume::load(out)?.ok_or_else(|| {
+            Error::param(
+                "resume",
+                out.display(),
+                format!(
+                    "no resumable state in {} (the run finished, or never wrote one)",
+                    resume::dir_of(out).display()
+                ),
+            )
+        })?;
+        if meta.config != *cfg {
+            return Err(Error::param(
+                "resume",
+                out.display(),
+                "its resumable state belongs to another configuration",
+            ));
+        }
+        trainer.restore_resume_state(&tensors, &meta.ledger)?;
+        streams.negatives = meta.streams.negatives;
+        streams.noise = meta.streams.noise;
+        jitter_rng = meta.streams.jitter;
+        initial = meta.initial;
+        trained = meta.trained;
+        train_seconds = meta.train_seconds;
+        eval_seconds = meta.eval_seconds;
+        elapsed_before = meta.elapsed_seconds;
+        let partial = out.join(PARTIAL_EPOCHS);
+        records = crate::fsutil::read_csv(&partial, "a run's epochs.csv.partial")?;
+        if records.len() < meta.epoch {
+            return Err(Error::artifact(
+                partial,
+                format!(
+                    "holds {} epochs, the resumable state {}",
+                    records.len(),
+                    meta.epoch
+                ),
+            ));
+        }
+        records.truncate(meta.epoch);
+        first = meta.epoch + 1;
+        rep.line(&format!(
+            "resuming {} after epoch {}/{}",
+            out.display(),
+            meta.epoch,
+            cfg.epochs
+        ));
+    }
+    let can_resume = trainer.resume_state().is_some();
+    let mut last_state = Instant::now();
+    for epoch in first..=cfg.epochs {
         let gain = schedule.gain(epoch, cfg.epochs);
         let order = epoch_order(data.train.len(), seeds.order, epoch);
         let batches = batches(&order, cfg.batch);
@@ -188,7 +267,7 @@ pub fn run_with(
             valid_error_digital: valid_digital,
             train_seconds: t_train,
             eval_seconds: t_eval,
-            elapsed_seconds: start.elapsed().as_secs_f64(),
+            elapsed_seconds: elapsed_before + start.elapsed().as_secs_f64(),
         };
         if !rec.train_loss.is_finite() {
             return Err(Error::Diverged(format!(
@@ -213,8 +292,40 @@ pub fn run_with(
         records.push(rec);
         if let Some(out) = &opts.out {
             crate::fsutil::write_csv(&out.join(PARTIAL_EPOCHS), &records)?;
+            if can_resume && checkpointing.due(epoch, cfg.epochs, last_state.elapsed()) {
+                let (tensors, ledger) = trainer.resume_state().expect("checked");
+                let meta = resume::ResumeMeta {
+                    format: resume::FORMAT,
+                    mortal_version: env!("CARGO_PKG_VERSION").to_string(),
+                    config: cfg.clone(),
+                    epoch,
+                    streams: resume::StreamState {
+                        negatives: streams.negatives.clone(),
+                        noise: streams.noise.clone(),
+                        jitter: jitter_rng.clone(),
+                    },
+                    ledger,
+                    initial: initial.clone(),
+                    trained: trained.clone(),
+                    train_seconds,
+                    eval_seconds,
+                    elapsed_seconds: elapsed_before + start.elapsed().as_secs_f64(),
+                    tensors_md5: String::new(),
+                };
+                resume::save(out, &meta, &tensors)?;
+                last_state = Instant::now();
+            }
         }
         last_valid = valid;
+    }
+    if resume && first > cfg.epochs {
+        // Resumed after the last epoch: nothing left to train (a state is never written
+        // then, so this cannot happen unless the files were edited).
+        return Err(Error::param(
+            "resume",
+            cfg.epochs,
+            "the run has no epoch left",
+        ));
     }
 
     // Final test evaluation; the method is chosen on validation, never on test.
@@ -290,6 +401,7 @@ pub fn run_with(
             )
         })?;
         crate::fsutil::failpoint(&out.join("epochs.csv"));
+        resume::clear(out)?;
         manifest::seal(out)?;
     }
     Ok(results)

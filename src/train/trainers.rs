@@ -84,6 +84,21 @@ pub trait Trainer: Send {
     fn setup_cost(&self, initial: &Ledger) -> Ledger {
         initial.clone()
     }
+    /// Everything a bit-identical continuation of training needs: the substrate's whole
+    /// state and the learner's, optimiser state included, and the counters. `None`: this
+    /// algorithm cannot be resumed mid-run (yet).
+    fn resume_state(&self) -> Option<(Vec<Tensor>, Ledger)> {
+        None
+    }
+    /// Restores what [`Trainer::resume_state`] saved (from this very run: same substrate
+    /// instance).
+    fn restore_resume_state(&mut self, _tensors: &[Tensor], _ledger: &Ledger) -> Result<()> {
+        Err(crate::error::Error::param(
+            "resume",
+            "this algorithm",
+            "cannot be resumed mid-run",
+        ))
+    }
 }
 
 /// Builds the trainer of a (validated) configuration.
@@ -256,6 +271,24 @@ impl Trainer for FfTrainer {
 
     fn set_counting(&mut self, on: bool) {
         self.substrate.ledger_mut().set_enabled(on);
+    }
+
+    fn resume_state(&self) -> Option<(Vec<Tensor>, Ledger)> {
+        Some((
+            ff_tensors(self.substrate.as_ref(), self.learner.resume_tensors()),
+            self.substrate.ledger().clone(),
+        ))
+    }
+
+    fn restore_resume_state(&mut self, tensors: &[Tensor], ledger: &Ledger) -> Result<()> {
+        let id = self.substrate_id();
+        if let Some(note) = restore_substrate(self.substrate.as_mut(), tensors, &id)? {
+            return Err(crate::error::Error::param("resume", "substrate", note));
+        }
+        self.learner
+            .restore_resume(&tensor::with_prefix(tensors, "ff/"))?;
+        *self.substrate.ledger_mut() = ledger.clone();
+        Ok(())
     }
 }
 

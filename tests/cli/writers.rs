@@ -100,3 +100,90 @@ fn outputs_onto_inputs_are_refused() {
     assert_eq!(std::fs::read(t.join("results.json")).unwrap(), before);
     assert!(!t.join("student").exists());
 }
+
+fn md5_of(path: &Path) -> String {
+    use md5::{Digest, Md5};
+    let bytes = std::fs::read(path).unwrap();
+    Md5::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A run killed (SIGKILL) at arbitrary points and continued with `--resume` ends with the
+/// same checkpoint, results and epochs as an uninterrupted run: digital and harsh chip.
+#[test]
+fn a_killed_run_resumes_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    for chip in [None, Some("harsh")] {
+        let args = |out: &Path| {
+            let mut c = mortal();
+            c.args([
+                "train",
+                "-q",
+                "--dataset",
+                "synthetic",
+                "--layers",
+                "96,96",
+                "--epochs",
+                "4",
+                "--train-limit",
+                "2000",
+                "--eval-limit",
+                "200",
+                "--checkpoint-every",
+                "1",
+                "--seed",
+                "5",
+            ]);
+            if let Some(c2) = chip {
+                c.args(["--chip", c2]);
+            }
+            c.arg("--out").arg(out);
+            c
+        };
+        let tag = chip.unwrap_or("digital");
+        let whole = dir.path().join(format!("{tag}-whole"));
+        run_ok(&mut args(&whole));
+        let want = md5_of(&whole.join("checkpoint.safetensors"));
+        for (trial, delay_ms) in [300u64, 900, 1600].into_iter().enumerate() {
+            let out = dir.path().join(format!("{tag}-{trial}"));
+            let mut child = args(&out).spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let _ = child.kill();
+            let _ = child.wait();
+            if !out.join("manifest.json").exists() {
+                if out.join("resume/latest").exists() {
+                    run_ok(mortal().args(["train", "-q", "--resume"]).arg(&out));
+                } else {
+                    // Killed before its first state: a fresh start in the same place.
+                    run_ok(&mut args(&out));
+                }
+            }
+            assert_eq!(
+                md5_of(&out.join("checkpoint.safetensors")),
+                want,
+                "{tag}, killed after {delay_ms} ms"
+            );
+            assert!(
+                !out.join("resume").exists(),
+                "states are removed at the end"
+            );
+            let (a, b) = (
+                read_json(&whole.join("results.json")),
+                read_json(&out.join("results.json")),
+            );
+            for key in ["test_error", "valid_error", "cost", "seeds"] {
+                assert_eq!(a[key], b[key], "{tag}: {key}");
+            }
+        }
+    }
+    // A finished run has nothing to resume: one line, exit 2.
+    let (code, err) = run_err(
+        mortal()
+            .args(["train", "-q", "--resume"])
+            .arg(dir.path().join("digital-whole")),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("resumable state"), "{err}");
+}

@@ -158,6 +158,37 @@ impl SoftmaxHead {
     }
 }
 
+impl SoftmaxHead {
+    /// The head's weights, bias and optimiser state, for a bit-identical continuation.
+    pub fn resume_tensors(&self) -> Vec<crate::tensor::Tensor> {
+        use crate::tensor::{from_mat, from_vec};
+        let mut out = Vec::new();
+        for (i, (w, o)) in self.weights.iter().zip(&self.opt_w).enumerate() {
+            out.push(from_mat(format!("head{i}.weight"), w));
+            out.extend(o.state_tensors(&format!("head{i}.opt")));
+        }
+        out.push(from_vec("head.bias", &self.bias));
+        out.extend(self.opt_b.state_tensors("head.bias_opt"));
+        out
+    }
+
+    /// Restores what [`SoftmaxHead::resume_tensors`] saved.
+    pub fn restore_resume(
+        &mut self,
+        tensors: &[crate::tensor::Tensor],
+    ) -> crate::error::Result<()> {
+        use crate::tensor::{find, to_mat};
+        for (i, (w, o)) in self.weights.iter_mut().zip(&mut self.opt_w).enumerate() {
+            let (r, c) = w.shape();
+            *w = to_mat(tensors, &format!("head{i}.weight"), r, c)?;
+            o.restore_state(tensors, &format!("head{i}.opt"))?;
+        }
+        let n = self.bias.len();
+        self.bias.copy_from_slice(find(tensors, "head.bias", &[n])?);
+        self.opt_b.restore_state(tensors, "head.bias_opt")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -780,6 +780,48 @@ impl FfLearner {
         out
     }
 
+    /// Everything a bit-identical continuation of training needs beyond the substrate:
+    /// the head with its optimiser state, the peer-normalisation means, every layer's
+    /// optimiser state and the update counter (sleep phases).
+    pub fn resume_tensors(&self) -> Vec<crate::tensor::Tensor> {
+        use crate::tensor::from_vec;
+        let mut out = self.head.resume_tensors();
+        for (l, m) in self.peer.iter().enumerate() {
+            out.push(from_vec(format!("peer{l}"), m));
+        }
+        for (l, (w, b)) in self.opt_w.iter().zip(&self.opt_b).enumerate() {
+            out.extend(w.state_tensors(&format!("opt{l}.weight")));
+            out.extend(b.state_tensors(&format!("opt{l}.bias")));
+        }
+        // The counter as four exact 16-bit parts.
+        let parts: Vec<f32> = (0..4)
+            .map(|k| ((self.updates >> (16 * k)) & 0xffff) as f32)
+            .collect();
+        out.push(from_vec("updates", &parts));
+        out
+    }
+
+    /// Restores what [`FfLearner::resume_tensors`] saved.
+    pub fn restore_resume(&mut self, tensors: &[crate::tensor::Tensor]) -> Result<()> {
+        use crate::tensor::find;
+        self.head.restore_resume(tensors)?;
+        for (l, m) in self.peer.iter_mut().enumerate() {
+            let n = m.len();
+            m.copy_from_slice(find(tensors, &format!("peer{l}"), &[n])?);
+        }
+        for (l, (w, b)) in self.opt_w.iter_mut().zip(&mut self.opt_b).enumerate() {
+            w.restore_state(tensors, &format!("opt{l}.weight"))?;
+            b.restore_state(tensors, &format!("opt{l}.bias"))?;
+        }
+        let parts = find(tensors, "updates", &[4])?;
+        self.updates = parts
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (*p as u64) << (16 * k))
+            .sum();
+        Ok(())
+    }
+
     /// Restores what [`FfLearner::tensors`] saved.
     pub fn restore(&mut self, tensors: &[crate::tensor::Tensor]) -> Result<()> {
         use crate::tensor::{find, to_mat};
