@@ -312,7 +312,13 @@ pub fn run_resumable(
                     elapsed_seconds: elapsed_before + start.elapsed().as_secs_f64(),
                     tensors_md5: String::new(),
                 };
+                let t_state = Instant::now();
                 resume::save(out, &meta, &tensors)?;
+                rep.line(&format!(
+                    "resumable state after epoch {epoch} written to {} ({:.2} s)",
+                    resume::dir_of(out).display(),
+                    t_state.elapsed().as_secs_f64()
+                ));
                 last_state = Instant::now();
             }
         }
