@@ -97,6 +97,14 @@ pub fn draw(dir: &Path) -> Result<Vec<PathBuf>> {
         })
         .collect();
     done.sort_by_key(|r| r.entry.index);
+    // Figures are drawn only from whole runs: a run listed as done whose directory does
+    // not verify against its manifest is refused, named.
+    for r in &done {
+        let run = dir.join(super::store::RUNS).join(&r.entry.id);
+        crate::train::manifest::verify(&run).map_err(|e| {
+            crate::error::Error::artifact(&run, format!("run {} cannot be drawn: {e}", r.entry.id))
+        })?;
+    }
     let out = dir.join(PLOTS);
     let mut files = Vec::new();
     let title = m.output.title.clone().unwrap_or_else(|| m.name.clone());

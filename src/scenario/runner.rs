@@ -345,7 +345,14 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
             a.display()
         );
     }
-    let completed = store.completed()?;
+    // A run listed as done whose directory is missing, incomplete or edited is redone.
+    let (completed, broken) = store.verified()?;
+    if !broken.is_empty() {
+        for (id, why) in &broken {
+            say!("note: run {id} is listed as done but does not verify ({why}); redoing it");
+        }
+        store.drop_rows(&broken.iter().map(|(id, _)| id.clone()).collect())?;
+    }
     let mine: Vec<&RunSpec> = p.runs.iter().filter(|r| shard.contains(r.index)).collect();
     let todo: Vec<&RunSpec> = mine
         .iter()

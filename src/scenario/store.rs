@@ -370,6 +370,40 @@ impl Store {
             .map_err(|e| Error::io(ctx(), e))
     }
 
+    /// Removes the rows of runs `ids` from `results.csv` (runs to be redone).
+    pub fn drop_rows(&self, ids: &HashSet<String>) -> Result<()> {
+        let _lock = DirLock::take(&self.dir)?;
+        let path = self.dir.join(RESULTS);
+        let header = self.manifest.header();
+        let (rows, _) = read_rows(&path, &header)?;
+        let kept = rows.into_iter().filter(|r| !ids.contains(&r[0])).collect();
+        write_results(&path, &header, kept)
+    }
+
+    /// The finished runs (see [`Store::completed`]) whose directories verify against their
+    /// manifests, and the others with the reason each fails.
+    /// Diverged runs have no files to verify and count as done.
+    pub fn verified(&self) -> Result<(HashSet<String>, Vec<Broken>)> {
+        let mut good = HashSet::new();
+        let mut broken = Vec::new();
+        let header = self.manifest.header();
+        let (rows, _) = read_rows(&self.dir.join(RESULTS), &header)?;
+        for r in rows {
+            let id = r[0].clone();
+            if diverged(&header, &r) {
+                good.insert(id);
+                continue;
+            }
+            match crate::train::manifest::verify(&self.run_dir(&id)) {
+                Ok(()) => {
+                    good.insert(id);
+                }
+                Err(e) => broken.push((id, e.to_string())),
+            }
+        }
+        Ok((good, broken))
+    }
+
     /// Rewrites `results.csv` with its rows deduplicated and sorted by run index.
     pub fn sort_results(&self) -> Result<()> {
         let _lock = DirLock::take(&self.dir)?;
@@ -386,6 +420,18 @@ impl Store {
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.dir.join(RUNS).join(id)
     }
+}
+
+/// A run listed as done that does not verify: (run id, why).
+pub type Broken = (String, String);
+
+/// Whether a `results.csv` row records a diverged run (an outcome with no run files).
+fn diverged(header: &[String], row: &[String]) -> bool {
+    header
+        .iter()
+        .position(|h| h == "status")
+        .and_then(|i| row.get(i))
+        .is_some_and(|s| s.starts_with("diverged"))
 }
 
 /// Rows as CSV bytes.
@@ -534,6 +580,13 @@ pub fn merge(out: &Path, dirs: &[PathBuf]) -> Result<Merged> {
                 let id = r[0].clone();
                 let src = d.join(RUNS).join(&id);
                 let dst = out.join(RUNS).join(&id);
+                // A run listed as done must be whole: a missing or tampered directory is
+                // refused, not copied.
+                if !diverged(&header, &r) {
+                    crate::train::manifest::verify(&src).map_err(|e| {
+                        Error::artifact(&src, format!("run {id} cannot be merged: {e}"))
+                    })?;
+                }
                 if src.is_dir() && !same_dir(&src, &dst) && !dst.exists() {
                     copy_dir(&src, &dst)?;
                 }

@@ -119,7 +119,8 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
         ));
     }
     let mut raw: serde_json::Value = read_json(&meta_path)?;
-    if raw["format"] == 1 {
+    let migrated = raw["format"] == 1;
+    if migrated {
         migrate_v1(&mut raw);
         raw["format"] = FORMAT.into();
     }
@@ -134,7 +135,10 @@ pub fn load(dir: &Path) -> Result<(CheckpointMeta, Vec<Tensor>)> {
             ),
         ));
     }
-    if meta.sealed {
+    // Every checkpoint of this format is written sealed, so its manifest is required
+    // whatever its `sealed` flag says (removing the flag cannot skip verification); only
+    // checkpoints of the first format, which had no manifest, load without one.
+    if meta.sealed || !migrated {
         super::manifest::verify(dir)?;
     }
     let tensors = read_tensors(&dir.join(TENSOR_FILE), meta.tensors_md5.as_deref())?;

@@ -187,3 +187,71 @@ fn a_killed_run_resumes_bit_identical() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("resumable state"), "{err}");
 }
+
+/// Resume, merge and load verify every run against its manifest: a run listed as done
+/// whose directory lost its manifest or had a file edited is redone by `mortal run`,
+/// refused by `mortal merge`, and an edited checkpoint cannot be loaded by removing its
+/// `sealed` flag.
+#[test]
+fn broken_runs_are_redone_or_refused_never_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let scenario = root.join("scenarios/quickstart.toml");
+    let out = dir.path().join("q");
+    let run = |out: &Path| {
+        run_ok(
+            mortal()
+                .args(["run", "-q", "--smoke", "--no-plot"])
+                .arg(&scenario)
+                .arg("--out")
+                .arg(out),
+        )
+    };
+    run(&out);
+    let runs: Vec<_> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let (a, b) = (&runs[0], &runs[1]);
+    std::fs::remove_file(a.join("manifest.json")).unwrap();
+    let mut edited = std::fs::read(b.join("checkpoint.safetensors")).unwrap();
+    let last = edited.len() - 1;
+    edited[last] ^= 1;
+    std::fs::write(b.join("checkpoint.safetensors"), &edited).unwrap();
+    // Merge refuses the broken runs, naming one.
+    let (code, err) = run_err(
+        mortal()
+            .args(["merge", "--no-plot"])
+            .arg(dir.path().join("merged"))
+            .arg(&out),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot be merged"), "{err}");
+    let (code, err) = run_err(mortal().arg("plot").arg(&out));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot be drawn"), "{err}");
+    // A checkpoint whose `sealed` flag was removed is still verified.
+    let meta = b.join("checkpoint.json");
+    let text = std::fs::read_to_string(&meta)
+        .unwrap()
+        .replace("\"sealed\": true", "\"sealed\": false");
+    std::fs::write(&meta, text).unwrap();
+    let (code, err) = run_err(
+        mortal()
+            .args(["eval", "-q", "--eval-limit", "20", "--checkpoint"])
+            .arg(b)
+            .arg("--out")
+            .arg(dir.path().join("e")),
+    );
+    assert_eq!(code, 3, "{err}");
+    // Run again: the two broken runs are redone, the others reused.
+    let again = run(&out);
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(said.matches("redoing it").count(), 2, "{said}");
+    run_ok(
+        mortal()
+            .args(["merge", "--no-plot"])
+            .arg(dir.path().join("merged"))
+            .arg(&out),
+    );
+}
