@@ -950,7 +950,7 @@ pub fn run_with(cli: Cli, reporter: Reporter) -> Result<()> {
         }
         Command::Data(cmd) => data_command(cmd, data_dir),
         Command::Device(DeviceCommand::Response(args)) => device_response(&args),
-        Command::Run(args) => crate::scenario::command::run(&args, data_dir, &reporter),
+        Command::Run(args) => crate::scenario::command::run(&args, data_dir, &reporter).map(|_| ()),
         Command::Plot(args) => crate::scenario::command::plot(&args),
         Command::Merge(args) => crate::scenario::command::merge(&args),
         Command::Distill(args) => distill_command(&args, data_dir, &reporter),
@@ -1044,7 +1044,7 @@ fn eval_command(args: &EvalArgs, data_dir: Option<&Path>) -> Result<()> {
     let _lock = crate::fsutil::OutputLock::take(&out)?;
     let record = serde_json::json!({
         "mortal_version": env!("CARGO_PKG_VERSION"),
-        "checkpoint": args.checkpoint,
+        "checkpoint": args.checkpoint.display().to_string(),
         "algo": cfg.algo.name(),
         "dataset": cfg.dataset.name(),
         "layers": cfg.layers,

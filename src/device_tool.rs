@@ -75,14 +75,38 @@ pub fn params_of_spec(spec: &HardwareSpec) -> Params {
     }
 }
 
+/// Most device × pulse steps a noisy response computes.
+pub const MAX_PULSE_STEPS: usize = 200_000_000;
+
 /// Computes the response.
 pub fn response(req: &ResponseRequest) -> Result<ResponseOutput> {
     req.params.validate()?;
-    if req.up + req.down == 0 || req.up + req.down > 1_000_000 {
+    if !req.start.is_finite() {
+        return Err(Error::param(
+            "--start",
+            req.start,
+            "must be a finite weight",
+        ));
+    }
+    let pulses = req.up.saturating_add(req.down);
+    if pulses == 0 || pulses > 1_000_000 {
         return Err(Error::param(
             "--up/--down",
-            req.up + req.down,
+            format!("{} + {}", req.up, req.down),
             "need 1..=1000000 pulses in all",
+        ));
+    }
+    // Every device steps through every pulse: bound the whole computation (≈ 2·10⁸ pulse
+    // steps, tens of seconds), not each factor alone.
+    if req.noise && req.devices.saturating_mul(pulses) > MAX_PULSE_STEPS {
+        return Err(Error::param(
+            "--devices",
+            req.devices,
+            format!(
+                "{} devices × {pulses} pulses exceed {MAX_PULSE_STEPS} pulse steps; use fewer \
+                 devices or pulses",
+                req.devices
+            ),
         ));
     }
     if !req.noise {

@@ -64,6 +64,10 @@ fn activation(name: &str) -> PyResult<Activation> {
 }
 
 fn topology(layers: Vec<usize>, act: &str, output_linear: bool) -> PyResult<Topology> {
+    // The CLI's limits, before anything is allocated (a chip's per-weight cost: the
+    // larger, so a digital network is held to it too).
+    let weights: f64 = layers.windows(2).map(|p| p[0] as f64 * p[1] as f64).sum();
+    crate::resources::check_network(&layers, weights, true, "layers").map_err(py_err)?;
     let a = activation(act)?;
     let t = if output_linear {
         Topology::classifier(layers, a)
@@ -407,6 +411,13 @@ impl Substrate_ {
         let (kind, identity, tensors) = load_state(&path).map_err(py_err)?;
         let topo: Topology = serde_json::from_value(identity["topology"].clone())
             .map_err(|e| param("substrate.json", "topology", &e.to_string()))?;
+        crate::resources::check_network(
+            topo.widths(),
+            topo.weight_count() as f64,
+            kind == "chip",
+            "substrate.json topology",
+        )
+        .map_err(py_err)?;
         let mut sub: Box<dyn Substrate> = if kind == "chip" {
             let spec = serde_json::from_value(identity["spec"].clone())
                 .map_err(|e| param("substrate.json", "spec", &e.to_string()))?;
@@ -543,6 +554,27 @@ fn run_cli(py: Python<'_>, args: Vec<String>, progress: Option<Py<PyAny>>) -> Py
     py.detach(|| crate::cli::run_with(cli, rep)).map_err(py_err)
 }
 
+/// `mortal run …` (a scenario) as the CLI runs it; returns the directory it wrote (the
+/// scenario's own default, from its `name`, when no `--out` is given).
+#[pyfunction]
+#[pyo3(signature = (args, progress=None))]
+fn run_scenario_cli(
+    py: Python<'_>,
+    args: Vec<String>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let cli = parse(&args)?;
+    let rep = reporter(cli.quiet, progress);
+    let data_dir = cli.data_dir.clone();
+    match cli.command {
+        crate::cli::Command::Run(a) => py
+            .detach(|| crate::scenario::command::run(&a, data_dir.as_deref(), &rep))
+            .map(|d| d.display().to_string())
+            .map_err(py_err),
+        _ => Err(param("run_scenario", "command", "expected `run …`")),
+    }
+}
+
 /// The splits of a dataset as numpy arrays: `{split: (images [n, pixels] float32 in
 /// [0, 1], labels [n] int64)}` for `train`, `valid`, `test` (the paper's split; the
 /// synthetic set is built in, the others read from `data_dir` or `$MORTAL_DATA`).
@@ -596,6 +628,7 @@ fn _mortal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Substrate_>()?;
     m.add_function(wrap_pyfunction!(train_cli, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(run_scenario_cli, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(load_data, m)?)?;
     m.add("MortalError", m.py().get_type::<MortalError>())?;

@@ -252,11 +252,8 @@ def run_scenario(path: str | os.PathLike, out: str | os.PathLike | None = None,
         args.append("-q")
     if data_dir is not None:
         args += ["--data-dir", os.fspath(data_dir)]
-    _mortal.run_cli(args, _progress(quiet, progress))
-    if out is not None:
-        return os.fspath(out)
-    name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    return os.path.join("runs", name + ("-smoke" if smoke else ""))
+    # The directory mortal wrote (the scenario's `name` or [output] dir when no out=).
+    return _mortal.run_scenario_cli(args, _progress(quiet, progress))
 
 
 def load_data(dataset: str = "synthetic", data_dir: str | None = None,

@@ -168,11 +168,13 @@ impl EnergyModel {
             ("flops_per_s", self.flops_per_s),
             ("bytes_per_s", self.bytes_per_s),
         ] {
-            if v <= 0.0 {
+            // A divisor this small keeps every quotient of counts finite (a subnormal one
+            // made latencies infinite, written as null).
+            if v < MIN_DIVISOR {
                 return Err(Error::param(
                     format!("energy model {origin}: energy.{key}"),
-                    v,
-                    "must be > 0 (it divides)",
+                    format!("{v:e}"),
+                    "must be ≥ 1e-30 (it divides)",
                 ));
             }
         }
@@ -191,6 +193,9 @@ impl EnergyModel {
         Ok(())
     }
 }
+
+/// Smallest value of an entry that divides (rates, parallel converters).
+const MIN_DIVISOR: f64 = 1e-30;
 
 #[cfg(test)]
 mod tests {

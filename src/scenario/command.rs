@@ -80,8 +80,8 @@ fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
     Shard::parse(s).map_err(|e| e.to_string())
 }
 
-/// `mortal run`.
-pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Result<()> {
+/// `mortal run`; returns the directory it wrote.
+pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Result<PathBuf> {
     let req = RunRequest {
         file: args.file.clone(),
         out: args.out.clone(),
@@ -95,8 +95,7 @@ pub fn run(args: &RunArgs, data_dir: Option<&Path>, reporter: &Reporter) -> Resu
         sets: args.sets.clone(),
         checkpoint_every: args.checkpoint_every,
     };
-    runner::run(&req, reporter)?;
-    Ok(())
+    Ok(runner::run(&req, reporter)?.dir)
 }
 
 /// `mortal plot`.

@@ -181,13 +181,20 @@ impl DistillPlan {
                         };
                         chip.validate()
                             .map_err(|e| rekey(e, |k| format!("distill.{k}")))?;
-                        let mut student = d::student_config(
-                            &teacher,
-                            chip,
-                            d::student_epochs(epochs, min_samples, n),
-                            sec.seed,
-                            n,
-                        );
+                        let student_epochs = d::student_epochs(epochs, min_samples, n);
+                        if student_epochs > d::MAX_STUDENT_EPOCHS {
+                            return Err(Error::param(
+                                "distill.min_samples",
+                                min_samples,
+                                format!(
+                                    "with {n} transfer images a student would train \
+                                     {student_epochs} epochs (at most {} are allowed)",
+                                    d::MAX_STUDENT_EPOCHS
+                                ),
+                            ));
+                        }
+                        let mut student =
+                            d::student_config(&teacher, chip, student_epochs, sec.seed, n);
                         student.eval_every = 0;
                         for &loss in &sec.losses {
                             let mut name = student_name(&base.source, variation, n, seed);

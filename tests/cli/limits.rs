@@ -430,3 +430,80 @@ fn eval_keeps_the_method_training_chose() {
         );
     }
 }
+
+/// The device tool's limits: NaN parameters and starts, wrapping pulse counts and a
+/// noisy response of days of work are refused at once.
+#[test]
+fn device_response_refuses_nan_wrapping_and_endless_requests() {
+    for (args, key) in [
+        (vec!["--dw-min", "nan"], "dw_min"),
+        (vec!["--up-down", "nan"], "up_down"),
+        (vec!["--start", "nan"], "--start"),
+        (
+            vec!["--up", "18446744073709551615", "--down", "2"],
+            "--up/--down",
+        ),
+        (
+            vec![
+                "--noise",
+                "--devices",
+                "100000",
+                "--up",
+                "500000",
+                "--down",
+                "500000",
+            ],
+            "--devices",
+        ),
+    ] {
+        let mut all = vec!["device", "response"];
+        all.extend(args);
+        quick_err(&all, key);
+    }
+}
+
+/// Scenario limits match the CLI's: a student's min_samples that would mean absurd
+/// epochs, and an energy model whose rate is subnormal.
+#[test]
+fn scenario_and_energy_limits_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("d.toml");
+    std::fs::write(
+        &s,
+        "version = 1\nname = \"d\"\n[train]\nepochs = 1\n[hardware]\npreset = \"harsh\"\n\
+         [distill]\ntransfer = [100]\nmin_samples = 10000000000\n",
+    )
+    .unwrap();
+    let s = s.to_string_lossy().into_owned();
+    quick_err(&["run", &s, "--dry-run"], "distill.min_samples");
+    let e = dir.path().join("e.toml");
+    let model = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cost/models/reram.toml"),
+    )
+    .unwrap();
+    let mut edited = String::new();
+    for line in model.lines() {
+        if line.trim_start().starts_with("flops_per_s") {
+            edited.push_str("flops_per_s = 5e-324\n");
+        } else {
+            edited.push_str(line);
+            edited.push('\n');
+        }
+    }
+    std::fs::write(&e, edited).unwrap();
+    let e = e.to_string_lossy().into_owned();
+    let (code, err) = run_err(mortal().args([
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "100",
+        "--energy",
+        &e,
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("energy.flops_per_s") && err.contains("5e-324"),
+        "{err}"
+    );
+}

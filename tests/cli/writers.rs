@@ -255,3 +255,22 @@ fn broken_runs_are_redone_or_refused_never_used() {
             .arg(&out),
     );
 }
+
+/// A run directory whose name is not UTF-8 trains, evaluates and is named in messages
+/// without a panic.
+#[cfg(unix)]
+#[test]
+fn non_utf8_paths_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"run-\xff"));
+    run_ok(&mut train_args(&odd, "1"));
+    run_ok(
+        mortal()
+            .args(["eval", "-q", "--eval-limit", "20", "--checkpoint"])
+            .arg(&odd)
+            .arg("--out")
+            .arg(odd.join("e")),
+    );
+    assert!(odd.join("e/results.json").is_file());
+}

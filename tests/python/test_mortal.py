@@ -245,3 +245,19 @@ def test_distill_returns_a_dict_for_one_student_and_rows_for_a_fleet(tmp_path):
     fleet = mortal.distill(teacher=tmp_path / "t", student_chip="harsh", student_seed="2-3",
                            transfer=200, epochs=1, out=tmp_path / "fleet", quiet=True)
     assert isinstance(fleet, list) and [r["student_seed"] for r in fleet] == [2, 3]
+
+
+def test_run_scenario_returns_the_directory_it_wrote(tmp_path, monkeypatch):
+    # The file's name differs from the scenario's `name`: the directory follows `name`.
+    other = tmp_path / "other.toml"
+    other.write_text((ROOT / "scenarios" / "quickstart.toml").read_text())
+    monkeypatch.chdir(tmp_path)
+    out = mortal.run_scenario(other, smoke=True, quiet=True, no_plot=True)
+    assert os.path.isdir(out) and os.path.isfile(os.path.join(out, "results.csv")), out
+
+
+def test_networks_beyond_the_cli_limits_are_refused_before_allocating():
+    with pytest.raises(mortal.ParamError, match="layers"):
+        mortal.Chip.preset("reram", layers=[784, 2**20 + 1, 10])
+    with pytest.raises(mortal.ParamError, match="memory"):
+        mortal.Chip.preset("reram", layers=[784, 2**20, 2**20, 10])

@@ -377,8 +377,26 @@ impl Params {
                 "the interval [w_min, w_max] must contain 0 (aihwkit)",
             ));
         }
-        if self.dw_min <= 0.0 {
-            return Err(Error::param("dw_min", self.dw_min, "must be > 0"));
+        if !(self.dw_min.is_finite() && self.dw_min > 0.0) {
+            return Err(Error::param(
+                "dw_min",
+                self.dw_min,
+                "must be a finite number > 0",
+            ));
+        }
+        for (k, v) in [
+            ("up_down", self.up_down),
+            ("dw_min_dtod", self.dw_min_dtod),
+            ("dw_min_std", self.dw_min_std),
+            ("up_down_dtod", self.up_down_dtod),
+            ("w_max_dtod", self.w_max_dtod),
+            ("w_min_dtod", self.w_min_dtod),
+            ("w_min", self.w_min),
+            ("w_max", self.w_max),
+        ] {
+            if !v.is_finite() || (k.ends_with("_dtod") || k.ends_with("_std")) && v < 0.0 {
+                return Err(Error::param(k, v, "must be a finite number (spreads ≥ 0)"));
+            }
         }
         // Also refuses piecewise node lists of unequal lengths.
         self.shape.validate("--param")
