@@ -772,6 +772,7 @@ impl TrainArgs {
         }
         if let Some(e) = &self.energy {
             cfg.energy = Some(e.clone());
+            cfg.embed_energy_model(None)?;
         }
         if let Some(p) = &self.precision {
             cfg.precision = p

@@ -105,6 +105,12 @@ impl EnergyModel {
         Self::parse(&text, source)
     }
 
+    /// Whether `source` names a preset (not a file).
+    pub fn is_preset(source: &str) -> bool {
+        NAMES.contains(&source)
+            || (!std::path::Path::new(source).exists() && !source.ends_with(".toml"))
+    }
+
     /// The default model of a chip source (`pcm` for the PCM preset, else `reram`).
     pub fn default_for(chip_source: Option<&str>) -> &'static str {
         match chip_source {

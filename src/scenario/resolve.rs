@@ -195,6 +195,16 @@ impl Scenario {
         if cfg.algo != Algo::FfRecurrent {
             cfg.recurrent = Default::default();
         }
+        // A model file is found from the scenario's folder and carried by every run.
+        if cfg.energy_model.is_some() {
+            return Err(Error::param(
+                "train.energy_model",
+                "",
+                "is filled in from train.energy; name the model file there",
+            ));
+        }
+        cfg.embed_energy_model(Some(self.dir()))
+            .map_err(|e| rekey(e, |_| "train.energy".into()))?;
         cfg.validate()
             .map_err(|e| rekey(e, |k| scenario_key(k, &sections)))?;
         Ok(Resolved {

@@ -164,6 +164,11 @@ pub struct TrainConfig {
     /// (`pcm` for `pcm`, else `reram`). Counting never changes a result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<String>,
+    /// The contents of the model file `energy` names (a preset needs none), carried by the
+    /// run itself ([`TrainConfig::embed_energy_model`]): moving or editing the file later
+    /// changes nothing of the run, and an edited file makes a different configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_model: Option<crate::cost::EnergyModel>,
     /// Arithmetic of the run's large matrix products (`f32`, or `bf16` operands with f32
     /// accumulation): the substrate's (on a chip its analog reads and host ΔW) and the FF
     /// learners' weight gradients ([`crate::substrate::Substrate::set_precision`]). Absent
@@ -175,6 +180,9 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The energy model of the run's cost report (see [`TrainConfig::energy`]).
     pub fn energy_model(&self) -> Result<crate::cost::EnergyModel> {
+        if let Some(m) = &self.energy_model {
+            return Ok(m.clone());
+        }
         let source = match &self.energy {
             Some(s) => s.as_str(),
             None => {
@@ -182,6 +190,30 @@ impl TrainConfig {
             }
         };
         crate::cost::EnergyModel::load(source)
+    }
+}
+
+impl TrainConfig {
+    /// Reads the model file `energy` names (resolved against `dir` when relative, e.g. a
+    /// scenario's folder) into the configuration, so the run no longer depends on the
+    /// file. Presets stay names.
+    pub fn embed_energy_model(&mut self, dir: Option<&std::path::Path>) -> Result<()> {
+        let Some(source) = self.energy.clone() else {
+            return Ok(());
+        };
+        if crate::cost::EnergyModel::is_preset(&source) {
+            return Ok(());
+        }
+        let path = std::path::Path::new(&source);
+        let path = match dir {
+            Some(d) if path.is_relative() => d.join(path),
+            _ => path.to_path_buf(),
+        };
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io(format!("cannot read energy model {origin}"), e))?;
+        self.energy_model = Some(crate::cost::EnergyModel::parse(&text, &origin)?);
+        Ok(())
     }
 }
 
@@ -297,6 +329,7 @@ impl Default for TrainConfig {
             chip: None,
             jitter: 0,
             energy: None,
+            energy_model: None,
             precision: Precision::F32,
         }
     }

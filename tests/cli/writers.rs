@@ -274,3 +274,47 @@ fn non_utf8_paths_do_not_panic() {
     );
     assert!(odd.join("e/results.json").is_file());
 }
+
+/// A run carries the energy model file it was given: moving the file afterwards changes
+/// nothing, and a scenario finds its model file from its own folder.
+#[test]
+fn runs_carry_their_energy_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = dir.path().join("my-model.toml");
+    std::fs::copy(root.join("src/cost/models/pcm.toml"), &model).unwrap();
+    let out = dir.path().join("run");
+    run_ok(train_args(&out, "1").arg("--energy").arg(&model));
+    let r = read_json(&out.join("results.json"));
+    assert!(r["config"]["energy_model"].is_object(), "{}", r["config"]);
+    std::fs::rename(&model, dir.path().join("moved.toml")).unwrap();
+    run_ok(
+        mortal()
+            .args(["eval", "-q", "--eval-limit", "20", "--checkpoint"])
+            .arg(&out)
+            .arg("--out")
+            .arg(dir.path().join("e")),
+    );
+    // A scenario with `energy = "model.toml"` beside it, run from elsewhere.
+    let sdir = dir.path().join("study");
+    std::fs::create_dir_all(&sdir).unwrap();
+    std::fs::copy(
+        root.join("src/cost/models/pcm.toml"),
+        sdir.join("model.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        sdir.join("s.toml"),
+        "version = 1\nname = \"s\"\n[model]\nlayers = [16]\n[train]\nepochs = 1\n\
+         energy = \"model.toml\"\n",
+    )
+    .unwrap();
+    run_ok(
+        mortal()
+            .args(["run", "-q", "--smoke", "--no-plot"])
+            .arg(sdir.join("s.toml"))
+            .arg("--out")
+            .arg(dir.path().join("s-out"))
+            .current_dir(dir.path()),
+    );
+}
