@@ -188,6 +188,27 @@ fn restore_substrate(
     })
 }
 
+/// A resumable state of an FF-family trainer: the substrate's and the learner's tensors,
+/// and the counters.
+fn resume_of(sub: &dyn Substrate, learner: Vec<Tensor>) -> (Vec<Tensor>, Ledger) {
+    (ff_tensors(sub, learner), sub.ledger().clone())
+}
+
+/// Puts a resumable state's substrate tensors and counters back into `sub` (the same
+/// instance: anything else is an error).
+fn restore_substrate_for_resume(
+    sub: &mut dyn Substrate,
+    tensors: &[Tensor],
+    ledger: &Ledger,
+) -> Result<()> {
+    let id = substrate_id_of(sub);
+    if let Some(note) = restore_substrate(sub, tensors, &id)? {
+        return Err(crate::error::Error::param("resume", "substrate", note));
+    }
+    *sub.ledger_mut() = ledger.clone();
+    Ok(())
+}
+
 /// Forward-Forward on a substrate.
 pub struct FfTrainer {
     pub learner: FfLearner,
@@ -274,21 +295,16 @@ impl Trainer for FfTrainer {
     }
 
     fn resume_state(&self) -> Option<(Vec<Tensor>, Ledger)> {
-        Some((
-            ff_tensors(self.substrate.as_ref(), self.learner.resume_tensors()),
-            self.substrate.ledger().clone(),
+        Some(resume_of(
+            self.substrate.as_ref(),
+            self.learner.resume_tensors(),
         ))
     }
 
     fn restore_resume_state(&mut self, tensors: &[Tensor], ledger: &Ledger) -> Result<()> {
-        let id = self.substrate_id();
-        if let Some(note) = restore_substrate(self.substrate.as_mut(), tensors, &id)? {
-            return Err(crate::error::Error::param("resume", "substrate", note));
-        }
+        restore_substrate_for_resume(self.substrate.as_mut(), tensors, ledger)?;
         self.learner
-            .restore_resume(&tensor::with_prefix(tensors, "ff/"))?;
-        *self.substrate.ledger_mut() = ledger.clone();
-        Ok(())
+            .restore_resume(&tensor::with_prefix(tensors, "ff/"))
     }
 }
 
@@ -376,6 +392,19 @@ impl Trainer for RecurrentTrainer {
 
     fn set_counting(&mut self, on: bool) {
         self.substrate.ledger_mut().set_enabled(on);
+    }
+
+    fn resume_state(&self) -> Option<(Vec<Tensor>, Ledger)> {
+        Some(resume_of(
+            self.substrate.as_ref(),
+            self.learner.resume_tensors(),
+        ))
+    }
+
+    fn restore_resume_state(&mut self, tensors: &[Tensor], ledger: &Ledger) -> Result<()> {
+        restore_substrate_for_resume(self.substrate.as_mut(), tensors, ledger)?;
+        self.learner
+            .restore_resume(&tensor::with_prefix(tensors, "ff/"))
     }
 }
 

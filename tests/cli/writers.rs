@@ -318,3 +318,50 @@ fn runs_carry_their_energy_model_file() {
             .current_dir(dir.path()),
     );
 }
+
+/// Recurrent FF resumes bit-identically too: a run stopped (as by `kill -9`) right after
+/// its first resumable state, then resumed, ends with the uninterrupted run's checkpoint.
+#[test]
+fn recurrent_ff_resumes_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut c = mortal();
+        c.args([
+            "train",
+            "-q",
+            "--algo",
+            "ff-recurrent",
+            "--dataset",
+            "synthetic",
+            "--layers",
+            "48,48",
+            "--epochs",
+            "3",
+            "--train-limit",
+            "600",
+            "--eval-limit",
+            "100",
+            "--chip",
+            "reram",
+            "--checkpoint-every",
+            "1",
+            "--out",
+        ])
+        .arg(out);
+        c
+    };
+    let whole = dir.path().join("whole");
+    run_ok(&mut args(&whole));
+    let cut = dir.path().join("cut");
+    let status = args(&cut)
+        .env("MORTAL_ABORT_AFTER", "latest")
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    assert!(cut.join("resume/latest").is_file());
+    run_ok(mortal().args(["train", "-q", "--resume"]).arg(&cut));
+    assert_eq!(
+        md5_of(&cut.join("checkpoint.safetensors")),
+        md5_of(&whole.join("checkpoint.safetensors"))
+    );
+}

@@ -328,6 +328,17 @@ impl RecurrentFf {
         self.ff.restore(tensors)
     }
 
+    /// Everything a bit-identical continuation of training needs (the layers' learner
+    /// with its optimiser state; the iteration buffers are rebuilt every batch).
+    pub fn resume_tensors(&self) -> Vec<crate::tensor::Tensor> {
+        self.ff.resume_tensors()
+    }
+
+    /// Restores what [`RecurrentFf::resume_tensors`] saved.
+    pub fn restore_resume(&mut self, tensors: &[crate::tensor::Tensor]) -> Result<()> {
+        self.ff.restore_resume(tensors)
+    }
+
     fn shape(&mut self, n: usize) {
         Self::shape_buffers(self.ff.topology(), &mut self.buf, n);
     }
