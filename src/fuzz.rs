@@ -339,6 +339,133 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// Mutated resumable states (their JSON edited, their tensor file's bytes flipped):
+    /// a resume continues or is refused with an error, never a panic or a hang.
+    #[test]
+    fn fuzz_resumable_states(
+        ms in prop::collection::vec(mutation(), 0..3),
+        flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        latest in prop::option::of("[a-z0-9./-]{0,20}"),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, data) = resume_fixture(dir.path());
+        let rd = dir.path().join(crate::train::resume::RESUME_DIR);
+        let json = rd.join("state-e1.json");
+        let mut t = std::fs::read_to_string(&json).unwrap();
+        for m in &ms {
+            t = mutate(&t, m);
+        }
+        std::fs::write(&json, t).unwrap();
+        let st = rd.join("state-e1.safetensors");
+        let mut bytes = std::fs::read(&st).unwrap();
+        for (k, b) in &flips {
+            let i = k % bytes.len();
+            bytes[i] = *b;
+        }
+        std::fs::write(&st, bytes).unwrap();
+        if let Some(l) = latest {
+            std::fs::write(rd.join("latest"), l).unwrap();
+        }
+        let _ = timed("resume", || {
+            let mut trainer = crate::train::trainers::build(&cfg)?;
+            crate::train::run_resumable(
+                &cfg,
+                trainer.as_mut(),
+                &data,
+                &quiet_opts(dir.path()),
+                crate::train::resume::Checkpointing::Off,
+                true,
+            )
+        });
+    }
+
+    /// Whatever a lock file holds (a killed writer's pid, garbage), taking the lock works.
+    #[test]
+    fn fuzz_lock_files(content in prop::collection::vec(any::<u8>(), 0..64)) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(crate::fsutil::OUTPUT_LOCK), content).unwrap();
+        let lock = crate::fsutil::OutputLock::take(dir.path());
+        prop_assert!(lock.is_ok(), "{lock:?}");
+    }
+}
+
+fn quiet_opts(dir: &Path) -> crate::train::RunOptions {
+    crate::train::RunOptions {
+        out: Some(dir.to_path_buf()),
+        reporter: crate::progress::Reporter::quiet(),
+        checkpoint: true,
+        count: true,
+    }
+}
+
+/// A run of 2 epochs stopped after the first, as a resumable state in `dir` (its
+/// configuration and data returned).
+fn resume_fixture(dir: &Path) -> (crate::train::TrainConfig, crate::data::Splits) {
+    let cfg = crate::train::TrainConfig {
+        layers: crate::train::layers::parse_list("8,8").unwrap(),
+        epochs: 2,
+        train_limit: Some(20),
+        eval_limit: Some(20),
+        synthetic: crate::data::synthetic::SyntheticConfig {
+            train: 20,
+            valid: 20,
+            test: 20,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let data = crate::data::load(
+        cfg.dataset,
+        &crate::data::DataSource {
+            synthetic: cfg.synthetic.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Train one epoch of the same run (a 1-epoch copy of it), then save what a 2-epoch
+    // run has after its first epoch.
+    let one = crate::train::TrainConfig {
+        epochs: 1,
+        ..cfg.clone()
+    };
+    let mut trainer = crate::train::trainers::build(&one).unwrap();
+    crate::train::run_resumable(
+        &one,
+        trainer.as_mut(),
+        &data,
+        &quiet_opts(dir),
+        crate::train::resume::Checkpointing::Off,
+        false,
+    )
+    .unwrap();
+    std::fs::rename(dir.join("epochs.csv"), dir.join("epochs.csv.partial")).unwrap();
+    let (tensors, ledger) = trainer.resume_state().unwrap();
+    let seeds = cfg.seeds();
+    let meta = crate::train::resume::ResumeMeta {
+        format: crate::train::resume::FORMAT,
+        mortal_version: String::new(),
+        config: cfg.clone(),
+        epoch: 1,
+        streams: crate::train::resume::StreamState {
+            negatives: crate::rng::stream(seeds.negatives, "negatives"),
+            noise: crate::rng::stream(seeds.noise, "train"),
+            jitter: crate::rng::stream(1, "jitter"),
+        },
+        ledger: ledger.clone(),
+        initial: ledger,
+        trained: crate::substrate::Ledger::new(0),
+        train_seconds: 0.0,
+        eval_seconds: 0.0,
+        elapsed_seconds: 0.0,
+        tensors_md5: String::new(),
+    };
+    crate::train::resume::save(dir, &meta, &tensors).unwrap();
+    (cfg, data)
+}
+
 const FLAGS: [&str; 24] = [
     "--layers",
     "--epochs",

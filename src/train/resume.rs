@@ -149,9 +149,42 @@ pub fn load(run: &Path) -> Result<Option<(ResumeMeta, Vec<Tensor>)>> {
             ),
         ));
     }
+    // Counters far beyond any run (an edited or corrupt state) would overflow when the
+    // run adds to them.
+    for (what, l) in [
+        ("ledger", &meta.ledger),
+        ("initial", &meta.initial),
+        ("trained", &meta.trained),
+    ] {
+        if !plausible(&serde_json::to_value(l).unwrap_or_default()) {
+            return Err(Error::artifact(
+                dir.join(name),
+                format!("its {what} counters are beyond any run (an edited or corrupt state)"),
+            ));
+        }
+    }
+    let finite = [meta.train_seconds, meta.eval_seconds, meta.elapsed_seconds]
+        .iter()
+        .all(|t| t.is_finite() && *t >= 0.0);
+    if !finite || meta.epoch == 0 {
+        return Err(Error::artifact(
+            dir.join(name),
+            "its epoch or times are invalid (an edited or corrupt state)",
+        ));
+    }
     let (_, st) = names(meta.epoch);
     let tensors = read_tensors(&dir.join(st), Some(&meta.tensors_md5))?;
     Ok(Some((meta, tensors)))
+}
+
+/// Whether every count in a serialised ledger is below 2⁶² (room to add a run's counts).
+fn plausible(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().is_none_or(|u| u < 1 << 62),
+        serde_json::Value::Array(a) => a.iter().all(plausible),
+        serde_json::Value::Object(o) => o.values().all(plausible),
+        _ => true,
+    }
 }
 
 /// Removes a run's resumable states (the run completed).
