@@ -486,7 +486,7 @@ pub struct TrainArgs {
     pub force: bool,
     /// Write a resumable state into <out>/resume/ after every N epochs (0: never). Default:
     /// after the first epoch that ends 10 minutes or more after the last state, so short
-    /// runs write none. Feed-forward FF only (other algorithms write none).
+    /// runs write none. FF and recurrent FF (other algorithms write none).
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
     /// Continue the run in DIR from its newest resumable state, with the configuration it
