@@ -392,21 +392,11 @@ proptest! {
     }
 }
 
-fn quiet_opts(dir: &Path) -> crate::train::RunOptions {
-    crate::train::RunOptions {
-        out: Some(dir.to_path_buf()),
-        reporter: crate::progress::Reporter::quiet(),
-        checkpoint: true,
-        count: true,
-    }
-}
-
-/// A run of 2 epochs stopped after the first, as a resumable state in `dir` (its
-/// configuration and data returned).
-fn resume_fixture(dir: &Path) -> (crate::train::TrainConfig, crate::data::Splits) {
+/// A tiny digital run of `epochs` (8,8 on 20 synthetic images) and its data.
+fn tiny_run(epochs: usize) -> (crate::train::TrainConfig, crate::data::Splits) {
     let cfg = crate::train::TrainConfig {
         layers: crate::train::layers::parse_list("8,8").unwrap(),
-        epochs: 2,
+        epochs,
         train_limit: Some(20),
         eval_limit: Some(20),
         synthetic: crate::data::synthetic::SyntheticConfig {
@@ -425,6 +415,22 @@ fn resume_fixture(dir: &Path) -> (crate::train::TrainConfig, crate::data::Splits
         },
     )
     .unwrap();
+    (cfg, data)
+}
+
+fn quiet_opts(dir: &Path) -> crate::train::RunOptions {
+    crate::train::RunOptions {
+        out: Some(dir.to_path_buf()),
+        reporter: crate::progress::Reporter::quiet(),
+        checkpoint: true,
+        count: true,
+    }
+}
+
+/// A run of 2 epochs stopped after the first, as a resumable state in `dir` (its
+/// configuration and data returned).
+fn resume_fixture(dir: &Path) -> (crate::train::TrainConfig, crate::data::Splits) {
+    let (cfg, data) = tiny_run(2);
     // Train one epoch of the same run (a 1-epoch copy of it), then save what a 2-epoch
     // run has after its first epoch.
     let one = crate::train::TrainConfig {
@@ -524,38 +530,8 @@ const VALUES: [&str; 26] = [
 
 /// A tiny trained digital checkpoint in `dir` (built once per case; about a millisecond).
 fn checkpoint_fixture(dir: &Path) {
-    let cfg = crate::train::TrainConfig {
-        layers: crate::train::layers::parse_list("8,8").unwrap(),
-        epochs: 1,
-        train_limit: Some(20),
-        eval_limit: Some(20),
-        synthetic: crate::data::synthetic::SyntheticConfig {
-            train: 20,
-            valid: 20,
-            test: 20,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let data = crate::data::load(
-        cfg.dataset,
-        &crate::data::DataSource {
-            synthetic: cfg.synthetic.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    crate::train::run(
-        &cfg,
-        &data,
-        &crate::train::RunOptions {
-            out: Some(dir.to_path_buf()),
-            reporter: crate::progress::Reporter::quiet(),
-            checkpoint: true,
-            count: true,
-        },
-    )
-    .unwrap();
+    let (cfg, data) = tiny_run(1);
+    crate::train::run(&cfg, &data, &quiet_opts(dir)).unwrap();
 }
 
 /// Inputs the fuzzer once found failing, replayed by name.

@@ -74,23 +74,34 @@ pub fn jitter(images: &mut Mat, geom: Geometry, k: usize, rng: &mut Rng) {
     if k == 0 {
         return;
     }
-    let (h, w, c) = (geom.h as isize, geom.w as isize, geom.c);
-    let span = 2 * k + 1;
     let mut src = vec![0.0f32; geom.units()];
     for mut col in images.column_iter_mut() {
-        let dy = rng.random_range(0..span) as isize - k as isize;
-        let dx = rng.random_range(0..span) as isize - k as isize;
+        let (dy, dx) = draw_shift(k, rng);
         src.copy_from_slice(col.as_slice());
-        for y in 0..h {
-            for x in 0..w {
-                let (sy, sx) = (y - dy, x - dx);
-                let base = ((y * w + x) as usize) * c;
-                if (0..h).contains(&sy) && (0..w).contains(&sx) {
-                    let sb = ((sy * w + sx) as usize) * c;
-                    col.as_mut_slice()[base..base + c].copy_from_slice(&src[sb..sb + c]);
-                } else {
-                    col.as_mut_slice()[base..base + c].fill(0.0);
-                }
+        shift_into(&src, col.as_mut_slice(), geom, dy, dx);
+    }
+}
+
+/// A shift (dy, dx), each uniform in −k..=k (dy drawn first).
+pub fn draw_shift(k: usize, rng: &mut Rng) -> (isize, isize) {
+    let span = 2 * k + 1;
+    let dy = rng.random_range(0..span) as isize - k as isize;
+    let dx = rng.random_range(0..span) as isize - k as isize;
+    (dy, dx)
+}
+
+/// `dst` = the image `src` shifted by (dy, dx), uncovered pixels 0.
+pub fn shift_into(src: &[f32], dst: &mut [f32], geom: Geometry, dy: isize, dx: isize) {
+    let (h, w, c) = (geom.h as isize, geom.w as isize, geom.c);
+    for y in 0..h {
+        for x in 0..w {
+            let (sy, sx) = (y - dy, x - dx);
+            let base = ((y * w + x) as usize) * c;
+            if (0..h).contains(&sy) && (0..w).contains(&sx) {
+                let sb = ((sy * w + sx) as usize) * c;
+                dst[base..base + c].copy_from_slice(&src[sb..sb + c]);
+            } else {
+                dst[base..base + c].fill(0.0);
             }
         }
     }

@@ -437,22 +437,8 @@ fn shift(src: &[f32], dst: &mut [f32], geom: Geometry, k: usize, rng: &mut Rng) 
         dst.copy_from_slice(src);
         return;
     }
-    let span = 2 * k + 1;
-    let dy = rng.random_range(0..span) as isize - k as isize;
-    let dx = rng.random_range(0..span) as isize - k as isize;
-    let (h, w, c) = (geom.h as isize, geom.w as isize, geom.c);
-    for y in 0..h {
-        for x in 0..w {
-            let (sy, sx) = (y - dy, x - dx);
-            let base = ((y * w + x) as usize) * c;
-            if (0..h).contains(&sy) && (0..w).contains(&sx) {
-                let sb = ((sy * w + sx) as usize) * c;
-                dst[base..base + c].copy_from_slice(&src[sb..sb + c]);
-            } else {
-                dst[base..base + c].fill(0.0);
-            }
-        }
-    }
+    let (dy, dx) = crate::data::augment::draw_shift(k, rng);
+    crate::data::augment::shift_into(src, dst, geom, dy, dx);
 }
 
 #[cfg(test)]
