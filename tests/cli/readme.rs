@@ -191,6 +191,19 @@ fn every_readme_command_runs_at_smoke_size() {
         .map(String::from)
         .collect();
     assert!(run(&teacher).status.success());
+    // A run stopped right after its first resumable state (as `kill -9` would), for
+    // `mortal train --resume`.
+    let stopped = mortal()
+        .current_dir(cwd)
+        .args(
+            "train --dataset synthetic --layers 16 --epochs 2 --train-limit 200 --eval-limit 50 \
+             --checkpoint-every 1 --out made/stopped -q"
+                .split_whitespace(),
+        )
+        .env("MORTAL_ABORT_AFTER", "latest")
+        .output()
+        .unwrap();
+    assert!(!stopped.status.success() && cwd.join("made/stopped/resume/latest").is_file());
     for s in 0..2 {
         let w: Vec<String> = format!(
             "mortal run scenarios/quickstart.toml --smoke --shard {s}/2 --out made/shard{s} -q"
@@ -215,6 +228,9 @@ fn every_readme_command_runs_at_smoke_size() {
             "data" if data.is_none() => {
                 skipped.push(format!("{} (no MORTAL_DATA)", w.join(" ")));
                 continue;
+            }
+            "train" if w.iter().any(|x| x == "--resume") => {
+                set(&mut w, "--resume", "made/stopped");
             }
             "train" => {
                 if let Some(k) = w.iter().position(|x| x == "--layers") {
