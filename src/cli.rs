@@ -880,12 +880,7 @@ pub fn train_command(
     reporter: Reporter,
 ) -> Result<(train::RunResults, PathBuf)> {
     use crate::train::resume::Checkpointing;
-    let checkpointing = match args.checkpoint_every {
-        None => Checkpointing::default(),
-        Some(0) => Checkpointing::Off,
-        Some(n) => Checkpointing::Every(n),
-    };
-    let (cfg, out, resume) = match &args.resume {
+    let (cfg, out, resume, every) = match &args.resume {
         Some(dir) => {
             let (meta, _) = train::resume::load(dir)?.ok_or_else(|| {
                 Error::param(
@@ -894,14 +889,17 @@ pub fn train_command(
                     "holds no resumable state (the run finished, or never wrote one)",
                 )
             })?;
-            (meta.config, dir.clone(), true)
+            // The run keeps writing states as it was started to, unless told otherwise.
+            let every = args.checkpoint_every.or(meta.checkpoint_every);
+            (meta.config, dir.clone(), true, every)
         }
         None => {
             let cfg = args.to_config()?;
             let out = args.out.clone().unwrap_or_else(|| cfg.default_out_dir());
-            (cfg, out, false)
+            (cfg, out, false, args.checkpoint_every)
         }
     };
+    let checkpointing = Checkpointing::from_every(every);
     cfg.validate()?;
     let data = cfg.load_data(data_dir)?;
     if !args.force && !resume {

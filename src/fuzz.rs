@@ -467,6 +467,7 @@ fn resume_fixture(dir: &Path) -> (crate::train::TrainConfig, crate::data::Splits
         eval_seconds: 0.0,
         elapsed_seconds: 0.0,
         tensors_md5: String::new(),
+        checkpoint_every: Some(1),
     };
     crate::train::resume::save(dir, &meta, &tensors).unwrap();
     (cfg, data)

@@ -382,11 +382,7 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> anyhow::Result<Summary> {
     }
 
     let keep = p.scenario.file.output.checkpoints;
-    let every = match req.checkpoint_every {
-        None => train::resume::Checkpointing::default(),
-        Some(0) => train::resume::Checkpointing::Off,
-        Some(n) => train::resume::Checkpointing::Every(n),
-    };
+    let every = train::resume::Checkpointing::from_every(req.checkpoint_every);
     let jobs = req
         .jobs
         .unwrap_or_else(rayon::current_num_threads)

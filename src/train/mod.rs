@@ -311,6 +311,7 @@ pub fn run_resumable(
                     eval_seconds,
                     elapsed_seconds: elapsed_before + start.elapsed().as_secs_f64(),
                     tensors_md5: String::new(),
+                    checkpoint_every: checkpointing.every(),
                 };
                 let t_state = Instant::now();
                 resume::save(out, &meta, &tensors)?;

@@ -52,6 +52,24 @@ impl Default for Checkpointing {
 }
 
 impl Checkpointing {
+    /// From `--checkpoint-every` (None: the default interval, 0: never, N: every N).
+    pub fn from_every(every: Option<usize>) -> Self {
+        match every {
+            None => Checkpointing::default(),
+            Some(0) => Checkpointing::Off,
+            Some(n) => Checkpointing::Every(n),
+        }
+    }
+
+    /// The `--checkpoint-every` value that gives this (the default interval: None).
+    pub fn every(self) -> Option<usize> {
+        match self {
+            Checkpointing::Off => Some(0),
+            Checkpointing::Every(n) => Some(n),
+            Checkpointing::Interval(_) => None,
+        }
+    }
+
     /// Whether to write a state after `epoch` (of `epochs`), `since` the last state.
     pub fn due(self, epoch: usize, epochs: usize, since: Duration) -> bool {
         epoch < epochs
@@ -92,6 +110,10 @@ pub struct ResumeMeta {
     pub elapsed_seconds: f64,
     /// MD5 of the tensor file.
     pub tensors_md5: String,
+    /// How the run writes its states (`--checkpoint-every`: None the default interval, 0
+    /// never, N every N epochs), kept by a resume unless it is given again.
+    #[serde(default)]
+    pub checkpoint_every: Option<usize>,
 }
 
 fn names(epoch: usize) -> (String, String) {

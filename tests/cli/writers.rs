@@ -359,7 +359,14 @@ fn recurrent_ff_resumes_bit_identical() {
         .unwrap();
     assert!(!status.success());
     assert!(cut.join("resume/latest").is_file());
-    run_ok(mortal().args(["train", "-q", "--resume"]).arg(&cut));
+    let resumed = run_ok(mortal().args(["train", "--resume"]).arg(&cut));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    // The resumed run keeps writing a state every epoch, as it was started to.
+    assert!(said.contains("resumable state after epoch 2"), "{said}");
     assert_eq!(
         md5_of(&cut.join("checkpoint.safetensors")),
         md5_of(&whole.join("checkpoint.safetensors"))
