@@ -882,7 +882,7 @@ pub fn train_command(
     use crate::train::resume::Checkpointing;
     let (cfg, out, resume, every) = match &args.resume {
         Some(dir) => {
-            let (meta, _) = train::resume::load(dir)?.ok_or_else(|| {
+            let meta = train::resume::load_meta(dir)?.ok_or_else(|| {
                 Error::param(
                     "resume",
                     dir.display(),

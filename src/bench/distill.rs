@@ -3,7 +3,7 @@
 //! its chip, against a plain FF step (true labels) on the same kind of chip, timed
 //! alternately.
 
-use super::{Measurement, ff_config, ff_topology, label, median, random, time_median};
+use super::{Measurement, alternately, ff_config, ff_topology, label, random, time_median};
 use crate::data::{CLASSES, PIXELS};
 use crate::error::Result;
 use crate::learn::distill::{sample_label, sample_wrong, softmax_t};
@@ -78,32 +78,23 @@ pub(super) fn distill_vs_ff(
         }
         Ok(())
     };
-    let (mut td, mut tf) = (Vec::new(), Vec::new());
-    for k in 0..repeats.max(1) {
-        // Alternate which goes first, so neither side always runs on a warmer machine.
-        let mut one = |distil_first: bool| -> Result<()> {
-            if distil_first {
-                td.push(time_median(1, &mut distil));
-            } else {
-                let mut err = None;
-                tf.push(time_median(1, || {
-                    if let Err(e) = ff() {
-                        err = Some(e);
-                    }
-                }));
-                if let Some(e) = err {
-                    return Err(e);
+    // `alternately` runs its second side first on even rounds: the distillation here.
+    let (tf, td) = alternately(
+        repeats,
+        || {
+            let mut err = None;
+            let t = time_median(1, || {
+                if let Err(e) = ff() {
+                    err = Some(e);
                 }
-            }
-            Ok(())
-        };
-        one(k % 2 == 0)?;
-        one(k % 2 != 0)?;
-    }
+            });
+            err.map_or(Ok(t), Err)
+        },
+        || Ok(time_median(1, &mut distil)),
+    )?;
     if let Some(e) = failed {
         return Err(e);
     }
-    let (td, tf) = (median(td), median(tf));
     Ok(Measurement {
         name: format!(
             "distill-step {} b{batch} chip {} vs ff",

@@ -403,18 +403,11 @@ fn ff_counting_overhead(
     let mut on = Chip::new(spec, topo.clone(), 1, 1)?;
     let mut off = on.clone();
     off.ledger_mut().set_enabled(false);
-    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
-    // Alternate which goes first, so neither side always runs on a warmer machine.
-    for k in 0..repeats.max(1) {
-        if k % 2 == 0 {
-            t_off.push(ff_steps(&mut off, cfg, batch, batches, 1)?);
-            t_on.push(ff_steps(&mut on, cfg, batch, batches, 1)?);
-        } else {
-            t_on.push(ff_steps(&mut on, cfg, batch, batches, 1)?);
-            t_off.push(ff_steps(&mut off, cfg, batch, batches, 1)?);
-        }
-    }
-    let (t_on, t_off) = (median(t_on), median(t_off));
+    let (t_on, t_off) = alternately(
+        repeats,
+        || ff_steps(&mut on, cfg, batch, batches, 1),
+        || ff_steps(&mut off, cfg, batch, batches, 1),
+    )?;
     Ok(Measurement {
         name: format!(
             "ff-train {} b{batch} chip {} counters",
@@ -426,6 +419,26 @@ fn ff_counting_overhead(
         cost_of_counting: Some(t_on / t_off),
         ..Measurement::default()
     })
+}
+
+/// Times `a` and `b` `repeats` times each, alternately, `b` first on even rounds and `a`
+/// first on odd ones (so neither side always runs on a warmer machine); their medians.
+fn alternately(
+    repeats: usize,
+    mut a: impl FnMut() -> Result<f64>,
+    mut b: impl FnMut() -> Result<f64>,
+) -> Result<(f64, f64)> {
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for k in 0..repeats.max(1) {
+        if k % 2 == 0 {
+            tb.push(b()?);
+            ta.push(a()?);
+        } else {
+            ta.push(a()?);
+            tb.push(b()?);
+        }
+    }
+    Ok((median(ta), median(tb)))
 }
 
 /// A training-throughput measurement: `samples` in `seconds`, `flops_per_sample` of GEMM

@@ -254,7 +254,7 @@ fn execute(
     let mut trainer = train::trainers::build(cfg)?;
     // A run that a killed or pre-empted job left with a resumable state of this very
     // configuration continues from it (bit-identical to an uninterrupted run).
-    let resume = matches!(train::resume::load(dir), Ok(Some((m, _))) if m.config == *cfg);
+    let resume = train::resume::config_of(dir).is_some_and(|c| c == *cfg);
     if !resume && run.replicate == 0 && cfg.chip.is_some() && keep == Checkpoints::All {
         let init = dir.join("init");
         crate::fsutil::create_dir(&init)?;

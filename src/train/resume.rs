@@ -148,8 +148,15 @@ pub fn save(run: &Path, meta: &ResumeMeta, tensors: &[Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// The newest resumable state of `run`, if any, verified (its tensor file's MD5).
-pub fn load(run: &Path) -> Result<Option<(ResumeMeta, Vec<Tensor>)>> {
+/// The configuration of `run`'s newest resumable state, if it has a readable one (its
+/// tensors are neither read nor verified: [`load`] does that).
+pub fn config_of(run: &Path) -> Option<TrainConfig> {
+    load_meta(run).ok().flatten().map(|m| m.config)
+}
+
+/// The JSON half of `run`'s newest resumable state, if any, checked (its tensors are
+/// read and verified by [`load`]).
+pub fn load_meta(run: &Path) -> Result<Option<ResumeMeta>> {
     let dir = run.join(RESUME_DIR);
     let latest = dir.join("latest");
     if !latest.is_file() {
@@ -194,8 +201,16 @@ pub fn load(run: &Path) -> Result<Option<(ResumeMeta, Vec<Tensor>)>> {
             "its epoch or times are invalid (an edited or corrupt state)",
         ));
     }
+    Ok(Some(meta))
+}
+
+/// The newest resumable state of `run`, if any, verified (its tensor file's MD5).
+pub fn load(run: &Path) -> Result<Option<(ResumeMeta, Vec<Tensor>)>> {
+    let Some(meta) = load_meta(run)? else {
+        return Ok(None);
+    };
     let (_, st) = names(meta.epoch);
-    let tensors = read_tensors(&dir.join(st), Some(&meta.tensors_md5))?;
+    let tensors = read_tensors(&run.join(RESUME_DIR).join(st), Some(&meta.tensors_md5))?;
     Ok(Some((meta, tensors)))
 }
 
