@@ -395,6 +395,13 @@ pub struct TrainArgs {
     /// FF: how negative labels are chosen.
     #[arg(long, value_enum)]
     pub negatives: Option<NegativesArg>,
+    /// FF: as-simulated (default) or analog-native (goodness read by one ADC per layer
+    /// per pass, activities analog between layers, per-sample rank-1 pulse-train
+    /// updates, no host ΔW; needs --chip with update mode stochastic-pulse, reset-only or
+    /// ideal). Its defaults: plain SGD at lr 0.01, random negatives, no peer
+    /// normalisation, no softmax head.
+    #[arg(long, value_parser = parse_ff_mode)]
+    pub ff_mode: Option<crate::learn::ff::FfMode>,
     /// FF: goodness threshold θ (default: number of units of the layer).
     #[arg(long, allow_hyphen_values = true)]
     pub threshold: Option<f32>,
@@ -739,6 +746,12 @@ pub enum FetchDatasetArg {
     Cifar10,
 }
 
+/// `--ff-mode`: the library's names of [`crate::learn::ff::FfMode`].
+fn parse_ff_mode(s: &str) -> Result<crate::learn::ff::FfMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("'{s}': choose as-simulated or analog-native"))
+}
+
 impl TrainArgs {
     /// The training configuration these arguments describe (not yet validated).
     pub fn to_config(&self) -> Result<TrainConfig, Error> {
@@ -757,6 +770,9 @@ impl TrainArgs {
             eval_limit: self.eval_limit,
             ..TrainConfig::for_algo(self.algo.into())
         };
+        if let Some(mode) = self.ff_mode {
+            cfg.ff = crate::learn::FfConfig::for_mode(mode);
+        }
         if cfg.layers.len() == 1 {
             cfg.ff.eval_from = 1;
         }

@@ -32,6 +32,13 @@ pub fn local_errors(l: &mut Ledger, rows: usize, cols: usize) {
     l.host(Purpose::Gradient, 2 * e + 10 * cols as u64, 2 * F32 * e);
 }
 
+/// Analog-native FF's host work per sample: the logistic coefficient c of the goodness
+/// reading (≈ 10 FLOPs: exp, division), which scales the d-line drivers (the errors
+/// d = c·y themselves are formed in the periphery, never on the host).
+pub fn native_coefficients(l: &mut Ledger, cols: usize) {
+    l.host(Purpose::Gradient, 10 * cols as u64, 2 * F32 * cols as u64);
+}
+
 /// Backprop's errors through a layer of `rows` units for `cols` samples: the transposed
 /// product done digitally is counted by the caller; this is the derivative times the
 /// incoming error (2 FLOPs/element).

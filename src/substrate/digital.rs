@@ -216,7 +216,7 @@ impl Substrate for DigitalNet {
             layer,
             match update {
                 Update::Dense { .. } => None,
-                Update::Outer { x, .. } => Some(x.ncols()),
+                Update::Outer { x, .. } | Update::Trains { x, .. } => Some(x.ncols()),
             },
         );
         let p = &mut self.params[layer];
@@ -236,7 +236,8 @@ impl Substrate for DigitalNet {
                     *bi += scale * d;
                 }
             }
-            Update::Outer { x, d, scale, decay } => {
+            // No pulses: rank-1 trains are the outer product they stand for.
+            Update::Outer { x, d, scale, decay } | Update::Trains { x, d, scale, decay } => {
                 for (w, tile) in p.blocks.iter_mut().zip(&wiring.tiles) {
                     let dr = d.rows(tile.row0, tile.rows);
                     match &tile.cols {

@@ -423,6 +423,34 @@ pub enum Update<'a> {
         /// Fraction by which every weight shrinks toward zero, in [0, 1).
         decay: f32,
     },
+    /// Plain SGD as **per-sample rank-1 pulse trains**, `dw = d·xᵀ` as in `Outer`, with
+    /// the promise analog-native learning needs: nothing forms `dw` on the host. A chip
+    /// drives every sample's x-lines (its inputs) and d-lines (its errors) and lets the
+    /// devices count coincidences, by its update mode's scheme (`stochastic-pulse`:
+    /// coincidence trains of `update.bl` slots; `reset-only`: at most one RESET pulse
+    /// per device per sample; `ideal`: exact). A substrate without pulses (digital)
+    /// applies it exactly as `Outer`: the reference of the same rule.
+    Trains {
+        /// Per-sample input vectors (in × batch).
+        x: &'a Mat,
+        /// Per-sample output errors (out × batch).
+        d: &'a Mat,
+        /// Multiplier (negative learning rate, divided by the batch for a mean).
+        scale: f32,
+        /// Fraction by which every weight shrinks toward zero, in [0, 1).
+        decay: f32,
+    },
+}
+
+impl<'a> Update<'a> {
+    /// A `Trains` request as the `Outer` request of the same rule (other requests as they
+    /// are): what a substrate without pulses applies.
+    pub fn as_outer(self) -> Update<'a> {
+        match self {
+            Update::Trains { x, d, scale, decay } => Update::Outer { x, d, scale, decay },
+            other => other,
+        }
+    }
 }
 
 /// Saved state of a substrate, for checkpoints: what it is (`kind` and `identity`, e.g. a
@@ -458,6 +486,36 @@ pub trait Substrate: Send {
         activity: &mut Mat,
         noise: &mut Rng,
     );
+
+    /// Layer `layer`'s forward pass as analog-native Forward-Forward hardware runs it
+    /// (Hinton 2022, §8): drives the layer with `x` as [`Substrate::forward`] does, but the
+    /// activities stay analog (a chip: no ADC on its columns, and a next layer that takes
+    /// `next` as voltages, without DACs), the periphery forms each sample's goodness
+    /// Σ_j y_j² as an analog sum and reads it through **one converter per sample**
+    /// (`goodness`, length = batch), and the same analog sum normalises the activities
+    /// into `next` = y / √(G/n + ε) (outputs × batch), the next layer's input.
+    ///
+    /// The default is the exact computation (what a digital network does, and the
+    /// reference a zero-noise chip must equal): [`Substrate::forward`], then the goodness
+    /// and the RMS normalisation in f32.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_native(
+        &mut self,
+        layer: usize,
+        x: &Mat,
+        received: &mut Mat,
+        activity: &mut Mat,
+        next: &mut Mat,
+        goodness: &mut [f32],
+        noise: &mut Rng,
+    ) {
+        self.forward(layer, x, received, activity, noise);
+        crate::linalg::column_sum_sq(activity.as_slice(), activity.nrows(), goodness);
+        if next.shape() != activity.shape() {
+            *next = Mat::zeros(activity.nrows(), activity.ncols());
+        }
+        crate::linalg::normalize_rms(activity, next);
+    }
 
     /// Reads layer `layer` backwards: `out ← Wᵀ·d` (inputs × batch) for errors `d`
     /// (outputs × batch), as an analog crossbar does by driving its columns. `out` is

@@ -292,6 +292,40 @@ impl ChipConfig {
 }
 
 impl TrainConfig {
+    /// Analog-native FF runs only where it can: FF on a chip whose update mode drives
+    /// rank-1 pulse trains without the host's ΔW.
+    fn check_native(&self) -> Result<()> {
+        use crate::substrate::device::spec::UpdateMode;
+        ensure(
+            self.algo == Algo::Ff,
+            "ff.mode",
+            "analog-native",
+            &format!("is a mode of --algo ff, not of {}", self.algo),
+        )?;
+        let Some(chip) = &self.chip else {
+            return Err(Error::param(
+                "ff.mode",
+                "analog-native",
+                "runs on a chip's periphery: pass --chip PRESET|spec.toml (the digital \
+                 substrate has no analog chain)",
+            ));
+        };
+        let mode = chip.spec.update.mode;
+        ensure(
+            matches!(
+                mode,
+                UpdateMode::StochasticPulse | UpdateMode::ResetOnly | UpdateMode::Ideal
+            ),
+            "chip.update.mode",
+            serde_json::to_value(mode)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            "needs the host's ΔW, which analog-native FF never forms: use stochastic-pulse, \
+             reset-only or ideal",
+        )
+    }
+
     /// The defaults for `algo`: as [`Default`], except that `bp-analog` uses plain SGD
     /// (momentum 0, which pulsed rank-1 updates require) at the learning rate that gives
     /// the same steady-state step as the default momentum 0.9 (lr 0.05 / (1 − 0.9)).
@@ -463,6 +497,9 @@ impl TrainConfig {
                     crate::substrate::device::presets::NAMES.join(", ")
                 ),
             ));
+        }
+        if self.ff.mode == crate::learn::ff::FfMode::AnalogNative {
+            self.check_native()?;
         }
         match self.algo {
             Algo::Ff => self.ff.validate(self.layers.len()),

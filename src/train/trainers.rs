@@ -243,13 +243,15 @@ impl Trainer for FfTrainer {
     }
 
     fn evaluate(&mut self, data: &Dataset, full: bool, noise: &mut Rng) -> Result<Errors> {
-        let full = full && !self.learner.unsupervised();
+        // Analog-native FF classifies by goodness only (every evaluation), no head.
+        let native = self.learner.native();
+        let full = (full || native) && !self.learner.unsupervised();
         let e = self
             .learner
             .evaluate(self.substrate.as_mut(), data, full, noise)?;
         Ok(Errors {
             goodness: full.then_some(e.error_goodness),
-            softmax: Some(e.error_softmax),
+            softmax: (!native).then_some(e.error_softmax),
             ..Default::default()
         })
     }

@@ -443,3 +443,72 @@ fn quickstart_shows_mortality_and_distillation() {
         assert!(out.join(run).join("manifest.json").is_file(), "{run}");
     }
 }
+
+/// Analog-native FF end to end: a run on a `stochastic-pulse` chip writes goodness-only
+/// results and counts one goodness ADC per sample per layer per pass; bad input is
+/// refused by name with exit 2.
+#[test]
+fn analog_native_ff_runs_and_refuses_what_it_cannot_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("sp.toml");
+    std::fs::write(&spec, "[update]\nmode = \"stochastic-pulse\"\n").unwrap();
+    let out = tmp.path().join("native");
+    run_ok(
+        mortal()
+            .args(["-q", "train", "--ff-mode", "analog-native", "--chip"])
+            .arg(&spec)
+            .args([
+                "--layers",
+                "20,20",
+                "--epochs",
+                "1",
+                "--train-limit",
+                "200",
+                "--eval-limit",
+                "100",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    let r = read_json(&out.join("results.json"));
+    assert_eq!(r["eval_method"], "goodness", "{r}");
+    assert!(r["test_error_softmax"].is_null(), "{r}");
+    assert_eq!(r["config"]["ff"]["mode"], "analog-native", "{r}");
+    // Refusals, each naming its key.
+    let cases: [(&[&str], &str); 4] = [
+        (&["--ff-mode", "analog-native"], "ff.mode"),
+        (
+            &["--ff-mode", "analog-native", "--chip", "reram"],
+            "chip.update.mode",
+        ),
+        (
+            &[
+                "--ff-mode",
+                "analog-native",
+                "--chip",
+                "ideal",
+                "--momentum",
+                "0.9",
+            ],
+            "ff.optimizer.momentum",
+        ),
+        (&["--ff-mode", "sideways"], "ff-mode"),
+    ];
+    for (args, key) in cases {
+        let (code, err) = run_err(mortal().args(["-q", "train", "--epochs", "1"]).args(args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(key), "{args:?}: {err}");
+    }
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "[periphery]\ngoodness_bits = 1\n").unwrap();
+    let (code, err) = run_err(
+        mortal()
+            .args(["-q", "train", "--ff-mode", "analog-native", "--chip"])
+            .arg(&bad),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("periphery.goodness_bits") && err.contains('1'),
+        "{err}"
+    );
+}

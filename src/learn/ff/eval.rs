@@ -71,7 +71,9 @@ impl FfLearner {
         let n = images.ncols();
         // Unsupervised FF has no label pixels: only the head's pass runs.
         let unsup = self.unsupervised();
-        let goodness = goodness && !unsup;
+        // Analog-native FF has only goodness to classify with.
+        let native = self.native();
+        let goodness = (goodness || native) && !unsup;
         let labelled = if goodness { CLASSES } else { 0 };
         let layers = self.topology.layers();
         let widths = self.topology.widths().to_vec();
@@ -95,14 +97,29 @@ impl FfLearner {
         out.goodness = Mat::zeros(labelled, n);
         for l in 0..layers {
             let (head, tail) = buf.norm.split_at_mut(l + 1);
-            sub.forward(l, &head[l], &mut buf.received, &mut buf.activity[l], noise);
+            if native {
+                // The periphery reads each pass's goodness and normalises.
+                sub.forward_native(
+                    l,
+                    &head[l],
+                    &mut buf.received,
+                    &mut buf.activity[l],
+                    &mut tail[0],
+                    &mut buf.goodness,
+                    noise,
+                );
+            } else {
+                sub.forward(l, &head[l], &mut buf.received, &mut buf.activity[l], noise);
+                host::normalise(sub.ledger_mut(), buf.activity[l].nrows(), cols);
+            }
             let act = &buf.activity[l];
-            host::normalise(sub.ledger_mut(), act.nrows(), cols);
             if goodness && l + 1 >= self.cfg.eval_from {
-                host::goodness(sub.ledger_mut(), act.nrows(), cols);
-                self.cfg
-                    .goodness
-                    .columns(act.as_slice(), act.nrows(), &mut buf.goodness);
+                if !native {
+                    host::goodness(sub.ledger_mut(), act.nrows(), cols);
+                    self.cfg
+                        .goodness
+                        .columns(act.as_slice(), act.nrows(), &mut buf.goodness);
+                }
                 let loss = &self.losses[l];
                 for k in 0..CLASSES {
                     for j in 0..n {
@@ -110,7 +127,9 @@ impl FfLearner {
                     }
                 }
             }
-            normalize_rms(act, &mut tail[0]);
+            if !native {
+                normalize_rms(act, &mut tail[0]);
+            }
         }
         let features: Vec<_> = (self.cfg.eval_from - 1..layers)
             .map(|l| buf.norm[l + 1].columns(0, n))
@@ -130,7 +149,8 @@ impl FfLearner {
         goodness: bool,
         noise: &mut Rng,
     ) -> Result<FfEvaluation> {
-        let goodness = goodness && !self.unsupervised();
+        let native = self.native();
+        let goodness = (goodness || native) && !self.unsupervised();
         let mut images = Mat::zeros(0, 0);
         let mut scores = Scores::default();
         let (mut wrong_g, mut wrong_s) = (0usize, 0usize);
@@ -166,7 +186,8 @@ impl FfLearner {
             } else {
                 f64::NAN
             },
-            error_softmax: wrong_s as f64 / n,
+            // Analog-native FF trains no head.
+            error_softmax: if native { f64::NAN } else { wrong_s as f64 / n },
             samples: data.len(),
         })
     }

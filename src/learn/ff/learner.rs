@@ -2,10 +2,10 @@
 
 use rayon::prelude::*;
 
-use super::FfConfig;
 use super::goodness::{GoodnessFn, GoodnessLoss};
 use super::head::{HeadStats, SoftmaxHead};
 use super::labels::{write_neutral, write_one_hot};
+use super::{FfConfig, FfMode};
 use crate::data::augment::hybrids;
 use crate::data::negatives::{NegativeLabels, hard_wrong, random_wrong};
 use crate::error::{Error, Result};
@@ -409,8 +409,10 @@ impl FfLearner {
             "train_batch: substrate topology"
         );
         let unsup = self.unsupervised();
-        // Supervised: [positive | neutral] (2B); unsupervised: the images alone (B).
-        let p = if unsup { b } else { 2 * b };
+        let native = self.native();
+        // Supervised: [positive | neutral] (2B); unsupervised: the images alone (B);
+        // analog-native: the positives alone (B: no head, so no neutral pass).
+        let p = if unsup || native { b } else { 2 * b };
         self.shape_buffers(b, p);
         let layers = self.topology.layers();
         let strength = self.cfg.label_strength;
@@ -431,31 +433,53 @@ impl FfLearner {
         let buf = &mut self.buf;
         copy_columns(images, 0, &mut buf.x, 0, b);
         if !unsup {
-            copy_columns(images, 0, &mut buf.x, b, b);
+            if !native {
+                copy_columns(images, 0, &mut buf.x, b, b);
+                write_neutral(&mut buf.x, b, b, self.cfg.neutral_label * strength);
+            }
             write_one_hot(&mut buf.x, 0, labels, strength);
-            write_neutral(&mut buf.x, b, b, self.cfg.neutral_label * strength);
         }
         normalize_rms(&buf.x, &mut buf.norm[0]);
         host::normalise(sub.ledger_mut(), buf.x.nrows(), p);
         for l in 0..layers {
             let (head_norm, tail_norm) = buf.norm.split_at_mut(l + 1);
-            sub.forward(
-                l,
-                &head_norm[l],
-                &mut buf.received[l],
-                &mut buf.activity[l],
-                noise,
-            );
+            if native {
+                // The periphery reads the goodness and normalises; the host forms one
+                // coefficient per sample.
+                sub.forward_native(
+                    l,
+                    &head_norm[l],
+                    &mut buf.received[l],
+                    &mut buf.activity[l],
+                    &mut tail_norm[0],
+                    &mut buf.goodness_pos[l],
+                    noise,
+                );
+                if phase != Phase::Negative {
+                    host::native_coefficients(sub.ledger_mut(), b);
+                }
+            } else {
+                sub.forward(
+                    l,
+                    &head_norm[l],
+                    &mut buf.received[l],
+                    &mut buf.activity[l],
+                    noise,
+                );
+            }
             let act = &buf.activity[l];
             let rows = act.nrows();
-            // Host work: goodness of the positives, local errors, normalisation of all p.
-            let ledger = sub.ledger_mut();
-            host::goodness(ledger, rows, b);
-            host::normalise(ledger, rows, p);
-            if phase != Phase::Negative {
-                host::local_errors(ledger, rows, b);
+            if !native {
+                // Host work: goodness of the positives, local errors, normalisation of
+                // all p.
+                let ledger = sub.ledger_mut();
+                host::goodness(ledger, rows, b);
+                host::normalise(ledger, rows, p);
+                if phase != Phase::Negative {
+                    host::local_errors(ledger, rows, b);
+                }
+                gfn.columns(&act.as_slice()[..rows * b], rows, &mut buf.goodness_pos[l]);
             }
-            gfn.columns(&act.as_slice()[..rows * b], rows, &mut buf.goodness_pos[l]);
             check_finite(&buf.goodness_pos[l], l, "positive")?;
             let d_pos = &mut buf.d_cat[l].as_mut_slice()[..rows * b];
             if phase == Phase::Negative {
@@ -484,61 +508,86 @@ impl FfLearner {
                 );
             }
             copy_columns(&buf.received[l], 0, &mut buf.r_cat[l], 0, b);
-            normalize_rms(act, &mut tail_norm[0]);
+            if !native {
+                normalize_rms(act, &mut tail_norm[0]);
+            }
         }
 
         // Softmax head on the neutral pass (unsupervised: on the images' own pass); its
         // pre-update logits choose hard negatives.
         let first = self.cfg.eval_from - 1;
         let off = if unsup { 0 } else { b };
-        let features: Vec<_> = (first..layers)
-            .map(|l| buf.norm[l + 1].columns(off, b))
-            .collect();
-        self.head.logits(&features, &mut buf.logits);
-        {
-            let f: usize = features.iter().map(|m| m.nrows()).sum();
-            let ledger = sub.ledger_mut();
-            host::head_logits(ledger, f, crate::data::CLASSES, b);
-            host::head_step(ledger, f, crate::data::CLASSES, b);
-        }
-        match teacher {
-            Teacher::Own(negatives) => {
-                stats.head = self.head.train_step(&features, &buf.logits, labels, gain);
-                for (j, &truth) in labels.iter().enumerate() {
-                    buf.neg_labels[j] = match self.cfg.negatives {
-                        NegativeLabels::Random => random_wrong(truth, negatives),
-                        NegativeLabels::Hard => {
-                            hard_wrong(buf.logits.column(j).as_slice(), truth, negatives)
-                        }
-                        // No label pixels: the negative is a hybrid image (below).
-                        NegativeLabels::Hybrid => truth,
-                    };
+        let features: Vec<_> = if native {
+            Vec::new()
+        } else {
+            (first..layers)
+                .map(|l| buf.norm[l + 1].columns(off, b))
+                .collect()
+        };
+        if native {
+            // No head: uniform negative labels (validated), the caller's if given.
+            match teacher {
+                Teacher::Own(negatives) => {
+                    for (j, &truth) in labels.iter().enumerate() {
+                        buf.neg_labels[j] = random_wrong(truth, negatives);
+                    }
                 }
-                if unsup && phase != Phase::Positive {
-                    hybrids(
-                        images,
-                        self.geometry,
-                        self.cfg.hybrid_blurs,
-                        negatives,
-                        &mut buf.x_neg,
-                    );
+                Teacher::Given(sup, negatives) => {
+                    for (j, &positive) in labels.iter().enumerate() {
+                        buf.neg_labels[j] = match sup.negatives.get(j) {
+                            Some(n) => *n,
+                            None => random_wrong(positive, negatives),
+                        };
+                    }
                 }
             }
-            Teacher::Given(sup, negatives) => {
-                stats.head = self.head.train_step_soft(
-                    &features,
-                    &buf.logits,
-                    sup.head_targets,
-                    sup.head_temperature,
-                    gain,
-                );
-                if sup.negatives.is_empty() {
-                    for (j, &positive) in labels.iter().enumerate() {
-                        buf.neg_labels[j] =
-                            hard_wrong(buf.logits.column(j).as_slice(), positive, negatives);
+        } else {
+            self.head.logits(&features, &mut buf.logits);
+            {
+                let f: usize = features.iter().map(|m| m.nrows()).sum();
+                let ledger = sub.ledger_mut();
+                host::head_logits(ledger, f, crate::data::CLASSES, b);
+                host::head_step(ledger, f, crate::data::CLASSES, b);
+            }
+            match teacher {
+                Teacher::Own(negatives) => {
+                    stats.head = self.head.train_step(&features, &buf.logits, labels, gain);
+                    for (j, &truth) in labels.iter().enumerate() {
+                        buf.neg_labels[j] = match self.cfg.negatives {
+                            NegativeLabels::Random => random_wrong(truth, negatives),
+                            NegativeLabels::Hard => {
+                                hard_wrong(buf.logits.column(j).as_slice(), truth, negatives)
+                            }
+                            // No label pixels: the negative is a hybrid image (below).
+                            NegativeLabels::Hybrid => truth,
+                        };
                     }
-                } else {
-                    buf.neg_labels.copy_from_slice(sup.negatives);
+                    if unsup && phase != Phase::Positive {
+                        hybrids(
+                            images,
+                            self.geometry,
+                            self.cfg.hybrid_blurs,
+                            negatives,
+                            &mut buf.x_neg,
+                        );
+                    }
+                }
+                Teacher::Given(sup, negatives) => {
+                    stats.head = self.head.train_step_soft(
+                        &features,
+                        &buf.logits,
+                        sup.head_targets,
+                        sup.head_temperature,
+                        gain,
+                    );
+                    if sup.negatives.is_empty() {
+                        for (j, &positive) in labels.iter().enumerate() {
+                            buf.neg_labels[j] =
+                                hard_wrong(buf.logits.column(j).as_slice(), positive, negatives);
+                        }
+                    } else {
+                        buf.neg_labels.copy_from_slice(sup.negatives);
+                    }
                 }
             }
         }
@@ -558,22 +607,37 @@ impl FfLearner {
             host::normalise(sub.ledger_mut(), buf.x_neg.nrows(), b);
             for l in 0..layers {
                 let (head_norm, tail_norm) = buf.norm_neg.split_at_mut(l + 1);
-                sub.forward(
-                    l,
-                    &head_norm[l],
-                    &mut buf.received_neg[l],
-                    &mut buf.activity_neg[l],
-                    noise,
-                );
+                if native {
+                    sub.forward_native(
+                        l,
+                        &head_norm[l],
+                        &mut buf.received_neg[l],
+                        &mut buf.activity_neg[l],
+                        &mut tail_norm[0],
+                        &mut buf.goodness_neg,
+                        noise,
+                    );
+                    host::native_coefficients(sub.ledger_mut(), b);
+                } else {
+                    sub.forward(
+                        l,
+                        &head_norm[l],
+                        &mut buf.received_neg[l],
+                        &mut buf.activity_neg[l],
+                        noise,
+                    );
+                }
                 let act = &buf.activity_neg[l];
                 let rows = act.nrows();
-                let ledger = sub.ledger_mut();
-                host::goodness(ledger, rows, b);
-                host::local_errors(ledger, rows, b);
-                if l + 1 < layers {
-                    host::normalise(ledger, rows, b);
+                if !native {
+                    let ledger = sub.ledger_mut();
+                    host::goodness(ledger, rows, b);
+                    host::local_errors(ledger, rows, b);
+                    if l + 1 < layers {
+                        host::normalise(ledger, rows, b);
+                    }
+                    gfn.columns(act.as_slice(), rows, &mut buf.goodness_neg);
                 }
-                gfn.columns(act.as_slice(), rows, &mut buf.goodness_neg);
                 check_finite(&buf.goodness_neg, l, "negative")?;
                 for j in 0..b {
                     let s = self.losses[l].sample(buf.goodness_neg[j], false);
@@ -593,7 +657,7 @@ impl FfLearner {
                     &mut buf.d_cat[l].as_mut_slice()[rows * b..],
                 );
                 copy_columns(&buf.received_neg[l], 0, &mut buf.r_cat[l], b, b);
-                if l + 1 < layers {
+                if l + 1 < layers && !native {
                     normalize_rms(act, &mut tail_norm[0]);
                 }
             }
@@ -617,6 +681,11 @@ impl FfLearner {
     /// as they are, e.g. before fine-tuning a copy); 1 is ordinary training.
     pub fn set_layer_gain(&mut self, g: f32) {
         self.layer_gain = g;
+    }
+
+    /// Whether this learner runs analog-native ([`FfMode::AnalogNative`]).
+    pub fn native(&self) -> bool {
+        self.cfg.mode == FfMode::AnalogNative
     }
 
     /// Whether this learner is unsupervised FF (hybrid negatives, no label pixels).
@@ -666,7 +735,21 @@ impl FfLearner {
         let inv_b = 1.0 / b as f32;
         let buf = &mut self.buf;
         let (ow, ob) = (&mut self.opt_w[l], &mut self.opt_b[l]);
-        if ow.is_sgd() && ow.momentum() == 0.0 {
+        if self.cfg.mode == FfMode::AnalogNative {
+            // Per-sample rank-1 trains: the layer's inputs on the x-lines, its local
+            // errors on the d-lines; nothing formed on the host (plain SGD, validated).
+            let sw = ow.sgd_step_from_velocity(gain, true);
+            sub.update(
+                l,
+                Update::Trains {
+                    x: r,
+                    d,
+                    scale: sw.scale * inv_b,
+                    decay: sw.decay,
+                },
+                noise,
+            );
+        } else if ow.is_sgd() && ow.momentum() == 0.0 {
             // Plain SGD is exactly the outer-product form: a chip may apply it as
             // rank-1 pulse trains without the host forming d·rᵀ.
             let sw = ow.sgd_step_from_velocity(gain, true);

@@ -24,6 +24,35 @@ pub use goodness::{GoodnessFn, GoodnessLoss, Sign};
 pub use layer_kl::LayerKlSupervision;
 pub use learner::{FfBatchStats, FfLearner, SoftSupervision};
 
+/// How Forward-Forward runs on its substrate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FfMode {
+    /// The reference recipe simulated on the substrate: activities read out and
+    /// normalised on the host, goodness, local errors and ΔW (with momentum) on the
+    /// host, a softmax head (default).
+    #[default]
+    AsSimulated,
+    /// As the paper's hardware would run it (§8; [`crate::substrate::Substrate::forward_native`]):
+    /// activities stay analog between layers, the periphery reads one goodness per
+    /// layer per pass and normalises in the analog domain, and the weights change by
+    /// per-sample rank-1 pulse trains ([`crate::substrate::Update::Trains`]) driven by
+    /// the layer's inputs and its local errors d_j = c·y_j, with c one scalar per sample
+    /// from the goodness reading. The host keeps no state per weight: plain SGD
+    /// (momentum 0), no softmax head (classification by goodness per label), uniform
+    /// negative labels (hard ones need the head), no peer normalisation. Needs a chip
+    /// whose update mode drives trains (`stochastic-pulse`, `reset-only`, `ideal`) and
+    /// sum-of-squares goodness.
+    AnalogNative,
+}
+
+impl FfMode {
+    /// Whether this is the default (then it is not written to files).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Forward-Forward settings. Defaults are the reference recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -67,6 +96,9 @@ pub struct FfConfig {
     pub head_optimizer: OptimizerConfig,
     /// Learning-rate schedule (default: constant for half the epochs, then linear decay).
     pub schedule: Schedule,
+    /// As simulated (default) or analog-native ([`FfMode`]).
+    #[serde(skip_serializing_if = "FfMode::is_default")]
+    pub mode: FfMode,
 }
 
 impl Default for FfConfig {
@@ -91,7 +123,30 @@ impl Default for FfConfig {
                 weight_decay: 3e-3,
             },
             schedule: Schedule::HalfThenLinear,
+            mode: FfMode::AsSimulated,
         }
+    }
+}
+
+impl FfConfig {
+    /// The defaults of `mode`: the reference recipe, except that analog-native FF takes
+    /// plain SGD (no host state per weight) at the learning rate that gives the default
+    /// momentum's steady-state step (lr / (1 − μ)), uniform negatives and no peer
+    /// normalisation (see [`FfMode::AnalogNative`]).
+    pub fn for_mode(mode: FfMode) -> Self {
+        let mut c = Self {
+            mode,
+            ..Self::default()
+        };
+        if mode == FfMode::AnalogNative {
+            if let OptimizerConfig::Sgd { lr, momentum, .. } = &mut c.optimizer {
+                *lr /= 1.0 - *momentum;
+                *momentum = 0.0;
+            }
+            c.negatives = NegativeLabels::Random;
+            c.peer_norm = 0.0;
+        }
+        c
     }
 }
 
@@ -150,7 +205,45 @@ impl FfConfig {
             "must be at most 10⁹ updates",
         )?;
         self.optimizer.validate("ff.optimizer")?;
-        self.head_optimizer.validate("ff.head_optimizer")
+        self.head_optimizer.validate("ff.head_optimizer")?;
+        if self.mode == FfMode::AnalogNative {
+            let why = "analog-native FF (ff.mode) keeps no host state per weight";
+            match self.optimizer {
+                OptimizerConfig::Sgd { momentum, .. } => ensure(
+                    momentum == 0.0,
+                    "ff.optimizer.momentum",
+                    momentum,
+                    &format!("must be 0: {why} (--momentum 0)"),
+                )?,
+                _ => {
+                    return Err(crate::error::Error::param(
+                        "ff.optimizer",
+                        "adam",
+                        format!("must be sgd: {why}"),
+                    ));
+                }
+            }
+            ensure(
+                self.goodness == GoodnessFn::SumSq,
+                "ff.goodness",
+                "sum",
+                "analog-native FF's periphery forms sum-sq goodness",
+            )?;
+            ensure(
+                self.negatives == NegativeLabels::Random,
+                "ff.negatives",
+                format!("{:?}", self.negatives).to_lowercase(),
+                "analog-native FF has no softmax head to choose hard negatives, and no \
+                 hybrids: use random",
+            )?;
+            ensure(
+                self.peer_norm == 0.0,
+                "ff.peer_norm",
+                self.peer_norm,
+                "analog-native FF keeps no running means on the host: use 0",
+            )?;
+        }
+        Ok(())
     }
 
     /// The loss of a layer with `units` units.

@@ -28,6 +28,7 @@ mod compact;
 mod converters;
 mod crossbar;
 mod fastmath;
+mod native;
 mod neuron;
 mod normal;
 mod outstage;
@@ -350,6 +351,168 @@ impl Chip {
         })
     }
 
+    /// The forward read of [`Substrate::forward`], uncounted (the analog-native read
+    /// shares it with other converters, see `native`).
+    fn read_forward(
+        &mut self,
+        layer: usize,
+        x: &Mat,
+        received: &mut Mat,
+        activity: &mut Mat,
+        noise: &mut Rng,
+    ) {
+        let prec = self.precision;
+        let seed: u64 = noise.random();
+        let (seed_in, seed_out) = (derive(seed, "input"), derive(seed, "output"));
+        let seed_read = derive(seed, "read");
+        let (inp, out) = self.topology.dims(layer);
+        let ly = &mut self.layers[layer];
+        let dense = ly.dense();
+        assert_eq!(x.nrows(), inp, "forward: input rows");
+        let b = x.ncols();
+        ensure_shape(received, inp, b);
+        ensure_shape(activity, out, b);
+        ly.alpha.resize(b, 0.0);
+        ly.vbias.resize(b, 0.0);
+        ly.unorm2.resize(b, 0.0);
+        let g_noise = self.spec.read.g_noise as f32;
+        let bb = ly.black_box.as_ref();
+        let ub = column_slices(&mut ly.ubuf, inp, b, bb.is_some());
+        let u2 = column_slices(&mut ly.u2, inp, b, g_noise > 0.0);
+        let (dac, dspec) = (&self.dac, &self.spec.dac);
+        // 1. DAC and black box, per column, shared by every tile.
+        received
+            .as_mut_slice()
+            .par_chunks_mut(inp.max(1))
+            .zip(x.as_slice().par_chunks(inp.max(1)))
+            .zip(ly.alpha.par_iter_mut().zip(ly.vbias.par_iter_mut()))
+            .zip(ly.unorm2.par_iter_mut().zip(ub.into_par_iter().zip(u2)))
+            .enumerate()
+            .with_min_len(COLS_PER_TASK)
+            .for_each(|(j, (((r, xc), (a, vb)), (n2, (ubc, u2c))))| {
+                let mut rng = bb.map(|_| Normals::new(indexed(seed_in, j as u64)));
+                let (al, v, n) = input_column(xc, r, ubc, u2c, dac, dspec, bb, rng.as_mut());
+                *a = al;
+                *vb = v;
+                *n2 = n;
+            });
+        let (alpha, vbias) = (&ly.alpha, &ly.vbias);
+        let dac_ref = &self.dac;
+        for (t, tile) in ly.tiles.iter_mut().enumerate() {
+            let (r0, rows, k) = (tile.row0, tile.rows, tile.fan_in());
+            // The tile's input lines: all of them, or its window gathered.
+            if let Some(cols) = &tile.cols {
+                gather_rows(received, cols, &mut tile.gin);
+                tile.unorm2.resize(b, 0.0);
+                for (j, (n2, col)) in tile
+                    .unorm2
+                    .iter_mut()
+                    .zip(tile.gin.as_slice().chunks(k.max(1)))
+                    .enumerate()
+                {
+                    let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
+                    *n2 = ubias * ubias + scaled_sum_sq(col, 1.0 / alpha[j]);
+                }
+                if g_noise > 0.0 {
+                    gather_rows(&ly.u2, cols, &mut tile.gu2);
+                }
+            }
+            if g_noise > 0.0 {
+                Chip::refresh_gsum(tile, &self.phys);
+            }
+            let (xin, u2in, unorm2) = match tile.cols {
+                None => (&*received, &ly.u2, &ly.unorm2),
+                Some(_) => (&tile.gin, &tile.gu2, &tile.unorm2),
+            };
+            // 2. The MVM.
+            if dense {
+                gemm_in(
+                    prec,
+                    1.0,
+                    &tile.xb.w.columns(0, k),
+                    Op::N,
+                    xin,
+                    Op::N,
+                    0.0,
+                    activity,
+                );
+            } else {
+                let mut dst = activity.rows_mut(r0, rows);
+                gemm_in(
+                    prec,
+                    1.0,
+                    &tile.xb.w.columns(0, k),
+                    Op::N,
+                    xin,
+                    Op::N,
+                    0.0,
+                    &mut dst,
+                );
+            }
+            if g_noise > 0.0 {
+                ensure_shape(&mut tile.gx2, rows, b);
+                gemm_in(
+                    prec,
+                    1.0,
+                    &tile.gsum.columns(0, k),
+                    Op::N,
+                    u2in,
+                    Op::N,
+                    0.0,
+                    &mut tile.gx2,
+                );
+            }
+            // 3–5. Read noise, ADC, neurons.
+            let nw = rows * k;
+            let stage = OutStage {
+                gain: tile.xb.gain,
+                out_noise: self.spec.read.out_noise as f32,
+                w_noise: self.spec.read.w_noise as f32,
+                g_noise,
+                adc: &self.adc,
+                bias: &tile.xb.w.as_slice()[nw..],
+                gsum_bias: if g_noise > 0.0 {
+                    &tile.gsum.as_slice()[nw..]
+                } else {
+                    &[]
+                },
+                neurons: Some(&tile.neurons),
+            };
+            let stream = stage.needs_stream();
+            let gx2: &[f32] = if g_noise > 0.0 {
+                tile.gx2.as_slice()
+            } else {
+                &[]
+            };
+            let (t_out, t_read) = (tile_seed(seed_out, t), tile_seed(seed_read, t));
+            activity
+                .as_mut_slice()
+                .par_chunks_mut(out.max(1))
+                .enumerate()
+                .with_min_len(COLS_PER_TASK)
+                .for_each(|(j, y)| {
+                    let mut rng = stream.then(|| Normals::new(indexed(t_out, j as u64)));
+                    let g = if gx2.is_empty() {
+                        &[][..]
+                    } else {
+                        &gx2[j * rows..(j + 1) * rows]
+                    };
+                    let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
+                    let seed_j = derive_index(t_read, j as u64);
+                    stage.column(
+                        &mut y[r0..r0 + rows],
+                        g,
+                        alpha[j],
+                        vbias[j],
+                        unorm2[j],
+                        ubias,
+                        seed_j,
+                        rng.as_mut(),
+                    );
+                });
+        }
+    }
+
     /// Counts a read of `b` samples through layer `l`: forward (DAC on every input line,
     /// black box, a MAC per existing pair incl. biases, ADC and neuron per output) or
     /// transposed (DAC per output line, a MAC per existing weight, ADC per input line).
@@ -556,157 +719,22 @@ impl Substrate for Chip {
         activity: &mut Mat,
         noise: &mut Rng,
     ) {
-        let prec = self.precision;
-        let seed: u64 = noise.random();
-        let (seed_in, seed_out) = (derive(seed, "input"), derive(seed, "output"));
-        let seed_read = derive(seed, "read");
-        let (inp, out) = self.topology.dims(layer);
-        let ly = &mut self.layers[layer];
-        let dense = ly.dense();
-        assert_eq!(x.nrows(), inp, "forward: input rows");
-        let b = x.ncols();
-        ensure_shape(received, inp, b);
-        ensure_shape(activity, out, b);
-        ly.alpha.resize(b, 0.0);
-        ly.vbias.resize(b, 0.0);
-        ly.unorm2.resize(b, 0.0);
-        let g_noise = self.spec.read.g_noise as f32;
-        let bb = ly.black_box.as_ref();
-        let ub = column_slices(&mut ly.ubuf, inp, b, bb.is_some());
-        let u2 = column_slices(&mut ly.u2, inp, b, g_noise > 0.0);
-        let (dac, dspec) = (&self.dac, &self.spec.dac);
-        // 1. DAC and black box, per column, shared by every tile.
-        received
-            .as_mut_slice()
-            .par_chunks_mut(inp.max(1))
-            .zip(x.as_slice().par_chunks(inp.max(1)))
-            .zip(ly.alpha.par_iter_mut().zip(ly.vbias.par_iter_mut()))
-            .zip(ly.unorm2.par_iter_mut().zip(ub.into_par_iter().zip(u2)))
-            .enumerate()
-            .with_min_len(COLS_PER_TASK)
-            .for_each(|(j, (((r, xc), (a, vb)), (n2, (ubc, u2c))))| {
-                let mut rng = bb.map(|_| Normals::new(indexed(seed_in, j as u64)));
-                let (al, v, n) = input_column(xc, r, ubc, u2c, dac, dspec, bb, rng.as_mut());
-                *a = al;
-                *vb = v;
-                *n2 = n;
-            });
-        let (alpha, vbias) = (&ly.alpha, &ly.vbias);
-        let dac_ref = &self.dac;
-        for (t, tile) in ly.tiles.iter_mut().enumerate() {
-            let (r0, rows, k) = (tile.row0, tile.rows, tile.fan_in());
-            // The tile's input lines: all of them, or its window gathered.
-            if let Some(cols) = &tile.cols {
-                gather_rows(received, cols, &mut tile.gin);
-                tile.unorm2.resize(b, 0.0);
-                for (j, (n2, col)) in tile
-                    .unorm2
-                    .iter_mut()
-                    .zip(tile.gin.as_slice().chunks(k.max(1)))
-                    .enumerate()
-                {
-                    let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
-                    *n2 = ubias * ubias + scaled_sum_sq(col, 1.0 / alpha[j]);
-                }
-                if g_noise > 0.0 {
-                    gather_rows(&ly.u2, cols, &mut tile.gu2);
-                }
-            }
-            if g_noise > 0.0 {
-                Chip::refresh_gsum(tile, &self.phys);
-            }
-            let (xin, u2in, unorm2) = match tile.cols {
-                None => (&*received, &ly.u2, &ly.unorm2),
-                Some(_) => (&tile.gin, &tile.gu2, &tile.unorm2),
-            };
-            // 2. The MVM.
-            if dense {
-                gemm_in(
-                    prec,
-                    1.0,
-                    &tile.xb.w.columns(0, k),
-                    Op::N,
-                    xin,
-                    Op::N,
-                    0.0,
-                    activity,
-                );
-            } else {
-                let mut dst = activity.rows_mut(r0, rows);
-                gemm_in(
-                    prec,
-                    1.0,
-                    &tile.xb.w.columns(0, k),
-                    Op::N,
-                    xin,
-                    Op::N,
-                    0.0,
-                    &mut dst,
-                );
-            }
-            if g_noise > 0.0 {
-                ensure_shape(&mut tile.gx2, rows, b);
-                gemm_in(
-                    prec,
-                    1.0,
-                    &tile.gsum.columns(0, k),
-                    Op::N,
-                    u2in,
-                    Op::N,
-                    0.0,
-                    &mut tile.gx2,
-                );
-            }
-            // 3–5. Read noise, ADC, neurons.
-            let nw = rows * k;
-            let stage = OutStage {
-                gain: tile.xb.gain,
-                out_noise: self.spec.read.out_noise as f32,
-                w_noise: self.spec.read.w_noise as f32,
-                g_noise,
-                adc: &self.adc,
-                bias: &tile.xb.w.as_slice()[nw..],
-                gsum_bias: if g_noise > 0.0 {
-                    &tile.gsum.as_slice()[nw..]
-                } else {
-                    &[]
-                },
-                neurons: Some(&tile.neurons),
-            };
-            let stream = stage.needs_stream();
-            let gx2: &[f32] = if g_noise > 0.0 {
-                tile.gx2.as_slice()
-            } else {
-                &[]
-            };
-            let (t_out, t_read) = (tile_seed(seed_out, t), tile_seed(seed_read, t));
-            activity
-                .as_mut_slice()
-                .par_chunks_mut(out.max(1))
-                .enumerate()
-                .with_min_len(COLS_PER_TASK)
-                .for_each(|(j, y)| {
-                    let mut rng = stream.then(|| Normals::new(indexed(t_out, j as u64)));
-                    let g = if gx2.is_empty() {
-                        &[][..]
-                    } else {
-                        &gx2[j * rows..(j + 1) * rows]
-                    };
-                    let ubias = dac_ref.apply((1.0 / alpha[j]).min(1.0));
-                    let seed_j = derive_index(t_read, j as u64);
-                    stage.column(
-                        &mut y[r0..r0 + rows],
-                        g,
-                        alpha[j],
-                        vbias[j],
-                        unorm2[j],
-                        ubias,
-                        seed_j,
-                        rng.as_mut(),
-                    );
-                });
-        }
-        self.count_read(layer, b, false);
+        self.read_forward(layer, x, received, activity, noise);
+        self.count_read(layer, x.ncols(), false);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_native(
+        &mut self,
+        layer: usize,
+        x: &Mat,
+        received: &mut Mat,
+        activity: &mut Mat,
+        next: &mut Mat,
+        goodness: &mut [f32],
+        noise: &mut Rng,
+    ) {
+        native::forward(self, layer, x, received, activity, next, goodness, noise);
     }
 
     fn transpose_read(&mut self, layer: usize, d: &Mat, out_m: &mut Mat, noise: &mut Rng) {
@@ -883,18 +911,21 @@ impl Substrate for Chip {
                     scale,
                     decay,
                 },
-                Update::Outer { x, d, scale, decay } if !dense => {
+                Update::Outer { x, d, scale, decay } | Update::Trains { x, d, scale, decay }
+                    if !dense =>
+                {
+                    let trains = matches!(update, Update::Trains { .. });
                     if let Some(cols) = &tile.cols {
                         gather_rows(x, cols, &mut tile.gin);
                     }
                     ensure_shape(&mut tile.dg, rows, d.ncols());
                     tile.dg.copy_from(&d.rows(r0, rows));
                     let x = if tile.cols.is_some() { &tile.gin } else { x };
-                    Update::Outer {
-                        x,
-                        d: &tile.dg,
-                        scale,
-                        decay,
+                    let d = &tile.dg;
+                    if trains {
+                        Update::Trains { x, d, scale, decay }
+                    } else {
+                        Update::Outer { x, d, scale, decay }
                     }
                 }
                 other => other,
@@ -921,7 +952,10 @@ impl Substrate for Chip {
                         },
                     );
                 }
-                (UpdateMode::Ideal, Update::Outer { x, d, scale, decay }) => {
+                (
+                    UpdateMode::Ideal,
+                    Update::Outer { x, d, scale, decay } | Update::Trains { x, d, scale, decay },
+                ) => {
                     tile.db.resize(xb.out, 0.0);
                     update::ideal(
                         xb,
@@ -935,9 +969,19 @@ impl Substrate for Chip {
                         },
                     );
                 }
-                (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay }) => {
+                (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay })
+                | (_, Update::Trains { x, d, scale, decay }) => {
                     // Pulse trains: every device of the array at once, BL slots a sample;
-                    // the host draws one train per line per sample.
+                    // the host draws one train per line per sample. `reset-only` trains
+                    // give each device at most one RESET pulse per sample (single
+                    // depressions, as that mode's pulsed updates); `pulsed` and
+                    // `mixed-precision` chips, which need the host's ΔW, take trains as
+                    // `stochastic-pulse` does (analog-native training refuses them).
+                    let (scheme, cap) = if phys.mode == UpdateMode::ResetOnly {
+                        (PairScheme::Depress, 1)
+                    } else {
+                        (scheme, 0)
+                    };
                     let (bl, b) = (u64::from(self.spec.update.bl), x.ncols() as u64);
                     slots += bl * b;
                     host_flops += (xb.inp + 1 + xb.out) as u64 * b * 2;
@@ -954,6 +998,7 @@ impl Substrate for Chip {
                         decay,
                         clock,
                         seed,
+                        cap,
                         &mut tile.trains,
                     );
                     tally = update::PulseTally::merge(tally, t);

@@ -47,6 +47,12 @@ pub fn ideal() -> HardwareSpec {
     s.adc.bound = 0.0;
     s.neuron = NeuronSpec::default();
     s.black_box = BlackBoxSpec::default();
+    // The analog-native periphery exact too: an ideal goodness converter without
+    // clipping, and rails a power of two (so the chain's scaling is exact in f32) far
+    // beyond any normalised activity.
+    s.periphery.goodness_bits = 0;
+    s.periphery.goodness_range = 1e9;
+    s.periphery.chain_range = 1_048_576.0;
     s
 }
 

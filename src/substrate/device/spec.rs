@@ -61,6 +61,11 @@ pub struct HardwareSpec {
     pub neuron: NeuronSpec,
     /// The opaque stochastic black box between layers.
     pub black_box: BlackBoxSpec,
+    /// The periphery of analog-native Forward-Forward (`ff.mode = "analog-native"`):
+    /// the goodness ADC and the analog chain between layers. Unused otherwise; omitted
+    /// from files while it has its defaults.
+    #[serde(skip_serializing_if = "PeripherySpec::is_default")]
+    pub periphery: PeripherySpec,
 }
 
 impl Default for HardwareSpec {
@@ -79,6 +84,7 @@ impl Default for HardwareSpec {
             adc: AdcSpec::default(),
             neuron: NeuronSpec::default(),
             black_box: BlackBoxSpec::default(),
+            periphery: PeripherySpec::default(),
         }
     }
 }
@@ -573,6 +579,90 @@ fn bits(key: &str, b: u32) -> Result<()> {
     )
 }
 
+/// The periphery of analog-native Forward-Forward (Hinton 2022, arXiv 2212.13345, §8):
+/// what a layer's output columns do when Forward-Forward runs on the chip itself.
+///
+/// * The activities stay **voltages**: no ADC on the columns, no DAC on the next layer's
+///   input lines. Each voltage picks up `chain_noise` (per line per pass) and clips at
+///   ±`chain_range` (the rails of the analog chain).
+/// * A squarer and a summing node form the layer's **goodness** G = Σ_j y_j² as an analog
+///   quantity, with a per-layer gain error (drawn once per chip instance), and **one
+///   ADC per layer per pass** reads it: `goodness_bits` over [0, `goodness_range`·n]
+///   (n: the layer's units; the full scale in mean-square activity units), with
+///   input-referred noise `goodness_noise` (fraction of full scale).
+/// * The same analog G drives the **normalisation** (a divider / variable-gain stage):
+///   the next layer receives y / √(G/n + ε), never leaving the analog domain.
+///
+/// Defaults are assumptions of this crate, stated with their reasoning (no measured
+/// periphery of an FF chip is published): 8 bits (aihwkit's 9-bit column ADC
+/// `IOParameters.out_res` less the sign bit, goodness being non-negative); a full scale
+/// of 4 mean-square units (the FF threshold θ = n sits at a quarter of it, and σ(G − θ)
+/// is saturated long before 4θ); noise of half an LSB (1/512 of full scale); 1 % gain
+/// spread; a chain noise of 0.01 activity units, below aihwkit's default `out_noise` of
+/// 0.06 read noise (the chain adds no conversion); ±8 rails (a unit-RMS vector's entries
+/// reach 8 only when one unit holds 1/64 of the layer's energy in a 64-unit layer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeripherySpec {
+    /// Resolution of the goodness ADC in bits (0 = ideal, else 2..=20; default 8).
+    pub goodness_bits: u32,
+    /// Full scale of the goodness ADC, mean-square activity units: G clips at
+    /// `goodness_range`·n (> 0; default 4).
+    pub goodness_range: f64,
+    /// Input-referred noise of the goodness ADC, fraction of full scale (default 1/512).
+    pub goodness_noise: f64,
+    /// Relative gain error of a layer's squarer and summing node, drawn once per layer
+    /// per chip instance: G·(1 + s·ξ) (dimensionless; default 0.01).
+    pub goodness_gain_std: f64,
+    /// Noise added to every activity voltage passed on, per line per pass, activity
+    /// units (default 0.01).
+    pub chain_noise: f64,
+    /// Rails of the analog chain: normalised activities clip at ±`chain_range`, network
+    /// units (> 0; default 8).
+    pub chain_range: f64,
+}
+
+impl Default for PeripherySpec {
+    fn default() -> Self {
+        Self {
+            goodness_bits: 8,
+            goodness_range: 4.0,
+            goodness_noise: 1.0 / 512.0,
+            goodness_gain_std: 0.01,
+            chain_noise: 0.01,
+            chain_range: 8.0,
+        }
+    }
+}
+
+impl PeripherySpec {
+    /// Whether every field has its default (then it is not written to files).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks every field, naming the bad one by its dotted key.
+    pub fn validate(&self) -> Result<()> {
+        bits("periphery.goodness_bits", self.goodness_bits)?;
+        positive("periphery.goodness_range", self.goodness_range)?;
+        ensure(
+            self.goodness_noise.is_finite() && (0.0..=1.0).contains(&self.goodness_noise),
+            "periphery.goodness_noise",
+            self.goodness_noise,
+            "must be in [0, 1] (a fraction of the ADC's full scale)",
+        )?;
+        ensure(
+            self.goodness_gain_std.is_finite() && (0.0..=0.5).contains(&self.goodness_gain_std),
+            "periphery.goodness_gain_std",
+            self.goodness_gain_std,
+            "must be in [0, 0.5]",
+        )?;
+        non_negative("periphery.chain_noise", self.chain_noise)?;
+        positive("periphery.chain_range", self.chain_range)?;
+        Ok(())
+    }
+}
+
 impl HardwareSpec {
     /// Checks every field, naming the first bad one by its dotted key.
     pub fn validate(&self) -> Result<()> {
@@ -710,7 +800,7 @@ impl HardwareSpec {
             b.neighbours,
             "must be at most 64 (the crosstalk matrix is sparse)",
         )?;
-        Ok(())
+        self.periphery.validate()
     }
 
     /// The same family with every source of randomness multiplied by `variation`
@@ -720,7 +810,8 @@ impl HardwareSpec {
     /// noise (`device.c2c`), the drift-exponent spread (`drift.nu_std`), stuck
     /// probabilities (`faults.*`), neuron spreads and noise (`neuron.gain_std`,
     /// `offset_std`, `knee_std`, `saturation_std`, `noise`) and the black box's crosstalk,
-    /// nonlinearity amplitude, noise and dropout.
+    /// nonlinearity amplitude, noise and dropout, and the analog-native periphery's noises
+    /// and gain spread (`periphery.goodness_noise`, `goodness_gain_std`, `chain_noise`).
     ///
     /// Deterministic properties stay: conductance range, levels, converters, the mean
     /// asymmetry `device.up_down`, the soft-bounds shape, the mean drift ν, mean knee and
@@ -753,6 +844,9 @@ impl HardwareSpec {
         s.black_box.nonlinearity *= v;
         s.black_box.noise *= v;
         s.black_box.dropout *= v;
+        s.periphery.goodness_noise *= v;
+        s.periphery.goodness_gain_std *= v;
+        s.periphery.chain_noise *= v;
         s
     }
 

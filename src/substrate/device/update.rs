@@ -543,7 +543,8 @@ fn train(p: f32, bl: u32, r: &mut Draws) -> u64 {
 /// the two sides so max p = max q); coincidences n_ij = popcount(X_i & D_j) are pair
 /// pulses in the direction sign(scale·x_i·d_j). E[n_ij]·step·gain = |scale·x_i·d_j| while
 /// no probability exceeds 1 (beyond that it saturates: an under-update, as in hardware).
-/// Samples are applied one after another; `decay` first, as a relaxation.
+/// Samples are applied one after another; `decay` first, as a relaxation. `cap` > 0 caps
+/// each pair's coincidences per sample at `cap` pulses (`reset-only`: single pulses).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn stochastic_pulse(
     xb: &mut Crossbar,
@@ -557,6 +558,7 @@ pub(crate) fn stochastic_pulse(
     decay: f32,
     clock: f64,
     seed: u64,
+    cap: u32,
     trains: &mut PulseTrains,
 ) -> PulseTally {
     let (out, inp) = (xb.out, xb.inp);
@@ -650,7 +652,10 @@ pub(crate) fn stochastic_pulse(
                 }
                 let xneg = tr.xs[s * lines + j];
                 for i in 0..out {
-                    let c = (xmask & tr.d[s * out + i]).count_ones() as i32;
+                    let mut c = (xmask & tr.d[s * out + i]).count_ones() as i32;
+                    if cap > 0 {
+                        c = c.min(cap as i32);
+                    }
                     if c > 0 {
                         let negative = (xneg ^ tr.ds[s * out + i]) != 0;
                         let n = if negative { -c } else { c };
