@@ -1,15 +1,16 @@
-//! Every `mortal …` command in the README's shell blocks is one the argument parser
-//! accepts (optional `[…]` parts with and without, the first of `a|b` alternatives,
-//! placeholders filled in), so the README cannot drift from the flags. The commands that
-//! matter most also run end to end in the other tests (quickstart, every shipped scenario
-//! at smoke size, train/eval/distill/plot/merge/device/bench).
+//! Every `mortal …` command in the shell blocks of the README and of the book's pages
+//! (`docs/src/**/*.md`) is one the argument parser accepts (optional `[…]` parts with and
+//! without, the first of `a|b` alternatives, placeholders filled in), and runs at smoke
+//! size, so neither can drift from the flags. The commands that matter most also run end
+//! to end in the other tests (quickstart, every shipped scenario at smoke size,
+//! train/eval/distill/plot/merge/device/bench).
 
 use clap::Parser;
 
 use crate::common::mortal;
 use clap::error::ErrorKind;
 
-/// The shell lines of the README's ```sh blocks, continuations joined.
+/// The shell lines of a Markdown text's ```sh blocks, continuations joined.
 fn shell_lines(readme: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_sh = false;
@@ -90,7 +91,7 @@ fn words(cmd: &str) -> Vec<String> {
                     _ => {}
                 }
             }
-            // Shell variables: a Slurm task index, the README's loop over CIFAR nets.
+            // Shell variables: a Slurm task index, the book's loop over CIFAR nets.
             s.replace("$SLURM_ARRAY_TASK_ID", "0")
                 .replace("$net", "cifar-local2")
         })
@@ -113,21 +114,51 @@ fn every_readme_command_parses() {
             }
         }
     }
-    assert!(checked >= 30, "only {checked} README commands found");
+    assert!(
+        checked >= 30,
+        "only {checked} README and book commands found"
+    );
     assert!(
         failures.is_empty(),
-        "README commands the CLI refuses:\n{}",
+        "README and book commands the CLI refuses:\n{}",
         failures.join("\n")
     );
 }
 
-/// The README's `mortal …` command lines, in order (`cargo run --release --` read as
-/// `mortal`; `DIR...` as two directories; lines that only show what changes, `mortal
-/// distill ... --transfer …`, left out).
-fn readme_command_lines() -> Vec<String> {
-    let readme = include_str!("../../README.md");
+/// The book's Markdown pages under `docs/src`, sorted by path (symlinked folders, such as
+/// `docs/src/plots`, not followed).
+fn book_pages() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            let path = entry.path();
+            if kind.is_dir() {
+                walk(&path, out);
+            } else if kind.is_file() && path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
     let mut out = Vec::new();
-    for line in shell_lines(readme) {
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src"),
+        &mut out,
+    );
+    out.sort();
+    out
+}
+
+/// The README's and then the book's `mortal …` command lines, in order (`cargo run
+/// --release --` read as `mortal`; `DIR...` as two directories; lines that only show what
+/// changes, `mortal distill ... --transfer …`, left out).
+fn readme_command_lines() -> Vec<String> {
+    let mut texts = vec![include_str!("../../README.md").to_string()];
+    let pages = book_pages();
+    assert!(pages.len() >= 10, "only {} book pages found", pages.len());
+    texts.extend(pages.iter().map(|p| std::fs::read_to_string(p).unwrap()));
+    let mut out = Vec::new();
+    for line in texts.iter().flat_map(|t| shell_lines(t)) {
         for part in uncomment(&line).split(';') {
             let part = part.trim();
             let cmd = if let Some(rest) = part.strip_prefix("cargo run --release -- ") {
@@ -146,7 +177,7 @@ fn readme_command_lines() -> Vec<String> {
     out
 }
 
-/// The README's commands as words, optional parts left out.
+/// The README's and the book's commands as words, optional parts left out.
 fn readme_commands() -> Vec<Vec<String>> {
     readme_command_lines()
         .iter()
@@ -165,7 +196,7 @@ fn set(w: &mut Vec<String>, flag: &str, value: &str) {
     }
 }
 
-/// Every README command runs at smoke size: trainings with 300 images, 1 epoch and at
+/// Every README and book command runs at smoke size: trainings with 300 images, 1 epoch and at
 /// most 32 units a layer, scenarios with `--smoke`, placeholders pointing at runs made
 /// earlier in the same test, in a scratch directory. Only what cannot run here is left
 /// out, and said: downloads (`data fetch`), and the quickstart (its own test runs it).
@@ -310,11 +341,11 @@ fn every_readme_command_runs_at_smoke_size() {
             ));
         }
     }
-    eprintln!("README commands: {ran} ran at smoke size, skipped: {skipped:?}");
-    assert!(ran >= 25, "only {ran} README commands ran");
+    eprintln!("README and book commands: {ran} ran at smoke size, skipped: {skipped:?}");
+    assert!(ran >= 25, "only {ran} README and book commands ran");
     assert!(
         failures.is_empty(),
-        "README commands that failed at smoke size:\n{}",
+        "README and book commands that failed at smoke size:\n{}",
         failures.join("\n")
     );
 }
