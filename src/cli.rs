@@ -398,10 +398,23 @@ pub struct TrainArgs {
     /// FF: as-simulated (default) or analog-native (goodness read by one ADC per layer
     /// per pass, activities analog between layers, per-sample rank-1 pulse-train
     /// updates, no host ΔW; needs --chip with update mode stochastic-pulse, reset-only or
-    /// ideal). Its defaults: plain SGD at lr 0.01, random negatives, no peer
-    /// normalisation, no softmax head.
+    /// ideal). Its defaults: the momentum 0.9 kept in a fast array per layer
+    /// (--analog-momentum), lr 1e-3, random negatives, no peer normalisation, no softmax
+    /// head.
     #[arg(long, value_parser = parse_ff_mode)]
     pub ff_mode: Option<crate::learn::ff::FfMode>,
+    /// FF analog-native: momentum μ kept in a fast array per layer, in [0, 1) (0: plain SGD
+    /// straight into the weights; default 0.9).
+    #[arg(long)]
+    pub analog_momentum: Option<f32>,
+    /// FF analog-native: rows of each fast array transferred into the weights per batch
+    /// (0 = all, the default).
+    #[arg(long)]
+    pub transfer_rows: Option<usize>,
+    /// FF analog-native: scale ρ of the fast arrays relative to the weights' step
+    /// (dimensionless; see `ff.analog_momentum.fast_gain`).
+    #[arg(long)]
+    pub fast_gain: Option<f32>,
     /// FF: goodness threshold θ (default: number of units of the layer).
     #[arg(long, allow_hyphen_values = true)]
     pub threshold: Option<f32>,
@@ -830,6 +843,15 @@ impl TrainArgs {
         }
         if let Some(e) = self.eval_from {
             ff.eval_from = e;
+        }
+        if let Some(m) = self.analog_momentum {
+            ff.analog_momentum.momentum = m;
+        }
+        if let Some(r) = self.transfer_rows {
+            ff.analog_momentum.rows_per_transfer = r;
+        }
+        if let Some(g) = self.fast_gain {
+            ff.analog_momentum.fast_gain = g;
         }
         let rc = &mut cfg.recurrent;
         if let Some(n) = self.iterations {

@@ -212,6 +212,7 @@ impl Substrate for DigitalNet {
 
     fn update(&mut self, layer: usize, update: Update<'_>, _noise: &mut Rng) {
         let prec = self.precision;
+        let drives_bias = update.drives_bias();
         self.count_update(
             layer,
             match update {
@@ -237,7 +238,10 @@ impl Substrate for DigitalNet {
                 }
             }
             // No pulses: rank-1 trains are the outer product they stand for.
-            Update::Outer { x, d, scale, decay } | Update::Trains { x, d, scale, decay } => {
+            Update::Outer { x, d, scale, decay }
+            | Update::Trains {
+                x, d, scale, decay, ..
+            } => {
                 for (w, tile) in p.blocks.iter_mut().zip(&wiring.tiles) {
                     let dr = d.rows(tile.row0, tile.rows);
                     match &tile.cols {
@@ -251,10 +255,12 @@ impl Substrate for DigitalNet {
                         }
                     }
                 }
-                let mut db = vec![0.0; p.bias.len()];
-                row_sums(d, &mut db);
-                for (bi, d) in p.bias.iter_mut().zip(&db) {
-                    *bi += scale * d;
+                if drives_bias {
+                    let mut db = vec![0.0; p.bias.len()];
+                    row_sums(d, &mut db);
+                    for (bi, d) in p.bias.iter_mut().zip(&db) {
+                        *bi += scale * d;
+                    }
                 }
             }
         }

@@ -439,6 +439,9 @@ pub enum Update<'a> {
         scale: f32,
         /// Fraction by which every weight shrinks toward zero, in [0, 1).
         decay: f32,
+        /// Whether the bias line is driven (x = 1 on it) so biases change by Σ d too;
+        /// false leaves the biases as they are (a transfer of weights only).
+        bias: bool,
     },
 }
 
@@ -447,9 +450,17 @@ impl<'a> Update<'a> {
     /// are): what a substrate without pulses applies.
     pub fn as_outer(self) -> Update<'a> {
         match self {
-            Update::Trains { x, d, scale, decay } => Update::Outer { x, d, scale, decay },
+            Update::Trains {
+                x, d, scale, decay, ..
+            } => Update::Outer { x, d, scale, decay },
             other => other,
         }
+    }
+
+    /// Whether the request changes the biases too (every request but a `Trains` with
+    /// `bias: false`).
+    pub fn drives_bias(&self) -> bool {
+        !matches!(self, Update::Trains { bias: false, .. })
     }
 }
 

@@ -107,9 +107,24 @@ pub fn build(cfg: &TrainConfig) -> Result<Box<dyn Trainer>> {
     Ok(match cfg.algo {
         Algo::Ff => {
             let topology = cfg.ff_topology()?;
-            let learner =
+            let mut learner =
                 FfLearner::with_geometry(cfg.ff.clone(), topology.clone(), cfg.dataset.geometry())?;
-            let substrate = build_substrate(cfg, topology)?;
+            let substrate = build_substrate(cfg, topology.clone())?;
+            if let Some(chip) = cfg.chip.as_ref().filter(|_| {
+                cfg.ff.mode == crate::learn::ff::FfMode::AnalogNative
+                    && cfg.ff.analog_momentum.is_on()
+            }) {
+                // The fast arrays: other devices of the same family (their own instance
+                // seed), programmed to zero.
+                let fast = crate::train::ChipConfig {
+                    chip_seed: crate::rng::derive(chip.chip_seed, "fast-arrays"),
+                    ..chip.clone()
+                };
+                let mut a: Box<dyn Substrate> = Box::new(fast.build(topology, seeds.init)?);
+                a.set_precision(cfg.precision);
+                let mut noise = crate::rng::stream(cfg.seed, "fast-arrays-program");
+                learner.attach_fast_arrays(a, &mut noise);
+            }
             Box::new(FfTrainer { learner, substrate })
         }
         Algo::FfRecurrent => {

@@ -475,7 +475,18 @@ fn analog_native_ff_runs_and_refuses_what_it_cannot_do() {
     assert!(r["test_error_softmax"].is_null(), "{r}");
     assert_eq!(r["config"]["ff"]["mode"], "analog-native", "{r}");
     // Refusals, each naming its key.
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "--ff-mode",
+                "analog-native",
+                "--chip",
+                "ideal",
+                "--analog-momentum",
+                "1.5",
+            ],
+            "ff.analog_momentum.momentum",
+        ),
         (&["--ff-mode", "analog-native"], "ff.mode"),
         (
             &["--ff-mode", "analog-native", "--chip", "reram"],

@@ -50,6 +50,8 @@ pub struct FfLearner {
     /// Multiplier of the layers' learning rate (1 normally; 0: training steps update only
     /// the softmax head and peer-normalisation means, the layers keep their weights).
     layer_gain: f32,
+    /// Analog-native FF with analog momentum: the fast arrays.
+    fast: Option<super::fast::FastArrays>,
 }
 
 /// Work buffers, reused across batches (allocated once per batch size).
@@ -284,6 +286,7 @@ impl FfLearner {
             updates: 0,
             last_negatives: Vec::new(),
             layer_gain: 1.0,
+            fast: None,
         })
     }
 
@@ -671,6 +674,9 @@ impl FfLearner {
         for l in 0..layers {
             self.request_update(sub, l, &d_cat[l], &r_cat[l], b, gain, noise);
         }
+        if let Some(fast) = &self.fast {
+            fast.flush_ledger(sub);
+        }
         self.buf.d_cat = d_cat;
         self.buf.r_cat = r_cat;
         Ok(stats)
@@ -681,6 +687,13 @@ impl FfLearner {
     /// as they are, e.g. before fine-tuning a copy); 1 is ordinary training.
     pub fn set_layer_gain(&mut self, g: f32) {
         self.layer_gain = g;
+    }
+
+    /// Gives analog-native FF with analog momentum its fast arrays: `a`, a substrate of
+    /// the weights' family and topology (other devices), is programmed to zero. Without
+    /// them (or with momentum 0) updates train straight into the weights.
+    pub fn attach_fast_arrays(&mut self, a: Box<dyn Substrate>, noise: &mut Rng) {
+        self.fast = Some(super::fast::FastArrays::new(a, noise));
     }
 
     /// Whether this learner runs analog-native ([`FfMode::AnalogNative`]).
@@ -737,8 +750,26 @@ impl FfLearner {
         let (ow, ob) = (&mut self.opt_w[l], &mut self.opt_b[l]);
         if self.cfg.mode == FfMode::AnalogNative {
             // Per-sample rank-1 trains: the layer's inputs on the x-lines, its local
-            // errors on the d-lines; nothing formed on the host (plain SGD, validated).
+            // errors on the d-lines; nothing formed on the host (plain SGD, validated),
+            // into the fast arrays when the momentum lives there.
             let sw = ow.sgd_step_from_velocity(gain, true);
+            if let Some(fast) = self
+                .fast
+                .as_mut()
+                .filter(|_| self.cfg.analog_momentum.is_on())
+            {
+                fast.step(
+                    sub,
+                    l,
+                    d,
+                    r,
+                    sw.scale * inv_b,
+                    sw.decay,
+                    &self.cfg.analog_momentum,
+                    noise,
+                );
+                return;
+            }
             sub.update(
                 l,
                 Update::Trains {
@@ -746,6 +777,7 @@ impl FfLearner {
                     d,
                     scale: sw.scale * inv_b,
                     decay: sw.decay,
+                    bias: true,
                 },
                 noise,
             );
@@ -881,6 +913,9 @@ impl FfLearner {
             .map(|k| ((self.updates >> (16 * k)) & 0xffff) as f32)
             .collect();
         out.push(from_vec("updates", &parts));
+        if let Some(fast) = &self.fast {
+            out.extend(fast.resume_tensors());
+        }
         out
     }
 
@@ -902,6 +937,9 @@ impl FfLearner {
             .enumerate()
             .map(|(k, p)| (*p as u64) << (16 * k))
             .sum();
+        if let Some(fast) = &mut self.fast {
+            fast.restore_resume(tensors)?;
+        }
         Ok(())
     }
 

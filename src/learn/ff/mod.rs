@@ -7,6 +7,7 @@
 //! substrate beyond inputs applied, activities measured and updates requested.
 
 pub mod eval;
+mod fast;
 pub mod goodness;
 pub mod head;
 pub mod labels;
@@ -46,12 +47,74 @@ pub enum FfMode {
     AnalogNative,
 }
 
+/// Analog-native FF's momentum, kept in the array (Tiki-Taka v1 style: Gokmen & Haensch
+/// 2020, Front. Neurosci. 14:103): every layer has a second, *fast* array A of the same
+/// chip family (other devices, started at zero). Each batch
+/// 1. A ← μ·A − ρ·lr·g as per-sample rank-1 trains (the layer's inputs and local errors,
+///    as plain native updates would drive the weights), μ applied as an array-wide
+///    relaxation of A toward zero;
+/// 2. `rows_per_transfer` rows j of A are read (a transposed read with one-hot columns,
+///    through the chip's converters and read noise) and written into the weights C as
+///    rank-1 trains, x = the read row, d = e_j, scaled by 1/ρ (times out/rows when not
+///    every row is read each batch).
+///
+/// With exact arrays and every row read, C follows SGD with momentum μ at learning rate lr
+/// exactly (PyTorch's convention, A = −ρ·lr·v). The host only sequences reads and
+/// trains; no per-weight state leaves the arrays. Biases take plain SGD on C (the
+/// transposed read does not see them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalogMomentum {
+    /// Momentum μ in [0, 1): A's retention per batch (0 = off: plain SGD trains straight
+    /// into the weights; default 0 here, 0.9 in analog-native mode's defaults, the
+    /// reference recipe's momentum).
+    pub momentum: f32,
+    /// ρ: A's scale relative to the step C takes, dimensionless > 0 (default 10: A holds ten
+    /// times the velocity's per-batch step, well above its pulse granularity).
+    pub fast_gain: f32,
+    /// Rows of every layer's A read and transferred per batch, cyclically (0 = all rows,
+    /// the default).
+    pub rows_per_transfer: usize,
+}
+
+impl Default for AnalogMomentum {
+    fn default() -> Self {
+        Self {
+            momentum: 0.0,
+            fast_gain: 10.0,
+            rows_per_transfer: 0,
+        }
+    }
+}
+
+impl AnalogMomentum {
+    /// Whether the fast arrays exist.
+    pub fn is_on(&self) -> bool {
+        self.momentum > 0.0
+    }
+
+    /// Whether every field has its default (then it is not written to files).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl FfMode {
     /// Whether this is the default (then it is not written to files).
     pub fn is_default(&self) -> bool {
         *self == Self::default()
     }
 }
+
+/// Analog-native FF's default fast gain ρ. Chosen on the synthetic set (2×256, 10 epochs,
+/// seed 1, test error by goodness; `docs/src/results/goodness-native.md`): on a
+/// soft-bounds `stochastic-pulse` chip without device spread, c2c or read noise, ρ 10 /
+/// 30 / 100 at lr 3e-3 gave 30.3 / 22.0 / 43.0 %, ρ 30 at lr 1e-2 10.9 %.
+pub const NATIVE_FAST_GAIN: f32 = 30.0;
+
+/// Analog-native FF's learning rate relative to the reference recipe's (1e-3 → 1e-2),
+/// chosen with [`NATIVE_FAST_GAIN`].
+pub const NATIVE_LR_FACTOR: f32 = 10.0;
 
 /// Forward-Forward settings. Defaults are the reference recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +162,9 @@ pub struct FfConfig {
     /// As simulated (default) or analog-native ([`FfMode`]).
     #[serde(skip_serializing_if = "FfMode::is_default")]
     pub mode: FfMode,
+    /// Analog-native only: momentum kept in a fast array per layer ([`AnalogMomentum`]).
+    #[serde(skip_serializing_if = "AnalogMomentum::is_default")]
+    pub analog_momentum: AnalogMomentum,
 }
 
 impl Default for FfConfig {
@@ -124,15 +190,17 @@ impl Default for FfConfig {
             },
             schedule: Schedule::HalfThenLinear,
             mode: FfMode::AsSimulated,
+            analog_momentum: AnalogMomentum::default(),
         }
     }
 }
 
 impl FfConfig {
-    /// The defaults of `mode`: the reference recipe, except that analog-native FF takes
-    /// plain SGD (no host state per weight) at the learning rate that gives the default
-    /// momentum's steady-state step (lr / (1 − μ)), uniform negatives and no peer
-    /// normalisation (see [`FfMode::AnalogNative`]).
+    /// The defaults of `mode`: the reference recipe, except that analog-native FF moves
+    /// the optimiser's momentum into the arrays ([`AnalogMomentum`], same μ, fast gain
+    /// [`NATIVE_FAST_GAIN`], lr × [`NATIVE_LR_FACTOR`]; the host's optimiser has momentum
+    /// 0), draws uniform negatives and has no peer normalisation (see
+    /// [`FfMode::AnalogNative`]).
     pub fn for_mode(mode: FfMode) -> Self {
         let mut c = Self {
             mode,
@@ -140,7 +208,9 @@ impl FfConfig {
         };
         if mode == FfMode::AnalogNative {
             if let OptimizerConfig::Sgd { lr, momentum, .. } = &mut c.optimizer {
-                *lr /= 1.0 - *momentum;
+                c.analog_momentum.momentum = *momentum;
+                c.analog_momentum.fast_gain = NATIVE_FAST_GAIN;
+                *lr *= NATIVE_LR_FACTOR;
                 *momentum = 0.0;
             }
             c.negatives = NegativeLabels::Random;
@@ -243,6 +313,26 @@ impl FfConfig {
                 "analog-native FF keeps no running means on the host: use 0",
             )?;
         }
+        let m = &self.analog_momentum;
+        ensure(
+            (0.0..1.0).contains(&m.momentum),
+            "ff.analog_momentum.momentum",
+            m.momentum,
+            "must be in [0, 1)",
+        )?;
+        ensure(
+            m.fast_gain.is_finite() && (1e-6..=1e6).contains(&m.fast_gain),
+            "ff.analog_momentum.fast_gain",
+            m.fast_gain,
+            "must be in [1e-6, 1e6]",
+        )?;
+        ensure(
+            !m.is_on() || self.mode == FfMode::AnalogNative,
+            "ff.analog_momentum.momentum",
+            m.momentum,
+            "is a setting of analog-native FF (ff.mode); as simulated, use the optimiser's \
+             momentum",
+        )?;
         Ok(())
     }
 

@@ -894,6 +894,7 @@ impl Substrate for Chip {
         if let Update::Dense { dw, .. } = update {
             assert_eq!(dw.len(), wiring.weight_count(), "update: dw length");
         }
+        let bias = update.drives_bias();
         for (t, tile) in ly.tiles.iter_mut().enumerate() {
             let seed = tile_seed(seed, t);
             let (r0, rows) = (tile.row0, tile.rows);
@@ -911,9 +912,10 @@ impl Substrate for Chip {
                     scale,
                     decay,
                 },
-                Update::Outer { x, d, scale, decay } | Update::Trains { x, d, scale, decay }
-                    if !dense =>
-                {
+                Update::Outer { x, d, scale, decay }
+                | Update::Trains {
+                    x, d, scale, decay, ..
+                } if !dense => {
                     let trains = matches!(update, Update::Trains { .. });
                     if let Some(cols) = &tile.cols {
                         gather_rows(x, cols, &mut tile.gin);
@@ -923,7 +925,13 @@ impl Substrate for Chip {
                     let x = if tile.cols.is_some() { &tile.gin } else { x };
                     let d = &tile.dg;
                     if trains {
-                        Update::Trains { x, d, scale, decay }
+                        Update::Trains {
+                            x,
+                            d,
+                            scale,
+                            decay,
+                            bias,
+                        }
                     } else {
                         Update::Outer { x, d, scale, decay }
                     }
@@ -954,7 +962,10 @@ impl Substrate for Chip {
                 }
                 (
                     UpdateMode::Ideal,
-                    Update::Outer { x, d, scale, decay } | Update::Trains { x, d, scale, decay },
+                    Update::Outer { x, d, scale, decay }
+                    | Update::Trains {
+                        x, d, scale, decay, ..
+                    },
                 ) => {
                     tile.db.resize(xb.out, 0.0);
                     update::ideal(
@@ -966,11 +977,17 @@ impl Substrate for Chip {
                             scale,
                             decay,
                             db_buf: &mut tile.db,
+                            bias,
                         },
                     );
                 }
                 (UpdateMode::StochasticPulse, Update::Outer { x, d, scale, decay })
-                | (_, Update::Trains { x, d, scale, decay }) => {
+                | (
+                    _,
+                    Update::Trains {
+                        x, d, scale, decay, ..
+                    },
+                ) => {
                     // Pulse trains: every device of the array at once, BL slots a sample;
                     // the host draws one train per line per sample. `reset-only` trains
                     // give each device at most one RESET pulse per sample (single
@@ -999,6 +1016,7 @@ impl Substrate for Chip {
                         clock,
                         seed,
                         cap,
+                        bias,
                         &mut tile.trains,
                     );
                     tally = update::PulseTally::merge(tally, t);

@@ -213,6 +213,65 @@ mod tests {
         }
     }
 
+    /// With its momentum in fast arrays, a zero-noise chip still equals the digital
+    /// reference of the same rule (fast arrays there digital too), and both equal SGD with
+    /// momentum: reading every row each batch, the arrays are the velocity.
+    #[test]
+    fn ideal_chip_analog_momentum_equals_the_digital_reference() {
+        let mut cfg = native_cfg();
+        cfg.analog_momentum.rows_per_transfer = 0;
+        assert!(cfg.analog_momentum.is_on());
+        cfg.validate(2).unwrap();
+        let ft = Topology::uniform(vec![crate::data::PIXELS, 24, 16], Activation::Relu).unwrap();
+        let mut fd = DigitalNet::new(ft.clone(), 2);
+        let mut fc = Chip::new(&presets::ideal(), ft.clone(), 3, 2).unwrap();
+        let (images, labels) = batch(20);
+        let mut losses = Vec::new();
+        for (k, sub) in [&mut fd as &mut dyn Substrate, &mut fc]
+            .into_iter()
+            .enumerate()
+        {
+            let mut learner = FfLearner::new(cfg.clone(), ft.clone()).unwrap();
+            let fast: Box<dyn Substrate> = if k == 0 {
+                Box::new(DigitalNet::new(ft.clone(), 9))
+            } else {
+                Box::new(Chip::new(&presets::ideal(), ft.clone(), 4, 9).unwrap())
+            };
+            learner.attach_fast_arrays(fast, &mut stream(0, "p"));
+            let mut negs = stream(7, "neg");
+            let mut l = Vec::new();
+            for _ in 0..4 {
+                let st = learner
+                    .train_batch(sub, &images, &labels, 1.0, &mut negs, &mut stream(1, "n"))
+                    .unwrap();
+                l.push(st.mean_layer_loss());
+            }
+            losses.push(l);
+            // The resumable state carries the fast arrays.
+            assert!(
+                learner
+                    .resume_tensors()
+                    .iter()
+                    .any(|t| t.0.starts_with("fast/")),
+                "no fast arrays in the resumable state"
+            );
+        }
+        for (a, b) in losses[0].iter().zip(&losses[1]) {
+            assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{losses:?}");
+        }
+        for l in 0..2 {
+            let (wd, _) = fd.layer(l);
+            let (wc, _) = fc.effective_layer(l);
+            let e = wd
+                .iter()
+                .zip(wc.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = wd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(e < 1e-4 * scale, "layer {l} weights differ by {e}");
+        }
+    }
+
     /// The counters of one native step, by hand: every layer read by the positive and the
     /// negative pass (b samples each): DACs only on layer 0's 784 lines, one goodness ADC
     /// per sample, a MAC per weight and bias; the host forms one coefficient per sample

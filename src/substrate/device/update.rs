@@ -441,6 +441,7 @@ pub(crate) fn ideal(xb: &mut Crossbar, phys: &Physics, u: IdealUpdate<'_>) {
             scale,
             decay,
             db_buf,
+            bias,
         } => {
             gemm(
                 scale,
@@ -451,9 +452,11 @@ pub(crate) fn ideal(xb: &mut Crossbar, phys: &Physics, u: IdealUpdate<'_>) {
                 1.0 - decay,
                 &mut xb.w.columns_mut(0, inp),
             );
-            row_sums(d, db_buf);
-            for (bi, d) in xb.w.as_mut_slice()[nw..].iter_mut().zip(db_buf.iter()) {
-                *bi += scale * d;
+            if bias {
+                row_sums(d, db_buf);
+                for (bi, d) in xb.w.as_mut_slice()[nw..].iter_mut().zip(db_buf.iter()) {
+                    *bi += scale * d;
+                }
             }
         }
     }
@@ -474,6 +477,8 @@ pub(crate) enum IdealUpdate<'a> {
         scale: f32,
         decay: f32,
         db_buf: &'a mut [f32],
+        /// Whether the biases change too (Σ d).
+        bias: bool,
     },
 }
 
@@ -544,7 +549,8 @@ fn train(p: f32, bl: u32, r: &mut Draws) -> u64 {
 /// pulses in the direction sign(scale·x_i·d_j). E[n_ij]·step·gain = |scale·x_i·d_j| while
 /// no probability exceeds 1 (beyond that it saturates: an under-update, as in hardware).
 /// Samples are applied one after another; `decay` first, as a relaxation. `cap` > 0 caps
-/// each pair's coincidences per sample at `cap` pulses (`reset-only`: single pulses).
+/// each pair's coincidences per sample at `cap` pulses (`reset-only`: single pulses);
+/// `bias` false leaves the bias line silent (weights only).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn stochastic_pulse(
     xb: &mut Crossbar,
@@ -559,6 +565,7 @@ pub(crate) fn stochastic_pulse(
     clock: f64,
     seed: u64,
     cap: u32,
+    bias: bool,
     trains: &mut PulseTrains,
 ) -> PulseTally {
     let (out, inp) = (xb.out, xb.inp);
@@ -602,7 +609,11 @@ pub(crate) fn stochastic_pulse(
             let cx = (a * md / mx).sqrt();
             let cd = (a * mx / md).sqrt();
             for i in 0..lines {
-                let v = if i < inp { xc[i] } else { 1.0 };
+                let v = if i < inp {
+                    xc[i]
+                } else {
+                    f32::from(u8::from(bias))
+                };
                 xm[i] = train(cx * v.abs(), bl, &mut r);
                 xs[i] = u8::from(v < 0.0);
             }
