@@ -109,7 +109,7 @@ impl FfMode {
 /// Analog-native FF's default fast gain ρ. Chosen on the synthetic set (2×256, 10 epochs,
 /// seed 1, test error by goodness; `docs/src/results/goodness-native.md`): on a
 /// soft-bounds `stochastic-pulse` chip without device spread, c2c or read noise, ρ 10 /
-/// 30 / 100 at lr 3e-3 gave 30.3 / 22.0 / 43.0 %, ρ 30 at lr 1e-2 10.9 %.
+/// 30 / 100 at lr 3e-3 gave 30.25 / 21.95 / 42.95 %, ρ 30 at lr 1e-2 10.95 %.
 pub const NATIVE_FAST_GAIN: f32 = 30.0;
 
 /// Analog-native FF's learning rate relative to the reference recipe's (1e-3 → 1e-2),

@@ -520,6 +520,11 @@ pub(crate) struct PulseTrains {
     /// Sign bit per line: 1 if negative.
     xs: Vec<u8>,
     ds: Vec<u8>,
+    /// The output lines with a non-empty train, per sample (CSR: `active[start[s]..
+    /// start[s + 1]]`), so samples with sparse errors (ReLU zeros, one-hot transfers)
+    /// skip silent lines; the pulses applied, and their order, are the same.
+    active: Vec<u32>,
+    start: Vec<usize>,
 }
 
 /// Bernoulli(p) train of `bl` bits.
@@ -622,6 +627,16 @@ pub(crate) fn stochastic_pulse(
                 ds[j] = u8::from((dc[j] < 0.0) != neg_scale);
             }
         });
+    trains.active.clear();
+    trains.start.clear();
+    trains.start.push(0);
+    for s in 0..b {
+        let dm = &trains.d[s * out..(s + 1) * out];
+        trains
+            .active
+            .extend((0..out as u32).filter(|i| dm[*i as usize] != 0));
+        trains.start.push(trains.active.len());
+    }
     let cols_per_chunk = (CHUNK / out.max(1)).max(1);
     let len = cols_per_chunk * out;
     let (parts, c0) = parts(xb, len);
@@ -662,7 +677,8 @@ pub(crate) fn stochastic_pulse(
                     continue;
                 }
                 let xneg = tr.xs[s * lines + j];
-                for i in 0..out {
+                for &i in &tr.active[tr.start[s]..tr.start[s + 1]] {
+                    let i = i as usize;
                     let mut c = (xmask & tr.d[s * out + i]).count_ones() as i32;
                     if cap > 0 {
                         c = c.min(cap as i32);
