@@ -13,7 +13,8 @@
 
 use super::FfLearner;
 use super::labels::write_label_blocks;
-use super::learner::{FfBatchStats, check_finite, local_errors, peer_term};
+use super::learner::FfBatchStats;
+use super::local::{check_finite, local_errors, peer_term};
 use crate::data::CLASSES;
 use crate::error::Result;
 use crate::learn::distill::{argmax, softmax_t};

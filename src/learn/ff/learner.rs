@@ -1,17 +1,16 @@
 //! The Forward-Forward training step.
 
-use rayon::prelude::*;
-
-use super::goodness::{GoodnessFn, GoodnessLoss};
+use super::goodness::GoodnessLoss;
 use super::head::{HeadStats, SoftmaxHead};
 use super::labels::{write_neutral, write_one_hot};
+use super::local::{check_finite, local_errors, peer_term};
 use super::{FfConfig, FfMode};
 use crate::data::augment::hybrids;
 use crate::data::negatives::{NegativeLabels, hard_wrong, random_wrong};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::learn::host;
 use crate::learn::optim::OptState;
-use crate::linalg::{Mat, axpby, copy_columns, flush_subnormal, normalize_rms, row_sums};
+use crate::linalg::{Mat, axpby, copy_columns, normalize_rms, row_sums};
 use crate::rng::Rng;
 use crate::substrate::{Geometry, Substrate, Topology, Update};
 
@@ -36,22 +35,22 @@ pub struct FfLearner {
     pub(crate) head: SoftmaxHead,
     /// Running mean activity of every unit (peer normalisation).
     pub(crate) peer: Vec<Vec<f32>>,
-    opt_w: Vec<OptState>,
-    opt_b: Vec<OptState>,
+    pub(super) opt_w: Vec<OptState>,
+    pub(super) opt_b: Vec<OptState>,
     buf: Buffers,
     pub(crate) eval_buf: super::eval::EvalBuffers,
     pub(super) kl_buf: super::layer_kl::KlBuffers,
     /// The input image's map (for hybrid negatives).
     geometry: Geometry,
     /// Updates so far (sleep-phase counter).
-    updates: u64,
+    pub(super) updates: u64,
     /// Negative labels of the last batch.
     last_negatives: Vec<usize>,
     /// Multiplier of the layers' learning rate (1 normally; 0: training steps update only
     /// the softmax head and peer-normalisation means, the layers keep their weights).
     layer_gain: f32,
     /// Analog-native FF with analog momentum: the fast arrays.
-    fast: Option<super::fast::FastArrays>,
+    pub(super) fast: Option<super::fast::FastArrays>,
 }
 
 /// Work buffers, reused across batches (allocated once per batch size).
@@ -153,86 +152,6 @@ impl FfBatchStats {
     pub fn mean_layer_loss(&self) -> f64 {
         let n = (self.scored * self.layer_loss_sum.len()).max(1) as f64;
         self.layer_loss_sum.iter().sum::<f64>() / n
-    }
-}
-
-/// Writes the local errors `dst_j = e(c_j, y_j) − term` for each column j (e: the goodness
-/// function's [`GoodnessFn::error`]; term per unit, may be empty).
-pub(super) fn local_errors(
-    f: GoodnessFn,
-    y: &[f32],
-    rows: usize,
-    coeff: &[f32],
-    term: &[f32],
-    dst: &mut [f32],
-) {
-    dst.par_chunks_mut(rows * 8)
-        .zip(y.par_chunks(rows * 8))
-        .enumerate()
-        .for_each(|(chunk, (d, y))| {
-            for (k, (dc, yc)) in d.chunks_mut(rows).zip(y.chunks(rows)).enumerate() {
-                let c = coeff[chunk * 8 + k];
-                match (f, term.is_empty()) {
-                    (GoodnessFn::SumSq, true) => {
-                        for (o, v) in dc.iter_mut().zip(yc) {
-                            *o = flush_subnormal(c * v);
-                        }
-                    }
-                    (GoodnessFn::SumSq, false) => {
-                        for ((o, v), t) in dc.iter_mut().zip(yc).zip(term) {
-                            *o = flush_subnormal(c * v - t);
-                        }
-                    }
-                    (_, _) => {
-                        for (i, (o, v)) in dc.iter_mut().zip(yc).enumerate() {
-                            *o = flush_subnormal(
-                                f.error(c, *v) - term.get(i).copied().unwrap_or(0.0),
-                            );
-                        }
-                    }
-                }
-            }
-        });
-}
-
-/// Peer normalisation: updates the running mean activity of each unit (`means`) with the
-/// columns of `act` (rows × n) and writes each unit's error term into `term` (empty when
-/// peer normalisation is off).
-pub(super) fn peer_term(
-    cfg: &super::FfConfig,
-    means: &mut [f32],
-    act: &[f32],
-    rows: usize,
-    term: &mut Vec<f32>,
-) {
-    term.clear();
-    if cfg.peer_norm <= 0.0 {
-        return;
-    }
-    let n = act.len() / rows;
-    let decay = cfg.peer_decay;
-    let mut batch_mean = vec![0.0f32; rows];
-    for col in act.chunks(rows) {
-        for (m, v) in batch_mean.iter_mut().zip(col) {
-            *m += v;
-        }
-    }
-    for (m, bm) in means.iter_mut().zip(&batch_mean) {
-        *m = decay * *m + (1.0 - decay) * bm / n as f32;
-    }
-    let layer_mean = means.iter().sum::<f32>() / rows as f32;
-    // Ascent direction in the reference code is +λ(mean − mᵢ); as a descent error it
-    // enters with the opposite sign.
-    term.extend(means.iter().map(|m| cfg.peer_norm * (layer_mean - m)));
-}
-
-pub(super) fn check_finite(goodness: &[f32], layer: usize, what: &str) -> Result<()> {
-    match goodness.iter().find(|g| !g.is_finite()) {
-        None => Ok(()),
-        Some(g) => Err(Error::Diverged(format!(
-            "layer {} goodness of a {what} sample is {g}; lower the learning rate",
-            layer + 1
-        ))),
     }
 }
 
@@ -876,116 +795,6 @@ impl FfLearner {
                 },
                 noise,
             );
-        }
-    }
-}
-
-impl FfLearner {
-    /// The host-side state worth saving: softmax head and peer-normalisation means.
-    pub fn tensors(&self) -> Vec<crate::tensor::Tensor> {
-        use crate::tensor::{from_mat, from_vec};
-        let mut out = Vec::new();
-        for (i, w) in self.head.weights.iter().enumerate() {
-            out.push(from_mat(format!("head{i}.weight"), w));
-        }
-        out.push(from_vec("head.bias", &self.head.bias));
-        for (l, m) in self.peer.iter().enumerate() {
-            out.push(from_vec(format!("peer{l}"), m));
-        }
-        out
-    }
-
-    /// Everything a bit-identical continuation of training needs beyond the substrate:
-    /// the head with its optimiser state, the peer-normalisation means, every layer's
-    /// optimiser state and the update counter (sleep phases).
-    pub fn resume_tensors(&self) -> Vec<crate::tensor::Tensor> {
-        use crate::tensor::from_vec;
-        let mut out = self.head.resume_tensors();
-        for (l, m) in self.peer.iter().enumerate() {
-            out.push(from_vec(format!("peer{l}"), m));
-        }
-        for (l, (w, b)) in self.opt_w.iter().zip(&self.opt_b).enumerate() {
-            out.extend(w.state_tensors(&format!("opt{l}.weight")));
-            out.extend(b.state_tensors(&format!("opt{l}.bias")));
-        }
-        // The counter as four exact 16-bit parts.
-        let parts: Vec<f32> = (0..4)
-            .map(|k| ((self.updates >> (16 * k)) & 0xffff) as f32)
-            .collect();
-        out.push(from_vec("updates", &parts));
-        if let Some(fast) = &self.fast {
-            out.extend(fast.resume_tensors());
-        }
-        out
-    }
-
-    /// Restores what [`FfLearner::resume_tensors`] saved.
-    pub fn restore_resume(&mut self, tensors: &[crate::tensor::Tensor]) -> Result<()> {
-        use crate::tensor::find;
-        self.head.restore_resume(tensors)?;
-        for (l, m) in self.peer.iter_mut().enumerate() {
-            let n = m.len();
-            m.copy_from_slice(find(tensors, &format!("peer{l}"), &[n])?);
-        }
-        for (l, (w, b)) in self.opt_w.iter_mut().zip(&mut self.opt_b).enumerate() {
-            w.restore_state(tensors, &format!("opt{l}.weight"))?;
-            b.restore_state(tensors, &format!("opt{l}.bias"))?;
-        }
-        let parts = find(tensors, "updates", &[4])?;
-        self.updates = parts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| (*p as u64) << (16 * k))
-            .sum();
-        if let Some(fast) = &mut self.fast {
-            fast.restore_resume(tensors)?;
-        }
-        Ok(())
-    }
-
-    /// Restores what [`FfLearner::tensors`] saved.
-    pub fn restore(&mut self, tensors: &[crate::tensor::Tensor]) -> Result<()> {
-        use crate::tensor::{find, to_mat};
-        for (i, w) in self.head.weights.iter_mut().enumerate() {
-            let (r, c) = w.shape();
-            *w = to_mat(tensors, &format!("head{i}.weight"), r, c)?;
-        }
-        let n = self.head.bias.len();
-        self.head
-            .bias
-            .copy_from_slice(find(tensors, "head.bias", &[n])?);
-        for (l, m) in self.peer.iter_mut().enumerate() {
-            let n = m.len();
-            m.copy_from_slice(find(tensors, &format!("peer{l}"), &[n])?);
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The error signal never carries subnormals (each multiply-add on one costs a
-    /// microcode assist on x86 cores): a sigmoid-tail coefficient σ(−z) for a large
-    /// goodness gives exactly 0 where c·y would be subnormal, and is kept elsewhere.
-    #[test]
-    fn local_errors_flush_subnormals() {
-        let rows = 4;
-        let y = [1.0f32, 0.5, 2.0, 1e-3, 1.0, 1.0, 1.0, 1.0];
-        let tail = super::super::goodness::sigmoid(-95.0);
-        assert!(tail > 0.0 && tail < 1e-40);
-        let coeff = [-tail, -0.25];
-        for f in [GoodnessFn::SumSq, GoodnessFn::Sum] {
-            for term in [vec![], vec![0.0; rows]] {
-                let mut d = [f32::NAN; 8];
-                local_errors(f, &y, rows, &coeff, &term, &mut d);
-                assert!(d[..4].iter().all(|v| *v == 0.0), "{f:?} {d:?}");
-                assert!(
-                    d[4..].iter().all(|v| *v != 0.0 && v.is_normal()),
-                    "{f:?} {d:?}"
-                );
-            }
         }
     }
 }

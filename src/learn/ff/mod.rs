@@ -13,7 +13,9 @@ pub mod head;
 pub mod labels;
 mod layer_kl;
 mod learner;
+mod local;
 pub mod recurrent;
+mod state;
 
 use serde::{Deserialize, Serialize};
 

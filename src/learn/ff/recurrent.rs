@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::learner::{check_finite, peer_term};
+use super::local::{check_finite, peer_term};
 use super::{FfBatchStats, FfConfig, FfLearner};
 use crate::data::negatives::{NegativeLabels, hard_wrong, random_wrong};
 use crate::data::{CLASSES, Dataset};
