@@ -164,6 +164,25 @@ mod tests {
         (images, data.gather_labels(&idx))
     }
 
+    /// The two runs' losses agree, and every layer's weights agree to `rel` of their
+    /// largest magnitude.
+    fn assert_same_training(losses: &[Vec<f64>], fd: &DigitalNet, fc: &Chip, rel: f32) {
+        for (a, b) in losses[0].iter().zip(&losses[1]) {
+            assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{losses:?}");
+        }
+        for l in 0..2 {
+            let (wd, _) = fd.layer(l);
+            let (wc, _) = fc.effective_layer(l);
+            let e = wd
+                .iter()
+                .zip(wc.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = wd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert!(e < rel * scale, "layer {l} weights differ by {e}");
+        }
+    }
+
     /// A zero-noise chip in analog-native mode is the digital network under the same rule
     /// (the trait's exact `forward_native`, trains as outer products).
     #[test]
@@ -194,19 +213,10 @@ mod tests {
             }
             losses.push(l);
         }
-        for (a, b) in losses[0].iter().zip(&losses[1]) {
-            assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{losses:?}");
-        }
+        assert_same_training(&losses, &fd, &fc, 1e-5);
         for l in 0..2 {
-            let (wd, bd) = fd.layer(l);
-            let (wc, bc) = fc.effective_layer(l);
-            let e = wd
-                .iter()
-                .zip(wc.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            let scale = wd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            assert!(e < 1e-5 * scale, "layer {l} weights differ by {e}");
+            let (_, bd) = fd.layer(l);
+            let (_, bc) = fc.effective_layer(l);
             for (a, b) in bc.iter().zip(bd) {
                 assert!((a - b).abs() < 1e-5, "layer {l} bias {a} vs {b}");
             }
@@ -256,20 +266,7 @@ mod tests {
                 "no fast arrays in the resumable state"
             );
         }
-        for (a, b) in losses[0].iter().zip(&losses[1]) {
-            assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{losses:?}");
-        }
-        for l in 0..2 {
-            let (wd, _) = fd.layer(l);
-            let (wc, _) = fc.effective_layer(l);
-            let e = wd
-                .iter()
-                .zip(wc.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            let scale = wd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            assert!(e < 1e-4 * scale, "layer {l} weights differ by {e}");
-        }
+        assert_same_training(&losses, &fd, &fc, 1e-4);
     }
 
     /// The counters of one native step, by hand: every layer read by the positive and the
