@@ -14,7 +14,7 @@ negatives); a negative pass (B columns); then per layer one SGD step with moment
 and weight decay 1e-3 on W and b from the 2B columns [positive | negative]. Elementwise
 details (threshold, peer term) follow mortal's defaults closely but only the FLOP count
 and memory traffic matter here: the GEMMs are the same shapes as `ff_step_gemms` in
-src/bench.rs. Prints samples/s (median of repeats) as JSON.
+crates/mortal-cli/src/bench/pytorch.rs. Prints samples/s (median of repeats) as JSON.
 """
 import argparse, json, statistics, time
 import torch

@@ -3,9 +3,19 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The repository's root (the workspace; the CLI crate is `crates/mortal-cli`).
+pub fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root")
+}
+
+/// The `mortal` binary, run from the repository's root.
 pub fn mortal() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mortal"));
     c.env_remove("MORTAL_DATA");
+    c.current_dir(root());
     c
 }
 

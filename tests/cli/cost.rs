@@ -56,7 +56,7 @@ fn runs_report_their_cost_under_the_chosen_energy_model() {
 #[test]
 fn a_bad_energy_model_is_refused_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../../src/cost/models/reram.toml")
+    let text = include_str!("../../crates/mortal/src/cost/models/reram.toml")
         .replace("byte_j = 1.25e-12", "byte_j = -1.0");
     let model = dir.path().join("bad-energy.toml");
     std::fs::write(&model, text).unwrap();

@@ -478,7 +478,7 @@ fn scenario_and_energy_limits_hold() {
     quick_err(&["run", &s, "--dry-run"], "distill.min_samples");
     let e = dir.path().join("e.toml");
     let model = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cost/models/reram.toml"),
+        super::common::root().join("crates/mortal/src/cost/models/reram.toml"),
     )
     .unwrap();
     let mut edited = String::new();

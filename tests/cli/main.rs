@@ -8,6 +8,7 @@ mod device;
 mod distill;
 mod learners;
 mod limits;
+mod outside_substrate;
 mod readme;
 mod recurrent;
 mod scenario;

@@ -107,7 +107,7 @@ fn every_readme_command_parses() {
         for v in variants(&cmd) {
             let w = words(&v);
             checked += 1;
-            if let Err(e) = mortal::cli::Cli::try_parse_from(&w)
+            if let Err(e) = mortal_cli::cli::Cli::try_parse_from(&w)
                 && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
             {
                 failures.push(format!("{}\n    -> {}", w.join(" "), e.render()));
@@ -141,10 +141,7 @@ fn book_pages() -> Vec<std::path::PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src"),
-        &mut out,
-    );
+    walk(&super::common::root().join("docs/src"), &mut out);
     out.sort();
     out
 }
@@ -202,7 +199,7 @@ fn set(w: &mut Vec<String>, flag: &str, value: &str) {
 /// out, and said: downloads (`data fetch`), and the quickstart (its own test runs it).
 #[test]
 fn every_readme_command_runs_at_smoke_size() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = &super::common::root();
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     std::os::unix::fs::symlink(root.join("scenarios"), cwd.join("scenarios")).unwrap();

@@ -195,7 +195,7 @@ fn a_killed_run_resumes_bit_identical() {
 #[test]
 fn broken_runs_are_redone_or_refused_never_used() {
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = super::common::root();
     let scenario = root.join("scenarios/quickstart.toml");
     let out = dir.path().join("q");
     let run = |out: &Path| {
@@ -280,9 +280,9 @@ fn non_utf8_paths_do_not_panic() {
 #[test]
 fn runs_carry_their_energy_model_file() {
     let dir = tempfile::tempdir().unwrap();
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = super::common::root();
     let model = dir.path().join("my-model.toml");
-    std::fs::copy(root.join("src/cost/models/pcm.toml"), &model).unwrap();
+    std::fs::copy(root.join("crates/mortal/src/cost/models/pcm.toml"), &model).unwrap();
     let out = dir.path().join("run");
     run_ok(train_args(&out, "1").arg("--energy").arg(&model));
     let r = read_json(&out.join("results.json"));
@@ -299,7 +299,7 @@ fn runs_carry_their_energy_model_file() {
     let sdir = dir.path().join("study");
     std::fs::create_dir_all(&sdir).unwrap();
     std::fs::copy(
-        root.join("src/cost/models/pcm.toml"),
+        root.join("crates/mortal/src/cost/models/pcm.toml"),
         sdir.join("model.toml"),
     )
     .unwrap();
