@@ -95,9 +95,15 @@ fn distill_writes_student_copy_and_scratch_metrics_and_a_sweep() {
         "transfer",
         "temperature",
         "config",
+        "function_agreement",
+        "teacher_function_agreement",
     ] {
         assert!(!r[key].is_null(), "results.json lacks {key}: {r}");
     }
+    // The default recipe: the per-layer loss with hints from this FF teacher.
+    assert_eq!(r["config"]["distill"]["loss"], "layer-kl", "{r}");
+    assert_eq!(r["hint_weight"], 3.0, "{r}");
+    assert_fractions(&r, &["function_agreement", "teacher_function_agreement"]);
     assert_eq!(r["transfer"], 400);
     assert_eq!(r["student_seed"], 2);
     assert_eq!(r["algo"], "ff-distill");
@@ -197,6 +203,16 @@ fn distill_takes_a_backprop_teacher() {
             "scratch_agreement",
         ],
     );
+    // No hints from a backprop teacher: none by default, refused when asked for.
+    assert_eq!(r["hint_weight"], 0.0, "{r}");
+    let (code, err) = run_err(distill_to(&teacher, &dir.path().join("h"), "reram").args([
+        "--transfer",
+        "300",
+        "--hint-weight",
+        "3",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hint-weight") && err.contains("Forward-Forward"), "{err}");
     let (code, err) = run_err(distill_to(&teacher, &dir.path().join("g"), "reram").args([
         "--transfer",
         "300",
@@ -243,6 +259,15 @@ fn distill_rejects_bad_inputs_with_one_line() {
         run_err(distill(&missing, &out).args(["--transfer", "10", "--teacher-reads", "0"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("teacher-reads"), "{err}");
+    for bad in [
+        vec!["--hint-weight=-1"],
+        vec!["--hint-weight", "nan"],
+        vec!["--loss", "contrastive", "--hint-weight", "3"],
+    ] {
+        let (code, err) = run_err(distill(&missing, &out).args(["--transfer", "10"]).args(&bad));
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains("hint-weight"), "{bad:?}: {err}");
+    }
     let (code, err) =
         run_err(distill(&missing, &out).args(["--transfer", "10", "--student-seed", "9-3"]));
     assert_eq!(code, 2, "{err}");
@@ -266,6 +291,19 @@ fn distill_rejects_bad_inputs_with_one_line() {
     ]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("32, 32") && err.contains("16, 16"), "{err}");
+    // Hints need the teacher's widths, too.
+    let (code, err) = run_err(distill(&teacher, &out).args([
+        "--transfer",
+        "100",
+        "--init",
+        "scratch",
+        "--student-layers",
+        "16,16",
+        "--hint-weight",
+        "3",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hint-weight") && err.contains("16, 16"), "{err}");
 
     // A transfer file of the wrong image size or dtype.
     let npy = dir.path().join("images.npy");

@@ -1,24 +1,29 @@
 //! The cost of a distillation step: the teacher measured on the batch on its own chip
-//! (one neutral-label pass and its head) plus the student's softly supervised FF step on
-//! its chip, against a plain FF step (true labels) on the same kind of chip, timed
-//! alternately.
+//! (one neutral-label pass and its head) plus the student's step on its chip, against a
+//! plain FF step (true labels) on the same kind of chip, timed alternately. Two student
+//! steps: the contrastive loss (FF's own step with teacher-drawn labels), and the default
+//! recipe, the per-layer KL with hints (11 passes per image, plus the teacher's layer
+//! activities read on the batch).
 
 use super::{Measurement, alternately, ff_config, ff_topology, label, random, time_median};
 use mortal::data::{CLASSES, PIXELS};
 use mortal::error::Result;
+use mortal::learn::distill::DEFAULT_HINT_WEIGHT;
 use mortal::learn::distill::{sample_label, sample_wrong, softmax_t};
-use mortal::learn::ff::{FfLearner, Scores, SoftSupervision};
+use mortal::learn::ff::{FfLearner, LayerKlSupervision, Scores, SoftSupervision};
 use mortal::linalg::Mat;
 use mortal::rng::stream;
 use mortal::substrate::device::{Chip, HardwareSpec};
 
-/// Distillation steps (teacher chip #1 → student chip #2) against FF steps on chip #2.
+/// Distillation steps (teacher chip #1 → student chip #2) against FF steps on chip #2;
+/// `hints`: the default recipe (per-layer KL with hints) instead of the contrastive step.
 pub(super) fn distill_vs_ff(
     spec: &HardwareSpec,
     hidden: &[usize],
     batch: usize,
     batches: usize,
     repeats: usize,
+    hints: bool,
 ) -> Result<Measurement> {
     let topo = ff_topology(hidden)?;
     let cfg = ff_config(hidden);
@@ -54,20 +59,33 @@ pub(super) fn distill_vs_ff(
                 neg.push(sample_wrong(&pt, p, &mut draws));
                 targets.column_mut(j).copy_from_slice(&pt);
             }
-            let sup = SoftSupervision {
-                positives: &pos,
-                negatives: &neg,
-                head_targets: &targets,
-                head_temperature: 2.0,
+            let step = if hints {
+                let acts =
+                    t_learner.neutral_activities(&mut teacher, &images, &mut tnoise, &mut sc);
+                let sup = LayerKlSupervision {
+                    targets: &targets,
+                    layer_temperature: 20.0,
+                    head_temperature: 2.0,
+                    hints: Some((&acts, DEFAULT_HINT_WEIGHT)),
+                };
+                s_learner.train_batch_layer_kl(&mut student, &images, &sup, 1.0, &mut snoise)
+            } else {
+                let sup = SoftSupervision {
+                    positives: &pos,
+                    negatives: &neg,
+                    head_targets: &targets,
+                    head_temperature: 2.0,
+                };
+                s_learner.train_batch_soft(
+                    &mut student,
+                    &images,
+                    &sup,
+                    1.0,
+                    &mut draws,
+                    &mut snoise,
+                )
             };
-            if let Err(e) = s_learner.train_batch_soft(
-                &mut student,
-                &images,
-                &sup,
-                1.0,
-                &mut draws,
-                &mut snoise,
-            ) {
+            if let Err(e) = step {
                 failed = Some(e);
             }
         }
@@ -97,7 +115,8 @@ pub(super) fn distill_vs_ff(
     }
     Ok(Measurement {
         name: format!(
-            "distill-step {} b{batch} chip {} vs ff",
+            "distill-step{} {} b{batch} chip {} vs ff",
+            if hints { " hints" } else { "" },
             label(hidden),
             spec.name
         ),

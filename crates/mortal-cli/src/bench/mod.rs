@@ -679,15 +679,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         ));
     }
     for spec in [&reram, &harsh] {
-        let small = &small;
-        cases.push((
-            format!(
-                "distill-step {} b100 chip {} vs ff",
-                label(small),
-                spec.name
-            ),
-            Box::new(move || distill::distill_vs_ff(spec, small, 100, batches, r)),
-        ));
+        for hints in [false, true] {
+            let small = &small;
+            cases.push((
+                format!(
+                    "distill-step{} {} b100 chip {} vs ff",
+                    if hints { " hints" } else { "" },
+                    label(small),
+                    spec.name
+                ),
+                Box::new(move || distill::distill_vs_ff(spec, small, 100, batches, r, hints)),
+            ));
+        }
     }
     for spec in [None, Some(&reram)] {
         let small = &small;

@@ -1,6 +1,7 @@
 //! `mortal distill`: arguments and the command.
 
 use super::*;
+use mortal::learn::distill::{DistillLoss, Init, ScoreSource};
 
 /// `mortal distill` arguments.
 #[derive(Debug, Args)]
@@ -39,7 +40,7 @@ pub struct DistillArgs {
     /// distillation), scratch, or auto (copy where the teacher is an FF network of the
     /// student's shape, scratch otherwise). Default: auto.
     #[arg(long, value_enum)]
-    pub init: Option<InitArg>,
+    pub init: Option<Init>,
     /// Largest shift of each view, pixels (0 = off). Default: 0.
     #[arg(long)]
     pub jitter: Option<usize>,
@@ -61,13 +62,13 @@ pub struct DistillArgs {
     /// Who picks the contrastive loss's negative labels: the teacher (its probabilities
     /// over the other labels) or the student (its own hard negatives). Default: teacher.
     #[arg(long, value_enum)]
-    pub negatives: Option<DistillNegativesArg>,
+    pub negatives: Option<mortal::learn::distill::NegativeSource>,
     /// Baselines beside the student: copy (only the copy, evaluated), basic (copy, scratch
     /// with labels) or full (also copy fine-tuned with labels, and the distilled student
     /// from the other starting point).
     /// Default: full for one student, basic for several.
     #[arg(long, value_enum)]
-    pub baselines: Option<BaselinesArg>,
+    pub baselines: Option<mortal::train::distill::BaselineSet>,
     /// The student's hidden layers (default: the teacher's); `--init copy` needs the
     /// teacher's shape.
     #[arg(long, value_name = "W,W,...")]
@@ -77,7 +78,7 @@ pub struct DistillArgs {
     pub temperature: f32,
     /// Teacher scores that define its distribution.
     #[arg(long, value_enum, default_value = mortal::learn::distill::DistillConfig::default().source.name())]
-    pub source: SourceArg,
+    pub source: ScoreSource,
     /// Weight of the true label mixed into targets and positives (0 = pure distillation).
     #[arg(long, allow_hyphen_values = true, default_value_t = mortal::learn::distill::DistillConfig::default().hard_weight)]
     pub hard_weight: f32,
@@ -87,7 +88,7 @@ pub struct DistillArgs {
     /// The student layers' loss: FF's own with teacher-drawn positives and negatives, or
     /// a per-layer KL of each layer's per-label goodness softmax to the teacher.
     #[arg(long, value_enum, default_value = mortal::learn::distill::DistillConfig::default().loss.name())]
-    pub loss: LossArg,
+    pub loss: DistillLoss,
     /// Temperature τ of each layer's per-label goodness softmax (--loss layer-kl), in
     /// squared-activity units of goodness.
     #[arg(long, allow_hyphen_values = true, default_value_t = mortal::learn::distill::DistillConfig::default().layer_temperature)]
@@ -125,51 +126,12 @@ pub struct DistillArgs {
     pub title: String,
 }
 
-/// Student starting points.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum InitArg {
-    Auto,
-    Copy,
-    Scratch,
-}
-
-/// Who picks a distilled student's negatives.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum DistillNegativesArg {
-    Teacher,
-    Student,
-}
-
-/// Baseline sets.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum BaselinesArg {
-    Copy,
-    Basic,
-    Full,
-}
-
-/// Student layer losses.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LossArg {
-    Contrastive,
-    LayerKl,
-}
-
-/// Teacher score sources.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum SourceArg {
-    Softmax,
-    Goodness,
-}
-
 pub(super) fn distill_command(
     args: &DistillArgs,
     data_dir: Option<&Path>,
     rep: &Reporter,
 ) -> Result<()> {
-    use mortal::learn::distill::{
-        Augment, DistillConfig, DistillLoss, Init, ScoreSource, TransferSource,
-    };
+    use mortal::learn::distill::{Augment, DistillConfig, TransferSource};
     use mortal::train::distill as d;
     let transfers: Vec<usize> = parse_list("transfer", &args.transfer)?;
     if let Some(n) = transfers.iter().find(|n| **n == 0) {
@@ -202,24 +164,13 @@ pub(super) fn distill_command(
     }
     let dcfg = DistillConfig {
         temperature: args.temperature,
-        source: match args.source {
-            SourceArg::Softmax => ScoreSource::Softmax,
-            SourceArg::Goodness => ScoreSource::Goodness,
-        },
+        source: args.source,
         hard_weight: args.hard_weight,
         unlabelled: args.unlabelled || !source_images.labelled(),
         positive_temperature: args.positive_temperature,
-        loss: match args.loss {
-            LossArg::Contrastive => DistillLoss::Contrastive,
-            LossArg::LayerKl => DistillLoss::LayerKl,
-        },
+        loss: args.loss,
         layer_temperature: args.layer_temperature,
-        init: match args.init {
-            None => defaults.init,
-            Some(InitArg::Auto) => Init::Auto,
-            Some(InitArg::Copy) => Init::Copy,
-            Some(InitArg::Scratch) => Init::Scratch,
-        },
+        init: args.init.unwrap_or(defaults.init),
         augment: Augment {
             jitter: args.jitter.unwrap_or(defaults.augment.jitter),
             mixup: args.mixup.unwrap_or(defaults.augment.mixup),
@@ -227,11 +178,7 @@ pub(super) fn distill_command(
         teacher_reads: args.teacher_reads.unwrap_or(defaults.teacher_reads),
         head_epochs: args.head_epochs.unwrap_or(defaults.head_epochs),
         copy_layer_lr: args.copy_layer_lr.unwrap_or(defaults.copy_layer_lr),
-        negatives: match args.negatives {
-            None => defaults.negatives,
-            Some(DistillNegativesArg::Teacher) => mortal::learn::distill::NegativeSource::Teacher,
-            Some(DistillNegativesArg::Student) => mortal::learn::distill::NegativeSource::Student,
-        },
+        negatives: args.negatives.unwrap_or(defaults.negatives),
         hint_weight: args.hint_weight.or(defaults.hint_weight),
     };
     dcfg.validate()?;
@@ -252,9 +199,7 @@ pub(super) fn distill_command(
     let data = data_cfg.load_data(data_dir)?;
     let several = transfers.len() > 1 || seeds.len() > 1;
     let baselines = match args.baselines {
-        Some(BaselinesArg::Copy) => d::BaselineSet::Copy,
-        Some(BaselinesArg::Basic) => d::BaselineSet::Basic,
-        Some(BaselinesArg::Full) => d::BaselineSet::Full,
+        Some(b) => b,
         None if several => d::BaselineSet::Basic,
         None => d::BaselineSet::Full,
     };

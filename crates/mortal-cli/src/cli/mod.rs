@@ -20,11 +20,8 @@ mod distill;
 mod train_args;
 
 pub use device::{DeviceCommand, ResponseArgs};
-pub use distill::{BaselinesArg, DistillArgs, DistillNegativesArg, InitArg, LossArg, SourceArg};
-pub use train_args::{
-    AlgoArg, DatasetArg, GoodnessArg, NegativesArg, OptimizerArg, SignArg, TrainArgs,
-    parse_augment, train_command,
-};
+pub use distill::DistillArgs;
+pub use train_args::{OptimizerArg, TrainArgs, parse_augment, train_command};
 
 /// Simulator of mortal computation: Forward-Forward learning on varied analog chips.
 #[derive(Debug, Parser)]

@@ -2,72 +2,6 @@
 
 use super::*;
 
-/// Dataset names on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum DatasetArg {
-    Synthetic,
-    Mnist,
-    FashionMnist,
-    /// CIFAR-10, binary version (not bundled: `mortal data fetch cifar10`).
-    Cifar10,
-    /// The synthetic glyphs as 32 × 32 colour images (runs the CIFAR-10 path without files).
-    SyntheticColor,
-}
-
-impl From<DatasetArg> for DatasetKind {
-    fn from(d: DatasetArg) -> Self {
-        match d {
-            DatasetArg::Synthetic => DatasetKind::Synthetic,
-            DatasetArg::Mnist => DatasetKind::Mnist,
-            DatasetArg::FashionMnist => DatasetKind::FashionMnist,
-            DatasetArg::Cifar10 => DatasetKind::Cifar10,
-            DatasetArg::SyntheticColor => DatasetKind::SyntheticColor,
-        }
-    }
-}
-
-/// Algorithm names on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum AlgoArg {
-    /// Forward-Forward (digital, or in situ with --chip).
-    Ff,
-    /// Recurrent Forward-Forward with top-down connections (paper §3.4); ≥ 2 layers.
-    FfRecurrent,
-    /// Digital backprop.
-    Bp,
-    /// Digital backprop, then programmed onto the chip (--chip) and evaluated there.
-    BpDeploy,
-    /// Hardware-aware backprop (noise from the chip's nominal spec), then deployed.
-    BpHwa,
-    /// Physics-aware backprop: forward on the chip, backward through its nominal twin.
-    BpPat,
-    /// Analog SGD on the chip: transposed reads, rank-1 pulsed updates (--momentum 0).
-    BpAnalog,
-    /// Tiki-Taka v2 on the chip: gradients onto a fast array, thresholded transfer.
-    BpTtv2,
-    /// Chopped Tiki-Taka v2 (c-TTv2).
-    BpCttv2,
-    /// AGAD: chopped transfer with a dynamic reference.
-    BpAgad,
-}
-
-impl From<AlgoArg> for Algo {
-    fn from(a: AlgoArg) -> Self {
-        match a {
-            AlgoArg::Ff => Algo::Ff,
-            AlgoArg::FfRecurrent => Algo::FfRecurrent,
-            AlgoArg::Bp => Algo::Bp,
-            AlgoArg::BpDeploy => Algo::BpDeploy,
-            AlgoArg::BpHwa => Algo::BpHwa,
-            AlgoArg::BpPat => Algo::BpPat,
-            AlgoArg::BpAnalog => Algo::BpAnalog,
-            AlgoArg::BpTtv2 => Algo::BpTtv2,
-            AlgoArg::BpCttv2 => Algo::BpCttv2,
-            AlgoArg::BpAgad => Algo::BpAgad,
-        }
-    }
-}
-
 /// Optimiser names.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OptimizerArg {
@@ -81,10 +15,10 @@ pub enum OptimizerArg {
 pub struct TrainArgs {
     /// Learning algorithm.
     #[arg(long, value_enum, default_value = "ff")]
-    pub algo: AlgoArg,
+    pub algo: Algo,
     /// Dataset.
     #[arg(long, value_enum, default_value = "synthetic")]
-    pub dataset: DatasetArg,
+    pub dataset: DatasetKind,
     /// Hidden layers, comma-separated: dense widths (e.g. 2000,2000,2000,2000) or local
     /// layers local:HxWxC:fF:sS[:pP] (an H×W grid of C units each seeing F×F locations of
     /// the layer below, S apart, P of padding; e.g. local:4x4x128:f10:s6).
@@ -117,7 +51,7 @@ pub struct TrainArgs {
     pub weight_decay: Option<f32>,
     /// FF: how negative labels are chosen.
     #[arg(long, value_enum)]
-    pub negatives: Option<NegativesArg>,
+    pub negatives: Option<NegativeLabels>,
     /// FF: as-simulated (default) or analog-native (goodness read by one ADC per layer
     /// per pass, activities analog between layers, per-sample rank-1 pulse-train
     /// updates, no host ΔW; needs --chip with update mode stochastic-pulse, reset-only or
@@ -146,10 +80,10 @@ pub struct TrainArgs {
     pub temperature: Option<f32>,
     /// FF: whether positives aim for high (max-ssq) or low (min-ssq) goodness.
     #[arg(long, value_enum)]
-    pub sign: Option<SignArg>,
+    pub sign: Option<Sign>,
     /// FF: goodness function, sum of squared activities (sum-sq) or of activities (sum).
     #[arg(long, value_enum)]
-    pub goodness: Option<GoodnessArg>,
+    pub goodness: Option<GoodnessFn>,
     /// FF with --negatives hybrid: times each hybrid mask is blurred (default 10).
     #[arg(long)]
     pub hybrid_blurs: Option<usize>,
@@ -276,25 +210,6 @@ fn refuse_other_run(out: &Path, cfg: &TrainConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// Negative-data strategies.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum NegativesArg {
-    /// Wrong label ∝ the model's probabilities (reference recipe).
-    Hard,
-    /// Uniformly random wrong label.
-    Random,
-    /// Unsupervised FF: hybrid images of two training images, no label in the input, a
-    /// linear classifier on the hidden activities.
-    Hybrid,
-}
-
-/// Goodness functions.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum GoodnessArg {
-    SumSq,
-    Sum,
-}
-
 /// Parses `--augment jitter:K`.
 pub fn parse_augment(s: &str) -> Result<usize, Error> {
     let bad = || {
@@ -311,13 +226,6 @@ pub fn parse_augment(s: &str) -> Result<usize, Error> {
     k.parse().map_err(|_| bad())
 }
 
-/// Goodness orientation.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum SignArg {
-    MaxSsq,
-    MinSsq,
-}
-
 /// `--ff-mode`: the library's names of [`mortal::learn::ff::FfMode`].
 fn parse_ff_mode(s: &str) -> Result<mortal::learn::ff::FfMode, String> {
     serde_json::from_value(serde_json::Value::String(s.into()))
@@ -328,8 +236,8 @@ impl TrainArgs {
     /// The training configuration these arguments describe (not yet validated).
     pub fn to_config(&self) -> Result<TrainConfig, Error> {
         let mut cfg = TrainConfig {
-            algo: self.algo.into(),
-            dataset: self.dataset.into(),
+            algo: self.algo,
+            dataset: self.dataset,
             layers: match &self.net {
                 Some(name) => mortal::train::layers::named(name)?,
                 None => mortal::train::layers::parse_list(&self.layers)?,
@@ -340,7 +248,7 @@ impl TrainArgs {
             eval_every: self.eval_every,
             train_limit: self.train_limit,
             eval_limit: self.eval_limit,
-            ..TrainConfig::for_algo(self.algo.into())
+            ..TrainConfig::for_algo(self.algo)
         };
         if let Some(mode) = self.ff_mode {
             cfg.ff = mortal::learn::FfConfig::for_mode(mode);
@@ -369,17 +277,10 @@ impl TrainArgs {
         }
         let ff = &mut cfg.ff;
         if let Some(v) = self.negatives {
-            ff.negatives = match v {
-                NegativesArg::Hard => NegativeLabels::Hard,
-                NegativesArg::Random => NegativeLabels::Random,
-                NegativesArg::Hybrid => NegativeLabels::Hybrid,
-            };
+            ff.negatives = v;
         }
         if let Some(g) = self.goodness {
-            ff.goodness = match g {
-                GoodnessArg::SumSq => GoodnessFn::SumSq,
-                GoodnessArg::Sum => GoodnessFn::Sum,
-            };
+            ff.goodness = g;
         }
         if let Some(n) = self.hybrid_blurs {
             ff.hybrid_blurs = n;
@@ -392,10 +293,7 @@ impl TrainArgs {
             ff.temperature = t;
         }
         if let Some(s) = self.sign {
-            ff.sign = match s {
-                SignArg::MaxSsq => Sign::MaxSsq,
-                SignArg::MinSsq => Sign::MinSsq,
-            };
+            ff.sign = s;
         }
         if let Some(p) = self.peer_norm {
             ff.peer_norm = p;

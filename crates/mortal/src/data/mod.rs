@@ -156,6 +156,7 @@ impl Dataset {
 /// Which dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DatasetKind {
     /// Built-in procedurally drawn glyphs (no files needed).
     Synthetic,
@@ -163,7 +164,7 @@ pub enum DatasetKind {
     Mnist,
     /// Zalando's Fashion-MNIST.
     FashionMnist,
-    /// CIFAR-10, binary version (32 × 32 colour; not bundled, see [`cifar`]).
+    /// CIFAR-10, binary version (32 × 32 colour; not bundled: `mortal data fetch cifar10`).
     Cifar10,
     /// The synthetic glyphs as 32 × 32 colour images (random ink and background colours,
     /// random placement), for running the CIFAR-10 path without its files.

@@ -10,6 +10,7 @@ use crate::rng::Rng;
 /// How the wrong label of a negative sample is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum NegativeLabels {
     /// Uniformly among the nine wrong labels.
     Random,

@@ -14,6 +14,7 @@ use crate::substrate::{Precision, Topology};
 /// Which learning algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Algo {
     /// Supervised Forward-Forward, trained through the substrate.
     Ff,

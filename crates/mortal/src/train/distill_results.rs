@@ -15,6 +15,7 @@ use crate::learn::distill::{Augment, DistillConfig, Fidelity, Init, ScoreSource,
 /// Which baselines a student measures beside itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BaselineSet {
     /// Only the copy (evaluated, no training): for experiments on the student alone.
     Copy,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// How a layer's goodness is computed from its activities.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum GoodnessFn {
     /// Sum of squared activities `Σ yᵢ²` (the paper's main choice).
     #[default]
@@ -66,6 +67,7 @@ impl GoodnessFn {
 /// Which way round goodness separates positive from negative data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Sign {
     /// Positives have goodness above the threshold, negatives below.
     MaxSsq,
