@@ -212,7 +212,10 @@ fn distill_takes_a_backprop_teacher() {
         "3",
     ]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("hint-weight") && err.contains("Forward-Forward"), "{err}");
+    assert!(
+        err.contains("hint-weight") && err.contains("Forward-Forward"),
+        "{err}"
+    );
     let (code, err) = run_err(distill_to(&teacher, &dir.path().join("g"), "reram").args([
         "--transfer",
         "300",
@@ -264,7 +267,11 @@ fn distill_rejects_bad_inputs_with_one_line() {
         vec!["--hint-weight", "nan"],
         vec!["--loss", "contrastive", "--hint-weight", "3"],
     ] {
-        let (code, err) = run_err(distill(&missing, &out).args(["--transfer", "10"]).args(&bad));
+        let (code, err) = run_err(
+            distill(&missing, &out)
+                .args(["--transfer", "10"])
+                .args(&bad),
+        );
         assert_eq!(code, 2, "{bad:?}: {err}");
         assert!(err.contains("hint-weight"), "{bad:?}: {err}");
     }
@@ -303,7 +310,10 @@ fn distill_rejects_bad_inputs_with_one_line() {
         "3",
     ]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("hint-weight") && err.contains("16, 16"), "{err}");
+    assert!(
+        err.contains("hint-weight") && err.contains("16, 16"),
+        "{err}"
+    );
 
     // A transfer file of the wrong image size or dtype.
     let npy = dir.path().join("images.npy");
