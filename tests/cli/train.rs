@@ -231,8 +231,8 @@ fn bench_quick_writes_its_interface() {
         ms.iter()
             .filter(|m| m["cost_vs_ff_step"].as_f64().is_some())
             .count(),
-        2,
-        "distill-step rows on reram and harsh"
+        4,
+        "distill-step rows (contrastive and with hints) on reram and harsh"
     );
     // The same FF step with random negatives, the shared-machine row, and the foreign
     // load seen during every measurement (Linux: from /proc).
