@@ -61,6 +61,46 @@ fn a_second_writer_is_refused_and_the_first_run_completes() {
     );
 }
 
+/// A scenario's output directory has one writer: while another process holds it, `mortal
+/// run` into it exits 2 naming that process, and writes nothing; a shard holds only its
+/// own part (the shards of a job array may share a directory).
+#[test]
+fn a_second_scenario_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scen");
+    let held = mortal::fsutil::OutputLock::take(&out).unwrap();
+    let run = |extra: &[&str]| {
+        let mut c = mortal();
+        c.args([
+            "run",
+            "scenarios/quickstart.toml",
+            "--smoke",
+            "--no-plot",
+            "-q",
+            "--out",
+        ])
+        .arg(&out)
+        .args(extra);
+        c
+    };
+    let (code, err) = run_err(&mut run(&[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&std::process::id().to_string()) && err.contains("scen"),
+        "{err}"
+    );
+    assert!(!out.join("results.csv").exists());
+    // A shard is not blocked by the whole-directory lock of another process, only by
+    // another writer of the same shard.
+    let shard = mortal::fsutil::OutputLock::take_named(&out, ".mortal-shard-1-of-2.lock").unwrap();
+    let (code, err) = run_err(&mut run(&["--shard", "1/2"]));
+    assert_eq!(code, 2, "{err}");
+    drop(shard);
+    run_ok(&mut run(&["--shard", "0/2"]));
+    drop(held);
+    run_ok(&mut run(&[]));
+}
+
 /// Outputs never overlap inputs: an evaluation into its checkpoint's directory, or a
 /// student into (or inside) its teacher's, is refused before anything is written.
 #[test]

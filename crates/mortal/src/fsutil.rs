@@ -180,8 +180,14 @@ impl OutputLock {
     /// Takes the lock of `dir` (created if needed). Another process holding it is an
     /// [`Error::Param`] naming the directory and that process's pid (exit code 2).
     pub fn take(dir: &Path) -> Result<Self> {
+        Self::take_named(dir, OUTPUT_LOCK)
+    }
+
+    /// [`OutputLock::take`] with the lock file `name` (a dot file) in `dir`: one writer
+    /// per part of a directory that several processes share (a shard of a scenario).
+    pub fn take_named(dir: &Path, name: &str) -> Result<Self> {
         create_dir(dir)?;
-        let path = dir.join(OUTPUT_LOCK);
+        let path = dir.join(name);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

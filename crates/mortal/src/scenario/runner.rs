@@ -357,6 +357,15 @@ pub fn run(req: &RunRequest, reporter: &Reporter) -> crate::error::Result<Summar
             ..Summary::default()
         });
     }
+    // One writer per output directory (per shard of it: the shards of a job array may
+    // share a directory); a second `mortal run` into it exits 2 naming the first.
+    let _lock = match req.shard {
+        None => crate::fsutil::OutputLock::take(&dir)?,
+        Some(s) => crate::fsutil::OutputLock::take_named(
+            &dir,
+            &format!(".mortal-shard-{}-of-{}.lock", s.index, s.count),
+        )?,
+    };
     let (store, opened) = Store::open(&dir, p.manifest(), &p.scenario.text, req.force)
         .with_context(|| req.file.display().to_string())?;
     if !opened.forced_changes.is_empty() {
