@@ -177,7 +177,9 @@ fn bench_quick_writes_its_interface() {
         if let Some(c) = m["cost_vs_weights"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_vs_feedforward"].as_f64() {
-            assert!(c > 1.0 && rate.is_some_and(|r| r > 0.0), "{m}");
+            // A ratio of two timings: positive, whatever the machine's load (a recurrent
+            // step does more work, but a timed test must not depend on it).
+            assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_of_counting"].as_f64() {
             assert!(c > 0.0 && rate.is_some_and(|r| r > 0.0), "{m}");
         } else if let Some(c) = m["cost_vs_bp_analog"].as_f64() {
