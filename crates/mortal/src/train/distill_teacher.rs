@@ -326,18 +326,13 @@ impl Teacher {
             return Ok(m.clone());
         }
         let mut net = self.net.lock().expect("teacher lock");
-        let base = derive(self.seed, &key);
-        let mut sum: Option<Mat> = None;
-        for r in 0..reads.max(1) {
-            let m = net.output(data, self.source, &mut indexed(base, r as u64))?;
-            sum = Some(match sum {
-                None => m,
-                Some(s) => s + m,
-            });
-        }
-        let mut m = sum.expect("at least one read");
-        m /= reads.max(1) as f32;
-        let m = Arc::new(m);
+        let m = Arc::new(mean_of_reads(
+            &mut net,
+            data,
+            self.source,
+            derive(self.seed, &key),
+            reads,
+        )?);
         self.sets
             .lock()
             .expect("teacher lock")
@@ -361,19 +356,7 @@ impl Teacher {
             key.epoch as u64,
         );
         let base = derive_index(derive_index(base, key.view_seed), key.order_seed);
-        let mut sum: Option<Mat> = None;
-        for r in 0..key.reads.max(1) {
-            let m = net.output(views, self.source, &mut indexed(base, r as u64))?;
-            sum = Some(match sum {
-                None => m,
-                Some(s) => s + m,
-            });
-        }
-        let mut m = sum.expect("at least one read");
-        if key.reads > 1 {
-            m /= key.reads as f32;
-        }
-        let m = Arc::new(m);
+        let m = Arc::new(mean_of_reads(&mut net, views, self.source, base, key.reads)?);
         self.views
             .lock()
             .expect("teacher lock")
@@ -411,6 +394,30 @@ impl Teacher {
     pub fn view_measurements(&self) -> usize {
         *self.measured.lock().expect("teacher lock")
     }
+}
+
+/// The mean of `reads` (at least one) outputs of `net` on `data`, read `r` drawing its
+/// read noise from stream `r` of `base` (one read is returned as it is).
+fn mean_of_reads(
+    net: &mut Net,
+    data: &Dataset,
+    source: ScoreSource,
+    base: u64,
+    reads: usize,
+) -> Result<Mat> {
+    let mut sum: Option<Mat> = None;
+    for r in 0..reads.max(1) {
+        let m = net.output(data, source, &mut indexed(base, r as u64))?;
+        sum = Some(match sum {
+            None => m,
+            Some(s) => s + m,
+        });
+    }
+    let mut m = sum.expect("at least one read");
+    if reads > 1 {
+        m /= reads as f32;
+    }
+    Ok(m)
 }
 
 /// An FF network's (head logits, goodness log-odds if `goodness`) for `data`.
