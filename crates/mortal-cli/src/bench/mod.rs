@@ -581,6 +581,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
         },
         ..ff.clone()
     };
+    // Analog-native FF (goodness read in the periphery, rank-1 pulse trains; plain SGD,
+    // without the analog momentum's fast arrays) on the same stochastic-pulse chip: its
+    // cost beside the as-simulated `stochastic-pulse sgd` row.
+    let native = FfConfig {
+        mode: mortal::learn::ff::FfMode::AnalogNative,
+        negatives: mortal::data::negatives::NegativeLabels::Random,
+        peer_norm: 0.0,
+        ..sgd.clone()
+    };
     let few = (batches / 4).max(1);
     let torch = opts
         .pytorch
@@ -634,7 +643,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             Box::new(|| ff_evaluation(&big, eval_big, r)),
         ));
     }
-    let chip_cases: [(&str, &HardwareSpec, &FfConfig, usize, Precision); 5] = [
+    let chip_cases: [(&str, &HardwareSpec, &FfConfig, usize, Precision); 6] = [
         ("chip reram", &reram, &ff, batches, F32),
         ("chip harsh", &harsh, &ff, batches, F32),
         ("chip reram bf16 reads", &reram, &ff, batches, Bf16),
@@ -643,6 +652,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
             "chip reram stochastic-pulse sgd",
             &stochastic,
             &sgd,
+            few,
+            F32,
+        ),
+        (
+            "chip reram stochastic-pulse analog-native",
+            &stochastic,
+            &native,
             few,
             F32,
         ),
