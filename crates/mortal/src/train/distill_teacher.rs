@@ -356,7 +356,13 @@ impl Teacher {
             key.epoch as u64,
         );
         let base = derive_index(derive_index(base, key.view_seed), key.order_seed);
-        let m = Arc::new(mean_of_reads(&mut net, views, self.source, base, key.reads)?);
+        let m = Arc::new(mean_of_reads(
+            &mut net,
+            views,
+            self.source,
+            base,
+            key.reads,
+        )?);
         self.views
             .lock()
             .expect("teacher lock")
